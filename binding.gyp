@@ -1,0 +1,15 @@
+{
+  "targets": [
+    {
+      "target_name": "udax",
+      "sources": ["native/addon.cc", "native/map.cc", "native/flush.cc", "native/fault.cc", "native/futex.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags!": ["-fno-exceptions"],
+      "defines!": ["NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES" }
+    }
+  ]
+}

@@ -201,8 +201,9 @@ static void udax_sigsegv(int sig, siginfo_t *si, void *uctx) {
       r->in_handler.fetch_add(1, std::memory_order_seq_cst);
       st = r->state.load(std::memory_order_seq_cst);
       bool inside = addr >= r->start && addr < r->end;
-      if (st == REGION_LIVE && inside && r->tracked) {
-        handle_write_fault(r, addr);
+      if (st == REGION_LIVE && inside && r->mode != REGION_UNTRACKED) {
+        if (r->mode == REGION_TRACKED) handle_write_fault(r, addr);
+        else mprotect((void *)(addr & ~(uintptr_t)4095), 4096, PROT_READ | PROT_WRITE);
         r->in_handler.fetch_sub(1, std::memory_order_release);
         errno = saved_errno;
         return;

@@ -193,8 +193,8 @@ static std::atomic<int> g_regions_lock{0};
 
 static void region_release_if_unused(int slot);
 
-// mapRegion(fd, fileOffset, length, shared, writable, tracked, tableId, mapSync) -> slot
-// shared+tracked mappings start read-only: the first store faults.
+// mapRegion(fd, fileOffset, length, shared, writable, mode, tableId, mapSync) -> slot
+// Shared writable tracked (and bare) mappings start read-only: the first store faults.
 static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
@@ -202,13 +202,14 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
   bool shared = info[3].As<Napi::Boolean>().Value();
   bool writable = info[4].As<Napi::Boolean>().Value();
-  bool tracked = info[5].As<Napi::Boolean>().Value();
+  int mode = info[5].As<Napi::Number>().Int32Value();
   int table_id = info[6].As<Napi::Number>().Int32Value();
   bool map_sync = info[7].As<Napi::Boolean>().Value();
   udax_table *t = table_get(table_id);
   if (!t) throw errno_error(env, EBADF, "mapRegion");
 
-  int prot = PROT_READ | (writable && !tracked ? PROT_WRITE : 0);
+  if (!shared || !writable) mode = REGION_UNTRACKED;
+  int prot = PROT_READ | (writable && mode == REGION_UNTRACKED ? PROT_WRITE : 0);
   int flags = shared ? (map_sync ? MAP_SHARED_VALIDATE | MAP_SYNC : MAP_SHARED) : MAP_PRIVATE;
   void *p = mmap(nullptr, length, prot, flags | MAP_NORESERVE, fd, (off_t)offset);
   if (p == MAP_FAILED) throw errno_error(env, errno, "mmap");
@@ -243,7 +244,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->file_offset = offset;
   r->table_id = table_id;
   r->table = t;
-  r->tracked = shared && writable && tracked;
+  r->mode = mode;
   r->first_entry = first;
   r->n_entries = n;
   r->writable = flags_mem;
@@ -384,7 +385,7 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   int high = g_regions_high.load(std::memory_order_acquire);
   for (int i = 0; i < high; i++) {
     udax_region *r = &g_regions[i];
-    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->tracked || r->table_id != table_id) continue;
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->mode != REGION_TRACKED || r->table_id != table_id) continue;
     uint32_t lo = first > r->first_entry ? first : r->first_entry;
     uint32_t hi_region = r->first_entry + r->n_entries - 1;
     uint32_t hi = last < hi_region ? last : hi_region;

@@ -28,6 +28,11 @@ struct udax_table {
 
 enum udax_region_state { REGION_FREE = 0, REGION_BUSY, REGION_LIVE, REGION_TOMBSTONE };
 
+// What the fault handler does on a write fault in a region: nothing (chain:
+// a genuine crash), the DAX fault path, or — for the benchmark baseline
+// only — a bare mprotect of the page with no entry lock or tag.
+enum udax_region_mode { REGION_UNTRACKED = 0, REGION_TRACKED = 1, REGION_BARE = 2 };
+
 // One mapping (the kernel's vma) in the lock-free table the fault handler
 // reads. Fields are written while the slot is BUSY and published by a
 // release store of state; the handler only trusts a LIVE slot it acquired.
@@ -39,7 +44,7 @@ struct udax_region {
   uint64_t file_offset;         // file offset of start
   int table_id;
   udax_table *table;
-  bool tracked;                 // shared and writable: faults are ours
+  int mode;                     // REGION_UNTRACKED / REGION_TRACKED / REGION_BARE
   uint32_t first_entry;         // entry containing file_offset
   uint32_t n_entries;           // entries the region touches
   uint8_t *writable;            // per entry: 1 while mapped read-write here

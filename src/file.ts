@@ -5,7 +5,7 @@ import { EntryTable, DIRTY } from './entry.js';
 import { DaxError, errnoError, nativeCall, rangeError, typeError } from './errors.js';
 import { flushChoice, type FlushInstruction } from './flush.js';
 import { Mapping, type MapOptions, type MappingHandle } from './mapping.js';
-import { native } from './native.js';
+import { native, RegionMode } from './native.js';
 import { tracker } from './tracker.js';
 import * as check from './validate.js';
 import { PAGE_SIZE, PMD_SIZE } from './validate.js';
@@ -85,7 +85,7 @@ export class DaxFile {
     this.isTmpfs = isTmpfs;
     // A read-only view of the whole file: writeback flushes through it the
     // entries no tracked mapping holds (dirtied through one since unmapped).
-    this.fallbackSlot = nativeCall(path, () => native.mapRegion(fd, 0, size, true, false, false, table.id, false));
+    this.fallbackSlot = nativeCall(path, () => native.mapRegion(fd, 0, size, true, false, RegionMode.Untracked, table.id, false));
   }
 
   /** The cache-flush instruction writeback uses in this process. */
@@ -119,7 +119,8 @@ export class DaxFile {
     const tracked = !isPrivate && !this.readOnly;
     if (tracked) tracker.check(this.path);
     const slot = nativeCall(this.path, () =>
-      native.mapRegion(this.fd, offset, length, !isPrivate, !this.readOnly || isPrivate, tracked, this.table.id, this.isPmem && tracked),
+      native.mapRegion(this.fd, offset, length, !isPrivate, !this.readOnly || isPrivate,
+        tracked ? RegionMode.Tracked : RegionMode.Untracked, this.table.id, this.isPmem && tracked),
     );
     const mapping = new Mapping(this, slot, offset, length, isPrivate, true);
     this.#mappings.add(mapping);

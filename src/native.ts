@@ -12,6 +12,14 @@ export interface TableView {
   path: string;
 }
 
+/** What a write fault in a region does (udax.h udax_region_mode). */
+export enum RegionMode {
+  Untracked = 0,
+  Tracked = 1,
+  /** Benchmark baseline only: mprotect the page writable, no lock or tag. */
+  Bare = 2,
+}
+
 export interface RegionViewResult {
   buffer: ArrayBuffer;
   hold: object;
@@ -44,7 +52,7 @@ export interface NativeAddon {
   tableAttach(id: number): TableView;
   mapRegion(
     fd: number, fileOffset: number, length: number, shared: boolean,
-    writable: boolean, tracked: boolean, tableId: number, mapSync: boolean,
+    writable: boolean, mode: RegionMode, tableId: number, mapSync: boolean,
   ): number;
   regionView(slot: number, offset: number, length: number, what: 0 | 1): RegionViewResult;
   detachView(buffer: ArrayBuffer, hold: object): void;
@@ -67,4 +75,4 @@ export interface NativeAddon {
 }
 
 const require = createRequire(import.meta.url);
-export const native: NativeAddon = require('../build/Release/udax.node');
+export const native: NativeAddon = require('../../build/Release/udax.node');

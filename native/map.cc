@@ -368,9 +368,10 @@ static Napi::Value RegionProtect(const Napi::CallbackInfo &info) {
 // mkcleanFlush(tableId, firstEntry, lastEntry, fallbackSlot) -> bytes flushed.
 // dax_entry_mkclean + dax_flush for a run of entries: write-protect them in
 // every tracked mapping of the file that holds them writable, and flush each
-// entry's cache lines once, through a mapping where its pages are present
-// (fallbackSlot, a read-only mapping of the whole file, for the rest). No
-// fence: the caller fences once per batch. Caller holds the entry locks.
+// entry's cache lines exactly once — through a mapping that holds the whole
+// entry writable (its pages are present there), else through fallbackSlot, a
+// read-only mapping of the whole file. No fence: the caller fences once per
+// batch. Caller holds the entry locks.
 static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int table_id = info[0].As<Napi::Number>().Int32Value();
@@ -380,45 +381,49 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   udax_table *t = table_get(table_id);
   if (!t || first > last || last >= t->n_entries) throw Napi::RangeError::New(env, "mkcleanFlush: bad range");
   const uint32_t shift = t->entry_shift;
-  std::vector<uint8_t> done(last - first + 1, 0);  // entry fully flushed already
+  const uint64_t file_size = fallback->end - fallback->start;
+  auto entry_end = [&](uint32_t e) {
+    uint64_t end = ((uint64_t)e + 1) << shift;
+    return end < file_size ? end : file_size;
+  };
+  std::vector<uint8_t> done(last - first + 1, 0);
   uint64_t flushed = 0;
   int high = g_regions_high.load(std::memory_order_acquire);
   for (int i = 0; i < high; i++) {
     udax_region *r = &g_regions[i];
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->mode != REGION_TRACKED || r->table_id != table_id) continue;
+    uint32_t region_last = r->first_entry + r->n_entries - 1;
     uint32_t lo = first > r->first_entry ? first : r->first_entry;
-    uint32_t hi_region = r->first_entry + r->n_entries - 1;
-    uint32_t hi = last < hi_region ? last : hi_region;
-    for (uint32_t e = lo; e <= hi && lo <= hi;) {
+    uint32_t hi = last < region_last ? last : region_last;
+    uint64_t region_to = r->file_offset + (r->end - r->start);
+    for (uint32_t e = lo; lo <= hi && e <= hi;) {
       if (!r->writable[e - r->first_entry]) { e++; continue; }
       uint32_t run_end = e;
-      while (run_end + 1 <= hi && r->writable[run_end + 1 - r->first_entry]) run_end++;
+      while (run_end < hi && r->writable[run_end + 1 - r->first_entry]) run_end++;
       int err = region_set_prot(r, e, run_end, false);
       if (err) throw errno_error(env, err, "mprotect");
-      // Flush the part of the run this region maps; whole entries are done.
-      uint64_t from = (uint64_t)e << shift, to = ((uint64_t)run_end + 1) << shift;
-      uint64_t region_to = r->file_offset + (r->end - r->start);
-      uint64_t cf = from > r->file_offset ? from : r->file_offset, ct = to < region_to ? to : region_to;
-      bool whole_first = cf == from, whole_last = ct == to;
-      if (!done[e - first] || !done[run_end - first]) {
-        flush_range((void *)(r->start + (cf - r->file_offset)), ct - cf);
-        flushed += ct - cf;
+      // Flush the entries this region covers whole, in contiguous pieces.
+      for (uint32_t k = e; k <= run_end;) {
+        uint64_t from = (uint64_t)k << shift;
+        if (done[k - first] || from < r->file_offset || entry_end(k) > region_to) { k++; continue; }
+        uint32_t piece_end = k;
+        while (piece_end < run_end && !done[piece_end + 1 - first] && entry_end(piece_end + 1) <= region_to) piece_end++;
+        uint64_t to = entry_end(piece_end);
+        flush_range((void *)(r->start + (from - r->file_offset)), to - from);
+        flushed += to - from;
+        memset(&done[k - first], 1, piece_end - k + 1);
+        k = piece_end + 1;
       }
-      for (uint32_t k = e; k <= run_end; k++)
-        if ((k != e || whole_first) && (k != run_end || whole_last)) done[k - first] = 1;
       e = run_end + 1;
     }
   }
-  // Entries no tracked mapping held writable (dirtied through a mapping since
-  // unmapped, or kept dirty after a writeback error): flush through fallback.
+  // Entries no tracked mapping held whole and writable (dirtied through a
+  // mapping since unmapped, or partly covered PMD entries): the fallback.
   for (uint32_t e = first; e <= last; e++) {
-    if (done[e - first]) continue;
-    uint64_t from = (uint64_t)e << shift, len = (uint64_t)1 << shift;
-    uint64_t fsize = fallback->end - fallback->start;
-    if (from >= fsize) continue;
-    if (from + len > fsize) len = fsize - from;
-    flush_range((void *)(fallback->start + from), len);
-    flushed += len;
+    uint64_t from = (uint64_t)e << shift;
+    if (done[e - first] || from >= file_size) continue;
+    flush_range((void *)(fallback->start + from), entry_end(e) - from);
+    flushed += entry_end(e) - from;
   }
   return Napi::Number::New(env, (double)flushed);
 }

@@ -1,5 +1,7 @@
 // The only file that loads the addon. Everything native goes through here.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 export interface TableView {
   id: number;
@@ -74,5 +76,14 @@ export interface NativeAddon {
   vmaUsage(): { used: number; budget: number };
 }
 
+/** build/ sits at the package root: one level up from src/, two from dist/src/. */
+function addonPath(): string {
+  for (const up of ['../', '../../']) {
+    const path = fileURLToPath(new URL(`${up}build/Release/udax.node`, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  throw new Error('udax: the native addon is not built; run `npm install` (or `npx node-gyp rebuild`)');
+}
+
 const require = createRequire(import.meta.url);
-export const native: NativeAddon = require('../../build/Release/udax.node');
+export const native: NativeAddon = require(addonPath());

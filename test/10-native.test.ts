@@ -1,0 +1,51 @@
+// Layer 1: the addon's constants, the flush choice, the fault handler install.
+import { readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { chooseFlushInstruction, flushChoice } from '../src/index.js';
+import { native } from '../src/native.js';
+
+describe('entry word layout', () => {
+  test('native/entry.h and the exported constants agree', () => {
+    const header = readFileSync(new URL('../native/entry.h', import.meta.url), 'utf8');
+    const define = (name: string) => Number(header.match(new RegExp(`#define ${name} (0x[0-9a-f]+|\\d+)u?`))![1]);
+    const c = native.constants;
+    expect(c.LOCKED).toBe(define('UDAX_ENTRY_LOCKED'));
+    expect(c.DIRTY).toBe(define('UDAX_ENTRY_DIRTY'));
+    expect(c.TOWRITE).toBe(define('UDAX_ENTRY_TOWRITE'));
+    expect(c.WAITERS).toBe(define('UDAX_ENTRY_WAITERS'));
+    expect(c.OWNER_SHIFT).toBe(define('UDAX_ENTRY_OWNER_SHIFT'));
+    expect(c.OWNER_MASK).toBe(define('UDAX_ENTRY_OWNER_MASK'));
+    expect(c.FLAGS_MASK).toBe(define('UDAX_ENTRY_FLAGS_MASK'));
+    expect(c.SUMMARY_SHIFT).toBe(define('UDAX_SUMMARY_SHIFT'));
+    const stats = header.slice(header.indexOf('enum udax_stat')).match(/UDAX_STAT_(\w+)/g)!.map((s) => s.slice(10));
+    stats.forEach((name, i) => expect(c.STATS[name as keyof typeof c.STATS], name).toBe(i));
+    // flags and owner bits do not overlap
+    expect(c.OWNER_MASK & c.FLAGS_MASK).toBe(0);
+  });
+});
+
+describe('flush instruction', () => {
+  const all = { clwb: true, clflushopt: true, clflush: true };
+  test('prefers clwb > clflushopt > clflush from CPUID', () => {
+    expect(chooseFlushInstruction(all, {}).instruction).toBe('clwb');
+    expect(chooseFlushInstruction({ ...all, clwb: false }, {}).instruction).toBe('clflushopt');
+    expect(chooseFlushInstruction({ clwb: false, clflushopt: false, clflush: true }, {}).instruction).toBe('clflush');
+  });
+  test('honours PMDK variables and UDAX_FLUSH', () => {
+    expect(chooseFlushInstruction(all, { PMEM_NO_CLWB: '1' })).toMatchObject({ instruction: 'clflushopt', reason: 'PMEM_NO_CLWB' });
+    expect(chooseFlushInstruction(all, { PMEM_NO_CLWB: '1', PMEM_NO_CLFLUSHOPT: '1' }).instruction).toBe('clflush');
+    expect(chooseFlushInstruction(all, { PMEM_NO_FLUSH: '1' })).toMatchObject({ instruction: 'none', reason: 'PMEM_NO_FLUSH' });
+    expect(chooseFlushInstruction(all, { UDAX_FLUSH: 'clflush', PMEM_NO_FLUSH: '1' })).toMatchObject({ instruction: 'clflush', reason: 'UDAX_FLUSH' });
+  });
+  test('rejects an unknown or missing instruction with a DaxError', () => {
+    expect(() => chooseFlushInstruction(all, { UDAX_FLUSH: 'wbinvd' })).toThrow(expect.objectContaining({ name: 'DaxError', code: 'EINVAL' }));
+    expect(() => chooseFlushInstruction({ ...all, clwb: false }, { UDAX_FLUSH: 'clwb' })).toThrow(expect.objectContaining({ code: 'ENOTSUP' }));
+  });
+  test('the process choice is set in the addon and matches this CPU', () => {
+    const choice = flushChoice();
+    expect(native.flushInstruction()).toBe(choice.instruction);
+    const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+    expect(choice.available.clwb).toBe(/\bclwb\b/.test(cpuinfo));
+    expect(choice.available.clflushopt).toBe(/\bclflushopt\b/.test(cpuinfo));
+  });
+});

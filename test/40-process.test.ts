@@ -1,0 +1,128 @@
+// Layer 4: behaviour that ends or breaks a process, each in a child process
+// with a timeout: genuine crashes still crash, WebAssembly traps still throw,
+// a self-deadlock aborts with a message, a replaced handler is refused.
+import { afterAll, describe, expect, test } from 'vitest';
+import { distIndex, removeScratch, runChild, scratchPath } from './helpers.js';
+
+afterAll(removeScratch);
+
+/** A child script that opens a scratch file and maps it (handler installed). */
+function withFile(body: string, opts: { size?: number } = {}): string {
+  return `
+    import * as udax from ${JSON.stringify(distIndex)};
+    const file = udax.open(${JSON.stringify(scratchPath('child'))}, { create: true, size: ${opts.size ?? 65536} });
+    const mapping = file.map();
+    mapping.bytes[0] = 1;
+    ${body}
+  `;
+}
+
+describe('crashes that are not udax\'s stay crashes', () => {
+  test('a stack overflow (a real SIGSEGV outside any mapping) kills the process', () => {
+    const r = runChild(withFile('function down(n) { return down(n + 1) + 1; } down(0);'), { args: ['--stack-size=50000'] });
+    expect(r.signal).toBe('SIGSEGV');
+  });
+
+  test('a store into a read-only file\'s mapping kills the process with SIGSEGV', () => {
+    const path = scratchPath('ro');
+    const r = runChild(`
+      import * as udax from ${JSON.stringify(distIndex)};
+      udax.open(${JSON.stringify(path)}, { create: true, size: 8192 }).close();
+      const ro = udax.open(${JSON.stringify(path)}, { readOnly: true });
+      const m = ro.map();
+      console.log('read', m.bytes[0]);
+      m.bytes[0] = 1;
+      console.log('survived');
+    `);
+    expect(r.stdout).toContain('read 0');
+    expect(r.stdout).not.toContain('survived');
+    expect(r.signal).toBe('SIGSEGV');
+  });
+
+  test('SIGSEGV sent with kill() still kills the process', () => {
+    const r = runChild(withFile(`process.kill(process.pid, 'SIGSEGV'); setTimeout(() => console.log('survived'), 500);`));
+    expect(r.stdout).not.toContain('survived');
+    expect(r.signal).toBe('SIGSEGV');
+  });
+
+  test('a WebAssembly out-of-bounds load still throws RuntimeError with udax loaded', () => {
+    // (module (memory 1) (func (export "load") (param i32) (result i32) local.get 0 i32.load))
+    const wasm = [0, 97, 115, 109, 1, 0, 0, 0, 1, 6, 1, 96, 1, 127, 1, 127, 3, 2, 1, 0, 5, 3, 1, 0, 1,
+      7, 8, 1, 4, 108, 111, 97, 100, 0, 0, 10, 9, 1, 7, 0, 32, 0, 40, 2, 0, 11];
+    const r = runChild(withFile(`
+      const { instance } = await WebAssembly.instantiate(new Uint8Array(${JSON.stringify(wasm)}));
+      console.log('in bounds', instance.exports.load(16));
+      try { instance.exports.load(1 << 24); console.log('no trap'); }
+      catch (e) { console.log(e.constructor.name, e.message); }
+      mapping.bytes[4096] = 2;
+      file.sync();
+      console.log('udax still works', file.stats().writeFaults);
+    `));
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('in bounds 0');
+    expect(r.stdout).toContain('RuntimeError memory access out of bounds');
+    expect(r.stdout).toContain('udax still works 2');
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('self-deadlock', () => {
+  test('a store into an entry whose lock the same thread holds aborts, naming file and offset', () => {
+    const path = scratchPath('dl');
+    const r = runChild(`
+      import * as udax from ${JSON.stringify(distIndex)};
+      const file = udax.open(${JSON.stringify(path)}, { create: true, size: 65536 });
+      const m = file.map();
+      file.withEntriesLocked(8192, 4096, () => { m.bytes[8192 + 5] = 1; });
+      console.log('survived');
+    `, { timeout: 10_000 });
+    expect(r.signal).toBe('SIGABRT');
+    expect(r.stderr).toMatch(new RegExp(`udax: self-deadlock: thread \\d+ stored into ${path} at offset 8192 while holding that entry's lock`));
+  });
+
+  test('taking a lock the same thread holds throws instead of hanging', () => {
+    const r = runChild(withFile(`
+      try { file.withEntriesLocked(0, 4096, () => file.sync()); }
+      catch (e) { console.log(e.code); }
+    `));
+    expect(r.stdout.trim()).toBe('ERR_UDAX_DEADLOCK');
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('a replaced SIGSEGV handler', () => {
+  test('map, sync and prepareWrite fail with ERR_UDAX_HANDLER_REPLACED', () => {
+    const r = runChild(withFile(`
+      process.on('SIGSEGV', () => {});
+      for (const [name, op] of [['sync', () => file.sync()], ['map', () => file.map()], ['prepareWrite', () => mapping.prepareWrite(0, 4096)]]) {
+        try { op(); console.log(name, 'ok'); } catch (e) { console.log(name, e.name, e.code, e.syscall); }
+      }
+    `));
+    expect(r.stdout).toContain('sync DaxError ERR_UDAX_HANDLER_REPLACED sigaction');
+    expect(r.stdout).toContain('map DaxError ERR_UDAX_HANDLER_REPLACED sigaction');
+    expect(r.stdout).toContain('prepareWrite DaxError ERR_UDAX_HANDLER_REPLACED sigaction');
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('flush instruction overrides', () => {
+  const cases: [Record<string, string>, string][] = [
+    [{ UDAX_FLUSH: 'clflushopt' }, 'clflushopt'],
+    [{ UDAX_FLUSH: 'clflush' }, 'clflush'],
+    [{ PMEM_NO_FLUSH: '1' }, 'none'],
+    [{ PMEM_NO_CLWB: '1' }, 'clflushopt'],
+  ];
+  for (const [env, expected] of cases) {
+    test(`${JSON.stringify(env)} -> ${expected}, and sync still works`, () => {
+      const r = runChild(withFile(`console.log(file.flushInstruction, file.sync().bytes);`), { env });
+      expect(r.stdout.trim()).toBe(`${expected} 4096`);
+    });
+  }
+  test('a bad UDAX_FLUSH makes open fail with a DaxError', () => {
+    const r = runChild(`
+      import * as udax from ${JSON.stringify(distIndex)};
+      try { udax.open('/dev/shm/never', { create: true, size: 4096 }); } catch (e) { console.log(e.name, e.code, e.message); }
+    `, { env: { UDAX_FLUSH: 'wbinvd' } });
+    expect(r.stdout).toContain('DaxError EINVAL UDAX_FLUSH=wbinvd');
+  });
+});

@@ -1,0 +1,56 @@
+// Test helpers: scratch files, real page protections, child processes.
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Mapping } from '../src/index.js';
+import { native } from '../src/native.js';
+
+let counter = 0;
+const made: string[] = [];
+
+/** A fresh path on /dev/shm, removed after the test file. */
+export function scratchPath(tag = 'f'): string {
+  const path = `/dev/shm/udax-test-${process.pid}-${tag}-${counter++}`;
+  made.push(path);
+  return path;
+}
+
+export function removeScratch(): void {
+  for (const p of made.splice(0)) rmSync(p, { force: true });
+}
+
+interface Vma { start: number; end: number; perms: string }
+
+function vmas(): Vma[] {
+  return readFileSync('/proc/self/maps', 'utf8').trim().split('\n').map((line) => {
+    const [range, perms] = line.split(' ');
+    const [a, b] = range.split('-');
+    return { start: parseInt(a, 16), end: parseInt(b, 16), perms };
+  });
+}
+
+/** The kernel's protection of each page of [offset, offset+length) of a
+ * mapping, from /proc/self/maps: true = writable. */
+export function writablePages(m: Mapping, offset = 0, length = m.length): boolean[] {
+  const base = native.regionAddress(m.slot);
+  const all = vmas();
+  const out: boolean[] = [];
+  for (let p = offset; p < offset + length; p += 4096) {
+    const addr = base + p;
+    const vma = all.find((v) => addr >= v.start && addr < v.end);
+    if (!vma) throw new Error(`no VMA at ${addr.toString(16)}`);
+    out.push(vma.perms[1] === 'w');
+  }
+  return out;
+}
+
+export const distIndex = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+
+/** Run an ES module script in a child node process with a timeout. */
+export function runChild(script: string, opts: { timeout?: number; env?: NodeJS.ProcessEnv; args?: string[] } = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [...(opts.args ?? []), '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: opts.timeout ?? 20_000,
+    env: { ...process.env, ...opts.env },
+  });
+}

@@ -26,6 +26,19 @@ std::atomic<int64_t> g_vma_used{0};
 std::atomic<int64_t> g_vma_budget{32000};
 
 static struct sigaction g_old_action;
+
+// Test hooks (setFaultTestHooks): widen the window between tagging DIRTY and
+// making the page writable, and optionally run the 2016 ordering (unlock
+// before mprotect), so a test can force the race the design must not have.
+static std::atomic<int64_t> g_test_delay_ns{0};
+static std::atomic<bool> g_test_order_2016{false};
+
+static void test_delay() {
+  int64_t ns = g_test_delay_ns.load(std::memory_order_relaxed);
+  if (!ns) return;
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
 static std::atomic<bool> g_installed{false};
 
 static const uint64_t kBlock = 2u << 20;  // the coarsening unit: a PMD block
@@ -150,9 +163,18 @@ static void handle_write_fault(udax_region *r, uintptr_t addr) {
   uint32_t index = (uint32_t)((r->file_offset + (addr - r->start)) >> t->entry_shift);
   if (over_vma_budget(r, index)) {
     coarsen_block(r, index);
+  } else if (g_test_order_2016.load(std::memory_order_relaxed)) {
+    // The 2016 bug, for tests only: DIRTY, unlock, then make writable.
+    entry_lock(t, index);
+    entry_set_dirty(t, index);
+    entry_unlock(t, index);
+    test_delay();
+    int err = region_set_prot(r, index, index, true);
+    if (err) fatal_in_handler("mprotect", err, r);
   } else {
     entry_lock(t, index);
     entry_set_dirty(t, index);
+    test_delay();
     int err = region_set_prot(r, index, index, true);
     entry_unlock(t, index);
     if (err == ENOMEM) coarsen_block(r, index);  // the store retries either way
@@ -257,7 +279,15 @@ static Napi::Value VmaUsage(const Napi::CallbackInfo &info) {
   return o;
 }
 
+// setFaultTestHooks(delayAfterDirtyNs, order2016): for tests only (see above).
+static Napi::Value SetFaultTestHooks(const Napi::CallbackInfo &info) {
+  g_test_delay_ns.store(info[0].As<Napi::Number>().Int64Value());
+  g_test_order_2016.store(info[1].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
 void init_fault(Napi::Env env, Napi::Object exports) {
+  exports.Set("setFaultTestHooks", Napi::Function::New(env, SetFaultTestHooks, "setFaultTestHooks"));
   exports.Set("installFaultHandler", Napi::Function::New(env, InstallFaultHandler, "installFaultHandler"));
   exports.Set("faultHandlerIsOurs", Napi::Function::New(env, FaultHandlerIsOurs, "faultHandlerIsOurs"));
   exports.Set("setVmaBudget", Napi::Function::New(env, SetVmaBudget, "setVmaBudget"));

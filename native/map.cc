@@ -365,6 +365,34 @@ static Napi::Value RegionProtect(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), err);
 }
 
+// Flush [addr, addr+len), skipping pages not resident in the page cache
+// (holes of a sparse file: no cache line to write back) when the piece is
+// large — a coarsened 2 MiB block may hold only a few written pages, and
+// touching the rest would allocate them. Returns the bytes flushed.
+static uint64_t flush_resident(void *addr, uint64_t len) {
+  const uint64_t kMincoreMin = 16 * kPage;
+  if (len < kMincoreMin) {
+    flush_range(addr, len);
+    return len;
+  }
+  uint64_t pages = (len + kPage - 1) / kPage, flushed = 0;
+  std::vector<unsigned char> resident(pages);
+  if (mincore(addr, len, resident.data()) != 0) {
+    flush_range(addr, len);
+    return len;
+  }
+  for (uint64_t p = 0; p < pages;) {
+    if (!(resident[p] & 1)) { p++; continue; }
+    uint64_t q = p;
+    while (q + 1 < pages && (resident[q + 1] & 1)) q++;
+    uint64_t from = p * kPage, to = (q + 1) * kPage < len ? (q + 1) * kPage : len;
+    flush_range((char *)addr + from, to - from);
+    flushed += to - from;
+    p = q + 1;
+  }
+  return flushed;
+}
+
 // mkcleanFlush(tableId, firstEntry, lastEntry, fallbackSlot) -> bytes flushed.
 // dax_entry_mkclean + dax_flush for a run of entries: write-protect them in
 // every tracked mapping of the file that holds them writable, and flush each
@@ -409,8 +437,7 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
         uint32_t piece_end = k;
         while (piece_end < run_end && !done[piece_end + 1 - first] && entry_end(piece_end + 1) <= region_to) piece_end++;
         uint64_t to = entry_end(piece_end);
-        flush_range((void *)(r->start + (from - r->file_offset)), to - from);
-        flushed += to - from;
+        flushed += flush_resident((void *)(r->start + (from - r->file_offset)), to - from);
         memset(&done[k - first], 1, piece_end - k + 1);
         k = piece_end + 1;
       }
@@ -422,8 +449,7 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   for (uint32_t e = first; e <= last; e++) {
     uint64_t from = (uint64_t)e << shift;
     if (done[e - first] || from >= file_size) continue;
-    flush_range((void *)(fallback->start + from), entry_end(e) - from);
-    flushed += entry_end(e) - from;
+    flushed += flush_resident((void *)(fallback->start + from), entry_end(e) - from);
   }
   return Napi::Number::New(env, (double)flushed);
 }

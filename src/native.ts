@@ -74,6 +74,9 @@ export interface NativeAddon {
   faultHandlerIsOurs(): boolean;
   setVmaBudget(n: number): void;
   vmaUsage(): { used: number; budget: number };
+  /** Tests only: sleep after tagging DIRTY in the fault handler, and/or use
+   * the 2016 ordering (unlock before making the page writable). */
+  setFaultTestHooks(delayAfterDirtyNs: number, order2016: boolean): void;
 }
 
 /** build/ sits at the package root: one level up from src/, two from dist/src/. */

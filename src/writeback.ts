@@ -3,10 +3,11 @@
 // 1. tagForWriteback: every DIRTY entry in range gets TOWRITE (a snapshot, so
 //    writers that keep dirtying cannot livelock the sync).
 // 2. writebackRun, per contiguous run of tagged entries, ascending:
-//    lock the run -> for entries still TOWRITE: mkclean (write-protect in every
-//    tracked mapping) + flush their cache lines -> one fence -> clear DIRTY and
-//    TOWRITE -> unlock and wake. An entry whose TOWRITE is gone was written
-//    back by a concurrent sync after our snapshot: nothing left to do.
+//    lock the run -> for entries still DIRTY|TOWRITE: mkclean (write-protect
+//    in every tracked mapping) + flush their cache lines -> one fence -> clear
+//    DIRTY and TOWRITE of exactly those -> unlock and wake. An entry whose
+//    TOWRITE is gone was written back by a concurrent sync after our
+//    snapshot: nothing left to do.
 // A store that arrives meanwhile faults on the read-only page, waits for the
 // entry lock, and re-dirties the entry after the flush: nothing is lost.
 import { DIRTY, TOWRITE, type EntryTable } from './entry.js';
@@ -43,6 +44,11 @@ export function tagForWriteback(table: EntryTable, first: number, last: number):
  * snapshot). Holds their locks, ascending, for the whole run. */
 function writebackRun(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, result: SyncResult): void {
   const words = table.words;
+  // Entries this run flushed: only these may be cleaned. TOWRITE alone is not
+  // enough — a concurrent sync may tag an entry after we found it not due
+  // (cleaned by a third sync, then re-dirtied), and clearing DIRTY on it
+  // would leave a writable page behind a clean entry.
+  const flushed = new Uint8Array(last - first + 1);
   let locked = first;
   try {
     for (; locked <= last; locked++) table.lock(locked);
@@ -52,6 +58,7 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
       if (due && start < 0) start = i;
       if (!due && start >= 0) {
         result.bytes += nativeCall(path, () => native.mkcleanFlush(table.id, start, i - 1, fallbackSlot));
+        flushed.fill(1, start - first, i - first);
         result.entries += i - start;
         start = -1;
       }
@@ -62,7 +69,7 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
     throw e;
   }
   for (let i = first; i <= last; i++) {
-    if (Atomics.load(words, i) & TOWRITE) table.cleanAndUnlock(i);
+    if (flushed[i - first]) table.cleanAndUnlock(i);
     else table.unlock(i);
   }
 }

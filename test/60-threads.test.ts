@@ -1,0 +1,323 @@
+// Layer 6: threads, races and the hard edges. The invariant under test:
+// while any shared mapping holds an entry writable, that entry is DIRTY.
+import { readFileSync, rmSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { afterAll, describe, expect, test } from 'vitest';
+import { open, PMD_SIZE, type DaxFile, type Mapping } from '../src/index.js';
+import { native } from '../src/native.js';
+import { distIndex, removeScratch, runChild, scratchPath, writablePages } from './helpers.js';
+
+afterAll(removeScratch);
+
+const PAGE = 4096;
+const DIRTY = native.constants.DIRTY;
+const LOCKED = native.constants.LOCKED;
+const workerUrl = (name: string) => new URL(`./workers/${name}`, import.meta.url);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function nextMessage(w: Worker, match?: (m: unknown) => boolean): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown) => {
+      if (match && !match(m)) return;
+      w.off('message', onMessage);
+      w.off('error', reject);
+      resolve(m);
+    };
+    w.on('message', onMessage);
+    w.once('error', reject);
+  });
+}
+
+interface MappingRef { slot: number; offset: number; length: number }
+
+/** The checked point: with every entry lock held (no fault or writeback can
+ * change any entry), no page of any mapping is writable behind a clean entry.
+ * Returns the pages checked. */
+function checkInvariant(file: DaxFile, mappings: MappingRef[]): number {
+  return file.withEntriesLocked(0, file.size, () => {
+    const maps = readFileSync('/proc/self/maps', 'utf8').trim().split('\n').map((l) => {
+      const [range, perms] = l.split(' ');
+      const [a, b] = range.split('-').map((x) => parseInt(x, 16));
+      return { a, b, w: perms[1] === 'w' };
+    });
+    let checked = 0;
+    for (const m of mappings) {
+      const base = native.regionAddress(m.slot);
+      for (const vma of maps) {
+        if (!vma.w || vma.b <= base || vma.a >= base + m.length) continue;
+        for (let addr = Math.max(vma.a, base); addr < Math.min(vma.b, base + m.length); addr += PAGE) {
+          const entry = Math.floor((m.offset + addr - base) / file.entrySize);
+          if (!(file.table.words[entry] & DIRTY)) {
+            throw new Error(`writable page with a clean entry: file offset ${m.offset + addr - base}`);
+          }
+          checked++;
+        }
+      }
+    }
+    return checked;
+  });
+}
+
+describe('worker threads', () => {
+  test('a worker attaches to the file and a mapping; stores and syncs on either side see the same tags', async () => {
+    const f = open(scratchPath(), { create: true, size: 8 * PAGE });
+    const m = f.map();
+    const w = new Worker(workerUrl('race-worker.mjs'), { workerData: { fileHandle: f.handle(), mappingHandle: m.handle() } });
+    await nextMessage(w, (x) => x === 'ready');
+    w.postMessage('store');
+    await nextMessage(w, (x) => x === 'stored');
+    expect(m.bytes[PAGE + 1]).toBe(42);
+    expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }]);
+    expect(f.stats().writeFaults).toBe(1);
+    expect(f.sync()).toEqual({ entries: 1, bytes: PAGE });
+    expect(writablePages(m, PAGE, PAGE)).toEqual([false]);
+    w.postMessage('store');  // re-dirties after our sync
+    await nextMessage(w, (x) => x === 'stored');
+    expect(f.stats().writeFaults).toBe(2);
+    w.postMessage('exit');
+    await new Promise((r) => w.once('exit', r));
+    expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }]);
+    f.close();
+  });
+});
+
+describe('the 2016 race, forced', () => {
+  // A worker's fault sleeps between tagging DIRTY and making the page
+  // writable, while this thread runs a sync in that window.
+  async function forcedInterleaving(order2016: boolean) {
+    const f = open(scratchPath(), { create: true, size: 4 * PAGE });
+    const m = f.map();
+    const w = new Worker(workerUrl('race-worker.mjs'), { workerData: { fileHandle: f.handle(), mappingHandle: m.handle() } });
+    await nextMessage(w, (x) => x === 'ready');
+    native.setFaultTestHooks(400e6, order2016);
+    try {
+      w.postMessage('store');
+      await nextMessage(w, (x) => x === 'storing');
+      await sleep(100);  // the fault is inside its window now
+      const during = f.table.words[1];
+      const synced = f.sync();
+      await nextMessage(w, (x) => x === 'stored');
+      const writable = writablePages(m, PAGE, PAGE)[0];
+      const dirty = f.dirtyRanges().length > 0;
+      const faults = f.stats().writeFaults;
+      m.bytes[PAGE + 2] = 7;  // a later store from this thread
+      const result = { during, synced, writable, dirty, refaulted: f.stats().writeFaults > faults, dirtyAfter: f.dirtyRanges() };
+      w.postMessage('exit');
+      await new Promise((r) => w.once('exit', r));
+      f.close();
+      return result;
+    } finally {
+      native.setFaultTestHooks(0, false);
+    }
+  }
+
+  test('our ordering: the sync waits for the fault, then cleans and write-protects; the next store faults', async () => {
+    const r = await forcedInterleaving(false);
+    expect(r.during & (DIRTY | LOCKED)).toBe(DIRTY | LOCKED);   // the fault holds the lock in its window
+    expect(r.synced).toEqual({ entries: 1, bytes: PAGE });
+    expect(r.writable).toBe(false);
+    expect(r.dirty).toBe(false);
+    expect(r.refaulted).toBe(true);
+    expect(r.dirtyAfter).toEqual([{ offset: PAGE, length: PAGE }]);
+  });
+
+  test('the 2016 ordering leaves a writable page behind a clean entry, and later stores are lost', async () => {
+    const r = await forcedInterleaving(true);
+    expect(r.during & (DIRTY | LOCKED)).toBe(DIRTY);            // tagged and already unlocked
+    expect(r.synced).toEqual({ entries: 1, bytes: PAGE });
+    expect(r.writable).toBe(true);                               // the bad state
+    expect(r.dirty).toBe(false);
+    expect(r.refaulted).toBe(false);                             // no fault: untracked
+    expect(r.dirtyAfter).toEqual([]);                            // the next sync would skip it
+  });
+});
+
+describe('stress: writers and syncers on many threads', () => {
+  // Faults per run (UDAX_STRESS_FAULTS=N for longer runs). A PMD entry
+  // faults once per sync epoch for 512 pages, so it gets fewer.
+  const scale = Number(process.env.UDAX_STRESS_FAULTS ?? 30_000) / 30_000;
+  const seconds = Number(process.env.UDAX_STRESS_SECONDS ?? 25);
+  for (const entrySize of [PAGE, PMD_SIZE]) {
+    test(`${entrySize === PAGE ? 'PTE' : 'PMD'} entries: no writable page behind a clean entry, no lost store`, async () => {
+      const pages = entrySize === PAGE ? 2048 : 16384;
+      const targetFaults = Math.round((entrySize === PAGE ? 30_000 : 3_000) * scale);
+      const writers = 3;
+      const f = open(scratchPath(), { create: true, size: pages * PAGE, entrySize });
+      const m = f.map();
+      const control = new SharedArrayBuffer(4);
+      const expected = new SharedArrayBuffer(pages * writers * 4);
+      const stop = new Int32Array(control);
+      const common = { fileHandle: f.handle(), mappingHandle: m.handle(), control, expected, writers, pages };
+      const threads: Worker[] = [];
+      const mappings: MappingRef[] = [{ slot: m.slot, offset: m.offset, length: m.length }];
+      for (let id = 0; id < writers; id++) {
+        const w = new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'writer', id, ownMapping: id === 0, seed: 7 + id } });
+        const ref = await nextMessage(w);
+        if (ref.slot !== m.slot) mappings.push(ref);
+        threads.push(w);
+      }
+      const syncer = new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'syncer', id: 99, seed: 99 } });
+      await nextMessage(syncer);
+      threads.push(syncer);
+      const finished = threads.map((w) => nextMessage(w, (x: any) => x?.done));
+      // Listen now: a worker may exit before the others report done.
+      const exited = threads.map((w) => new Promise((r) => w.once('exit', r)));
+
+      let checks = 0, checkedPages = 0, mainSyncs = 0;
+      const deadline = Date.now() + seconds * 1000;
+      while (f.stats().writeFaults < targetFaults && Date.now() < deadline) {
+        checkedPages += checkInvariant(f, mappings);
+        checks++;
+        f.sync(0, (pages / 2) * PAGE);  // overlaps the syncer's ranges
+        mainSyncs++;
+        await sleep(2);
+      }
+      Atomics.store(stop, 0, 1);
+      const reports = await Promise.all(finished);
+      await Promise.all(exited);
+
+      // Quiescent: one last sync cleans everything and leaves no page writable.
+      checkedPages += checkInvariant(f, mappings.slice(0, 1));  // the workers' own mappings are unmapped
+      f.sync();
+      expect(f.dirtyRanges()).toEqual([]);
+      expect(writablePages(m).some((x) => x)).toBe(false);
+      // Every store's last value is in the file.
+      const words = new Int32Array(m.bytes.buffer, m.bytes.byteOffset, m.length / 4);
+      const last = new Int32Array(expected);
+      let lost = 0, stored = 0;
+      for (let p = 0; p < pages; p++) {
+        for (let w = 0; w < writers; w++) {
+          if (last[p * writers + w]) stored++;
+          if (words[p * 1024 + w] !== last[p * writers + w]) lost++;
+        }
+      }
+      const s = f.stats();
+      console.log(`stress ${entrySize === PAGE ? 'PTE' : 'PMD'}: ${s.writeFaults} faults, ${s.syncs} syncs (${mainSyncs} main, ` +
+        `${reports.find((r) => r.syncs !== undefined).syncs} worker), ${checks} checked points over ${checkedPages} writable pages, ` +
+        `${reports.reduce((n, r) => n + (r.stores ?? 0), 0)} stores, ${stored} page slots, ${lost} lost`);
+      expect(lost).toBe(0);
+      expect(s.writeFaults).toBeGreaterThan(targetFaults / 10);
+      f.close();
+    }, (seconds + 60) * 1000);
+  }
+});
+
+describe('use after unmap from another thread', () => {
+  test('a stale view in a worker crashes with a message and never writes the file', () => {
+    const path = scratchPath('uau');
+    const r = runChild(`
+      import * as udax from ${JSON.stringify(distIndex)};
+      import { Worker } from 'node:worker_threads';
+      const file = udax.open(${JSON.stringify(path)}, { create: true, size: 65536 });
+      const m = file.map();
+      const w = new Worker(new URL(${JSON.stringify(workerUrl("stale-view-worker.mjs").href)}),
+        { execArgv: [], workerData: { fileHandle: file.handle(), mappingHandle: m.handle() } });
+      w.once('message', () => {
+        m.unmap();
+        const other = udax.open(${JSON.stringify(path + '-other')}, { create: true, size: 65536 }).map();
+        w.postMessage('go');
+        w.once('message', (x) => console.log(x));
+      });
+    `);
+    expect(r.signal, `status ${r.status} stdout ${r.stdout} stderr ${r.stderr}`).toBe('SIGSEGV');
+    expect(r.stdout).not.toContain('stored');
+    expect(r.stderr).toContain(`udax: access to ${path} at file offset 0x8 through a view of a mapping that was unmapped`);
+    expect(readFileSync(path)[8]).toBe(0);
+    expect(readFileSync(path + '-other').every((b) => b === 0)).toBe(true);
+    removeScratchExtra(path + '-other');
+  });
+});
+
+function removeScratchExtra(path: string) {
+  rmSync(path, { force: true });
+}
+
+describe('VMA budget', () => {
+  function scatteredStores(m: Mapping, pages: number, count: number, seed: number): Map<number, number> {
+    const stored = new Map<number, number>();
+    const windowPages = Math.min(pages, 2 ** 30 / PAGE);
+    const windows: Int32Array[] = [];
+    for (let k = 0; k * windowPages < pages; k++) {
+      const v = m.view(k * windowPages * PAGE, Math.min(windowPages, pages - k * windowPages) * PAGE);
+      windows.push(new Int32Array(v.buffer, v.byteOffset, v.length / 4));
+    }
+    let s = seed;
+    for (let i = 0; i < count; i++) {
+      s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+      const page = (s >>> 0) % pages;
+      const value = i + 1;
+      windows[Math.floor(page / windowPages)][(page % windowPages) * 1024 + 3] = value;
+      stored.set(page, value);
+    }
+    return stored;
+  }
+
+  function verify(m: Mapping, pages: number, stored: Map<number, number>): number {
+    let lost = 0;
+    const windowPages = Math.min(pages, 2 ** 30 / PAGE);
+    for (const [page, value] of stored) {
+      const k = Math.floor(page / windowPages);
+      const v = m.view(k * windowPages * PAGE + (page % windowPages) * PAGE + 12, 4);
+      if (new Int32Array(v.buffer, v.byteOffset, 1)[0] !== value) lost++;
+    }
+    return lost;
+  }
+
+  function mappingVmas(m: Mapping): number {
+    const base = native.regionAddress(m.slot);
+    return readFileSync('/proc/self/maps', 'utf8').trim().split('\n').filter((l) => {
+      const [a, b] = l.split(' ')[0].split('-').map((x) => parseInt(x, 16));
+      return a >= base && b <= base + m.length;
+    }).length;
+  }
+
+  test('past a small budget, faults coarsen to 2 MiB blocks; nothing is lost', () => {
+    const pages = 16384;
+    const f = open(scratchPath(), { create: true, size: pages * PAGE });  // installs the tracker first
+    const { budget, used: usedBefore } = native.vmaUsage();  // used: other tests' live islands
+    native.setVmaBudget(400 + usedBefore);
+    try {
+      const m = f.map();
+      const stored = scatteredStores(m, pages, 3000, 12345);
+      const s = f.stats();
+      expect(s.coarsenedBlocks).toBeGreaterThan(0);
+      expect(mappingVmas(m)).toBeLessThan(400 + 2 * 32 + 10);  // a block past the budget adds at most 2
+      expect(native.vmaUsage().used - usedBefore).toBeLessThanOrEqual(400 + 2 * 32);
+      f.sync();
+      expect(f.dirtyRanges()).toEqual([]);
+      expect(mappingVmas(m)).toBe(1);
+      expect(native.vmaUsage().used).toBe(usedBefore);
+      expect(verify(m, pages, stored)).toBe(0);
+      f.close();
+    } finally {
+      native.setVmaBudget(budget);
+    }
+  });
+
+  test('an 8 GiB file, 200,000 random pages stored through view windows, then a sync: nothing lost', () => {
+    const pages = (8 * 2 ** 30) / PAGE;
+    const f = open(scratchPath('8g'), { create: true, size: pages * PAGE });
+    const m = f.map();
+    expect(() => m.bytes).toThrow(RangeError);
+    const t0 = performance.now();
+    const stored = scatteredStores(m, pages, 200_000, 987654321);
+    const t1 = performance.now();
+    const s = f.stats();
+    expect(native.vmaUsage().used).toBeLessThanOrEqual(native.vmaUsage().budget + 2 * 4096);
+    const synced = f.sync();
+    const t2 = performance.now();
+    expect(f.dirtyRanges()).toEqual([]);
+    expect(mappingVmas(m)).toBe(1);
+    expect(verify(m, pages, stored)).toBe(0);
+    console.log(`8 GiB: ${stored.size} distinct pages, ${s.writeFaults} faults, ${s.coarsenedBlocks} coarsened blocks, ` +
+      `${s.coarsenedMappings} coarsened mappings, stores ${(t1 - t0).toFixed(0)} ms, sync ${(t2 - t1).toFixed(0)} ms ` +
+      `(${synced.entries} entries, ${(synced.bytes / 2 ** 20).toFixed(0)} MiB flushed)`);
+    // tracking goes on after the sync
+    const again = scatteredStores(m, pages, 1000, 42);
+    expect(f.stats().writeFaults).toBeGreaterThan(s.writeFaults);
+    f.sync();
+    expect(verify(m, pages, again)).toBe(0);
+    m.unmap();
+    f.close();
+  }, 120_000);
+});

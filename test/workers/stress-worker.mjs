@@ -1,0 +1,48 @@
+// A stress-test thread: a writer storing sequence numbers into random pages,
+// or a syncer writing back random ranges, until told to stop.
+import { parentPort, workerData } from 'node:worker_threads';
+import { attach } from '../../dist/src/index.js';
+
+const { role, id, fileHandle, mappingHandle, ownMapping, control, expected, writers, pages, seed } = workerData;
+const stop = new Int32Array(control);        // [0] = stop flag
+const last = new Int32Array(expected);       // last seq stored per (page, writer)
+const file = attach(fileHandle);
+
+let state = seed >>> 0 || 1;
+const random = (n) => {
+  state ^= state << 13; state ^= state >>> 17; state ^= state << 5;
+  return (state >>> 0) % n;
+};
+
+if (role === 'writer') {
+  const mapping = ownMapping ? file.map() : file.attachMapping(mappingHandle);
+  parentPort.postMessage({ slot: mapping.slot, offset: mapping.offset, length: mapping.length });
+  const words = new Int32Array(mapping.bytes.buffer, mapping.bytes.byteOffset, mapping.length / 4);
+  let seq = 0;
+  while (Atomics.load(stop, 0) === 0) {
+    for (let k = 0; k < 64; k++) {
+      const page = random(pages);
+      seq++;
+      words[page * 1024 + id] = seq;                 // the store under test
+      Atomics.store(last, page * writers + id, seq);  // recorded after it completed
+    }
+  }
+  parentPort.postMessage({ done: true, stores: seq });
+  mapping.unmap();
+} else {
+  const pageSize = 4096;
+  let syncs = 0;
+  parentPort.postMessage({ ready: true });
+  while (Atomics.load(stop, 0) === 0) {
+    if (random(4) === 0) {
+      file.sync();
+    } else {
+      const first = random(pages);
+      const count = 1 + random(pages - first);
+      file.sync(first * pageSize, count * pageSize);
+    }
+    syncs++;
+  }
+  parentPort.postMessage({ done: true, syncs });
+}
+file.close();

@@ -12,6 +12,7 @@
 import { DIRTY, TOWRITE, type EntryTable } from './entry.js';
 import { nativeCall } from './errors.js';
 import { native } from './native.js';
+import type { WritebackHooks } from './persist.js';
 
 /** What one sync wrote back. */
 export interface SyncResult {
@@ -41,7 +42,7 @@ export function tagForWriteback(table: EntryTable, first: number, last: number):
 
 /** Write back the tagged entries [first, last] (all tagged by the caller's
  * snapshot). Holds their locks, ascending, for the whole run. */
-function writebackRun(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, result: SyncResult): void {
+function writebackRun(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, result: SyncResult, hooks?: WritebackHooks): void {
   const words = table.words;
   let locked = first;
   try {
@@ -51,12 +52,15 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
       const due = i <= last && (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
       if (due && start < 0) start = i;
       if (!due && start >= 0) {
-        result.bytes += nativeCall(path, () => native.mkcleanFlush(table.id, start, i - 1, fallbackSlot));
+        const bytes = nativeCall(path, () => native.mkcleanFlush(table.id, start, i - 1, fallbackSlot));
+        result.bytes += bytes;
+        hooks?.flushed(start, i - 1, bytes);  // persist.ts: media copy, injected errors, delay
         result.entries += i - start;
         start = -1;
       }
     }
     native.fence();
+    hooks?.fenced();
   } catch (e) {
     for (let i = first; i < locked; i++) table.unlock(i);
     throw e;
@@ -69,7 +73,7 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
 
 /** sync: write back every entry of [first, last] that is dirty now. Returns
  * once each has been flushed and fenced, by this call or a concurrent one. */
-export function writeback(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number): SyncResult {
+export function writeback(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, hooks?: WritebackHooks): SyncResult {
   const started = process.hrtime.bigint();
   const result: SyncResult = { entries: 0, bytes: 0 };
   const tagged = tagForWriteback(table, first, last);
@@ -77,7 +81,7 @@ export function writeback(table: EntryTable, path: string, first: number, last: 
   for (let k = 0; k < tagged.length; ) {
     let end = k;
     while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
-    writebackRun(table, path, tagged[k], tagged[end], fallbackSlot, result);
+    writebackRun(table, path, tagged[k], tagged[end], fallbackSlot, result, hooks);
     k = end + 1;
   }
   table.trimSummary(first, last);

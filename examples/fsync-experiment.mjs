@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { open, checkRecovery } from '../dist/src/index.js';
+import { open, checkRecovery } from 'udax';  // this package, by name (package.json exports)
 import { Wal, recoverWal } from './wal.mjs';
 
 // tmpfs when there is one (the experiment is about semantics, not speed).

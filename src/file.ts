@@ -10,8 +10,15 @@ import { tracker } from './tracker.js';
 import * as check from './validate.js';
 import { PAGE_SIZE, PMD_SIZE } from './validate.js';
 import { writeback, type SyncResult } from './writeback.js';
+import {
+  attachPersistence, beginSync, closePersistence, DaxHandle, endSync, injectWritebackError, mediaInfo, parsePersistOptions,
+  persistHandle, persistStats, withPersistence, type MediaInfo, type PersistHandle, type PersistOptions, type PersistStats,
+} from './persist.js';
+import type { ErrCursor } from './errseq.js';
+import type { InjectOptions } from './inject.js';
+import * as crash from './crash.js';
 
-export interface OpenOptions {
+export interface OpenOptions extends PersistOptions {
   /** Extend the file to at least this many bytes (a multiple of 4096). */
   size?: number;
   /** Create the file if it does not exist (then `size` is required). */
@@ -32,6 +39,8 @@ export interface DaxFileHandle {
   readonly entrySize: number;
   readonly readOnly: boolean;
   readonly isPmem: boolean;
+  /** The persistence model, shared with workers (src/persist.ts). */
+  readonly persist?: PersistHandle;
 }
 
 export interface DaxStats {
@@ -51,6 +60,8 @@ export interface DaxStats {
   preparedEntries: number;
   /** Entries DIRTY now. */
   dirtyEntries: number;
+  /** Media, timing and writeback-error counters (src/persist.ts). */
+  persistence: PersistStats;
 }
 
 /** ext4, xfs: where a real DAX mount would be; tmpfs: memory. */
@@ -144,15 +155,17 @@ export class DaxFile {
 
   /** fsync/msync: write back every entry of [offset, offset+length) that is
    * dirty when the call starts: write-protect it in every shared mapping (of
-   * every thread), flush its cache lines, fence, clear DIRTY. */
-  sync(offset?: number, length?: number): SyncResult {
+   * every thread), flush its cache lines, fence, clear DIRTY. Throws a
+   * DaxError (e.g. EIO) once for each writeback error since this DaxFile
+   * last reported one (it is an open file: see openHandle()). */
+  sync(offset?: number, length?: number, /** @internal a DaxHandle's */ cursor?: ErrCursor): SyncResult {
     this.assertOpen('sync');
     const r = check.range('sync', offset, length, this.size);
     if (this.readOnly) return { entries: 0, bytes: 0 };
     tracker.check(this.path);
     const first = Math.floor(r.offset / this.entrySize);
     const last = Math.floor((r.offset + r.length - 1) / this.entrySize);
-    return writeback(this.table, this.path, first, last, this.fallbackSlot);
+    return endSync(this, writeback(this.table, this.path, first, last, this.fallbackSlot, beginSync(this)), cursor);
   }
 
   /** Run fn while holding the entry locks of [offset, offset+length), as a
@@ -208,6 +221,7 @@ export class DaxFile {
       syncTimeNs: t.stat('FLUSH_NS'),
       preparedEntries: t.stat('PREPARE_WRITES'),
       dirtyEntries,
+      persistence: persistStats(this),
     };
   }
 
@@ -216,8 +230,37 @@ export class DaxFile {
     this.assertOpen('handle');
     return {
       path: this.path, tableId: this.table.id, size: this.size, entrySize: this.entrySize,
-      readOnly: this.readOnly, isPmem: this.isPmem,
+      readOnly: this.readOnly, isPmem: this.isPmem, persist: persistHandle(this),
     };
+  }
+
+  // ---- persistence model: src/persist.ts, src/crash.ts -------------------
+
+  /** Where flushed data goes: 'shadow' media file, 'pmem' (the file), 'none'. */
+  get media(): MediaInfo {
+    return mediaInfo(this);
+  }
+
+  /** Open another handle (fd) on this file: its sync reports each writeback
+   * error once, independently of other handles (errseq_t). */
+  openHandle(): DaxHandle {
+    this.assertOpen('openHandle');
+    return new DaxHandle(this);
+  }
+
+  /** Make the next writebacks that touch a range fail (see InjectOptions). */
+  injectWritebackError(opts: InjectOptions): void {
+    injectWritebackError(this, opts);
+  }
+
+  /** Write to path the file as a power failure now could leave it. */
+  crashImage(path: string, opts?: crash.CrashImageOptions): crash.CrashImageResult {
+    return crash.crashImage(this, path, opts);
+  }
+
+  /** Enumerate crash states with at most k differing units persisted. */
+  crashStates(opts?: crash.CrashStatesOptions): crash.CrashStates {
+    return crash.crashStates(this, opts);
   }
 
   /** Unmap this thread's mappings (views are detached) and close the file.
@@ -225,6 +268,7 @@ export class DaxFile {
   close(): void {
     if (this.#closed) return;
     for (const m of [...this.#mappings]) m.unmap();
+    closePersistence(this);
     nativeCall(this.path, () => native.unmapRegion(this.fallbackSlot));
     this.#closed = true;
     nativeCall(this.path, () => native.closeFd(this.fd));
@@ -256,10 +300,12 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
   const mode = check.integer('mode', o.mode ?? 0o644, 0, 0o7777);
   if (create && readOnly) throw typeError('create and readOnly cannot be combined');
   if (create && wanted === undefined) throw typeError('create needs a size');
+  const persist = parsePersistOptions(o);
   flushChoice();  // fails early on a bad UDAX_FLUSH
   tracker.ensureInstalled();
 
   const fd = openFd(path, readOnly, create, mode);
+  let file: DaxFile;
   try {
     const st = statFile(fd, path);
     let size = st.size;
@@ -275,11 +321,12 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
     if (entries > 0x7fffffff) throw errnoError(27, 'open', path, 'file too large');
     const isPmem = !readOnly && nativeCall(path, () => native.probeMapSync(fd));
     const table = new EntryTable(nativeCall(path, () => native.tableCreate(entries, shift, path)));
-    return new DaxFile(path, fd, size, table, readOnly, isPmem, st.fsType === TMPFS_MAGIC);
+    file = new DaxFile(path, fd, size, table, readOnly, isPmem, st.fsType === TMPFS_MAGIC);
   } catch (e) {
     native.closeFd(fd);
     throw e;
   }
+  return withPersistence(file, persist);
 }
 
 /** In a worker thread: attach to a file another thread opened, sharing its
@@ -291,15 +338,17 @@ export function attach(handle: DaxFileHandle): DaxFile {
   flushChoice();
   tracker.ensureInstalled();
   const fd = openFd(handle.path, handle.readOnly, false, 0);
+  let file: DaxFile;
   try {
     const st = statFile(fd, handle.path);
     if (st.size < handle.size) throw errnoError(22, 'attach', handle.path, 'file shrank since it was opened');
     const table = new EntryTable(nativeCall(handle.path, () => native.tableAttach(handle.tableId)));
-    return new DaxFile(handle.path, fd, handle.size, table, handle.readOnly, handle.isPmem, st.fsType === TMPFS_MAGIC);
+    file = new DaxFile(handle.path, fd, handle.size, table, handle.readOnly, handle.isPmem, st.fsType === TMPFS_MAGIC);
   } catch (e) {
     native.closeFd(fd);
     throw e;
   }
+  return attachPersistence(file, handle.persist);
 }
 
 export { DaxError };

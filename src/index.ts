@@ -8,3 +8,14 @@ export { DaxError } from './errors.js';
 export { flushChoice, chooseFlushInstruction } from './flush.js';
 export type { FlushChoice, FlushInstruction } from './flush.js';
 export { PAGE_SIZE, PMD_SIZE } from './validate.js';
+export { DaxHandle } from './persist.js';
+export type { PersistOptions, PersistStats, MediaInfo, MediaKind, PersistHandle } from './persist.js';
+export type { InjectOptions } from './inject.js';
+export type { Granularity } from './media.js';
+export { OPTANE, TIMING_PRESETS } from './timing.js';
+export type { TimingModel } from './timing.js';
+export { checkRecovery, assertRecovers } from './crash.js';
+export type {
+  Unit, CrashImageOptions, CrashImageResult, CrashStatesOptions, CrashState, CrashStates,
+  CheckRecoveryOptions, RecoveryReport, RecoveryFailure, RecoverFn,
+} from './crash.js';

@@ -13,6 +13,7 @@
 import { DIRTY, TOWRITE, type EntryTable } from './entry.js';
 import { nativeCall } from './errors.js';
 import { native } from './native.js';
+import type { WritebackHooks } from './persist.js';
 
 /** What one sync wrote back. */
 export interface SyncResult {
@@ -42,7 +43,7 @@ export function tagForWriteback(table: EntryTable, first: number, last: number):
 
 /** Write back the tagged entries [first, last] (all tagged by the caller's
  * snapshot). Holds their locks, ascending, for the whole run. */
-function writebackRun(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, result: SyncResult): void {
+function writebackRun(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, result: SyncResult, hooks?: WritebackHooks): void {
   const words = table.words;
   // Entries this run flushed: only these may be cleaned. TOWRITE alone is not
   // enough — a concurrent sync may tag an entry after we found it not due
@@ -57,13 +58,18 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
       const due = i <= last && (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
       if (due && start < 0) start = i;
       if (!due && start >= 0) {
-        result.bytes += nativeCall(path, () => native.mkcleanFlush(table.id, start, i - 1, fallbackSlot));
+        const bytes = nativeCall(path, () => native.mkcleanFlush(table.id, start, i - 1, fallbackSlot));
+        result.bytes += bytes;
         flushed.fill(1, start - first, i - first);
+        // persist.ts: media copy, injected errors (entries to keep dirty), delay
+        const keepDirty = hooks?.flushed(start, i - 1, bytes);
+        if (keepDirty) for (const k of keepDirty) flushed[k - first] = 0;
         result.entries += i - start;
         start = -1;
       }
     }
     native.fence();
+    hooks?.fenced();
   } catch (e) {
     for (let i = first; i < locked; i++) table.unlock(i);
     throw e;
@@ -76,7 +82,7 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
 
 /** sync: write back every entry of [first, last] that is dirty now. Returns
  * once each has been flushed and fenced, by this call or a concurrent one. */
-export function writeback(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number): SyncResult {
+export function writeback(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, hooks?: WritebackHooks): SyncResult {
   const started = process.hrtime.bigint();
   const result: SyncResult = { entries: 0, bytes: 0 };
   const tagged = tagForWriteback(table, first, last);
@@ -84,7 +90,7 @@ export function writeback(table: EntryTable, path: string, first: number, last: 
   for (let k = 0; k < tagged.length; ) {
     let end = k;
     while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
-    writebackRun(table, path, tagged[k], tagged[end], fallbackSlot, result);
+    writebackRun(table, path, tagged[k], tagged[end], fallbackSlot, result, hooks);
     k = end + 1;
   }
   table.trimSummary(first, last);

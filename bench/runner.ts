@@ -16,6 +16,7 @@ import { mmapIoProblem, VARIANT_INFO, type VariantName } from './variants.js';
 import { WORKLOADS, type Workload } from './workloads.js';
 
 const TMPFS_MAGIC = 0x01021994;
+const MMAP_IO_LIMIT = 2 ** 31 - 1;
 
 export interface BenchOptions {
   /** Scratch file for udax and the untracked baselines (must not exist). */
@@ -105,6 +106,8 @@ function plan(o: BenchOptions, paths: ScratchPaths): Plan[] {
       const why = workload.skip?.[v]
         ?? (!workload.variants.includes(v) ? 'not part of this workload' : undefined)
         ?? (v.startsWith('msync') ? mmapIo : undefined)
+        ?? (v.startsWith('msync') && workload.fileSize(o) > MMAP_IO_LIMIT
+          ? '@riaskov/mmap-io passes size and offset as 32-bit ints: it cannot map a file past 2 GiB' : undefined)
         ?? (v === 'msync-tmpfs' && !paths.tmpfs ? 'no tmpfs directory (/dev/shm) here' : undefined)
         ?? (v === 'msync-disk' && !paths.disk ? 'no disk directory: pass --disk-dir DIR (os.tmpdir() is on tmpfs)' : undefined);
       if (why === 'not part of this workload') continue;

@@ -67,24 +67,27 @@ class Windows {
   readonly #make: (offset: number, length: number) => Uint8Array;
   readonly #size: number;
   readonly #windows = new Map<number, Uint8Array>();
-  constructor(size: number, make: (offset: number, length: number) => Uint8Array) {
+  readonly window: number;
+  constructor(size: number, make: (offset: number, length: number) => Uint8Array, window = WINDOW) {
     this.#size = size;
     this.#make = make;
+    this.window = window;
   }
   view(offset: number, length: number): Uint8Array {
-    const k = Math.floor(offset / WINDOW);
+    const size = this.window;
+    const k = Math.floor(offset / size);
     let w = this.#windows.get(k);
     if (!w) {
-      w = this.#make(k * WINDOW, Math.min(WINDOW, this.#size - k * WINDOW));
+      w = this.#make(k * size, Math.min(size, this.#size - k * size));
       this.#windows.set(k, w);
     }
-    const at = offset - k * WINDOW;
-    if (at + length > w.length) throw new RangeError(`bench view [${offset}, ${offset + length}) crosses a ${WINDOW}-byte window`);
+    const at = offset - k * size;
+    if (at + length > w.length) throw new RangeError(`bench view [${offset}, ${offset + length}) crosses a ${size}-byte window`);
     return w.subarray(at, at + length);
   }
   forEach(offset: number, length: number, fn: (bytes: Uint8Array) => void): void {
     for (let at = offset; at < offset + length; ) {
-      const n = Math.min(offset + length - at, WINDOW - (at % WINDOW));
+      const n = Math.min(offset + length - at, this.window - (at % this.window));
       fn(this.view(at, n));
       at += n;
     }
@@ -161,6 +164,9 @@ interface MmapIo {
   MAP_SHARED: number;
 }
 
+/** mmap-io takes the length as a 32-bit int: map in 1 GiB windows. */
+const MSYNC_WINDOW = 2 ** 30;
+
 let mmapIo: MmapIo | undefined;
 let mmapIoError: string | undefined;
 
@@ -191,13 +197,13 @@ function msyncTarget(path: string, size: number): Target {
     const b = io.map(length, io.PROT_READ | io.PROT_WRITE, io.MAP_SHARED, fd, offset);
     buffers.set(offset, b);
     return new Uint8Array(b.buffer, b.byteOffset, b.length);
-  });
+  }, MSYNC_WINDOW);
   return {
     view: (o, l) => windows.view(o, l),
     sync: (offset, length) => {
       for (let at = offset; at < offset + length; ) {
-        const k = Math.floor(at / WINDOW) * WINDOW;
-        const n = Math.min(offset + length - at, k + WINDOW - at);
+        const k = Math.floor(at / MSYNC_WINDOW) * MSYNC_WINDOW;
+        const n = Math.min(offset + length - at, k + MSYNC_WINDOW - at);
         windows.view(at, 1);  // map the window if not yet
         io.sync(buffers.get(k)!, at - k, n, true);
         at += n;

@@ -30,6 +30,7 @@ export function formatBytes(bytes: number): string {
 /** Nanoseconds as "812 ns", "6.41 µs", "1.93 ms", "2.1 s" (3 significant digits). */
 export function formatNs(ns: number): string {
   if (!Number.isFinite(ns)) return '-';
+  if (ns < 0) return `-${formatNs(-ns)}`;
   const [value, unit] = ns < 1e3 ? [ns, 'ns'] : ns < 1e6 ? [ns / 1e3, 'µs'] : ns < 1e9 ? [ns / 1e6, 'ms'] : [ns / 1e9, 's'];
   return `${value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)} ${unit}`;
 }

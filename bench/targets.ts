@@ -1,0 +1,47 @@
+// The performance targets of issue #5, checked against the baselines of the
+// same run. They are reported, never asserted: benchmarks are not tests.
+import type { BenchOptions, WorkloadResult } from './runner.js';
+import type { VariantName } from './variants.js';
+
+export interface TargetResult {
+  name: string;
+  /** What is compared. */
+  goal: string;
+  /** The measured ratio (or time, ns, for absolute targets); undefined if a row is missing. */
+  measured?: number;
+  limit: number;
+  kind: 'ratio' | 'time';
+  met?: boolean;
+  note?: string;
+}
+
+const HUGE_TARGET_SIZE = 16 * 2 ** 30;
+
+function median(ws: WorkloadResult[], workload: string, variant: VariantName): number | undefined {
+  return ws.find((w) => w.name === workload)?.rows.find((r) => r.variant === variant)?.medianNs;
+}
+
+function ratioTarget(ws: WorkloadResult[], name: string, workload: string, baseline: VariantName, limit: number, goal: string): TargetResult {
+  const u = median(ws, workload, 'udax');
+  const b = median(ws, workload, baseline);
+  const measured = u !== undefined && b !== undefined ? u / b : undefined;
+  return { name, goal, measured, limit, kind: 'ratio', met: measured === undefined ? undefined : measured <= limit };
+}
+
+export function evaluateTargets(ws: WorkloadResult[], o: Pick<BenchOptions, 'hugeSize' | 'threads' | 'entrySize'>): TargetResult[] {
+  const targets = [
+    ratioTarget(ws, 'fault', 'fault', 'bare', 1.3, 'tracked write fault ≤ 1.3× bare SIGSEGV + mprotect'),
+    ratioTarget(ws, 'sync-dense', 'sync-dense', 'raw', 1.5, 'sync of contiguous dirty pages ≤ 1.5× flushing them untracked'),
+    ratioTarget(ws, 'sync-sparse', 'sync-sparse', 'bare', 1.5, 'sync of scattered dirty pages ≤ 1.5× mprotect + flush per page'),
+  ];
+  const huge = median(ws, 'sync-clean-huge', 'udax');
+  const hugeTarget: TargetResult = {
+    name: 'sync-clean-huge', goal: 'sync of a 16 GiB sparse file with 100 dirty pages < 2 ms',
+    measured: huge, limit: 2e6, kind: 'time', met: huge === undefined ? undefined : huge < 2e6,
+  };
+  if (o.hugeSize !== HUGE_TARGET_SIZE) hugeTarget.note = `measured on a ${o.hugeSize}-byte file, not 16 GiB`;
+  targets.push(hugeTarget);
+  const setting = [o.threads > 1 ? `${o.threads} threads` : '', o.entrySize !== 4096 ? `${o.entrySize}-byte entries` : ''].filter(Boolean).join(', ');
+  if (setting) for (const t of targets) t.note = [t.note, `targets are set for 1 thread and 4 KiB entries; this run: ${setting}`].filter(Boolean).join('; ');
+  return targets;
+}

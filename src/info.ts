@@ -1,0 +1,107 @@
+// What `udax info` reports: the CPU's flush instructions and udax's choice,
+// what kind of file system a path is on, and the kernel features and limits
+// udax depends on. Reads only; writes nothing.
+import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync, realpathSync, statSync, statfsSync } from 'node:fs';
+import { release } from 'node:os';
+import { flushChoice, type FlushChoice } from './flush.js';
+import { native } from './native.js';
+import { defaultVmaBudget } from './tracker.js';
+
+export interface PathInfo {
+  path: string;
+  exists: boolean;
+  fileSystem?: string;
+  mountPoint?: string;
+  mountOptions?: string;
+  /** 'dax' (a DAX mount: real persistent memory), 'tmpfs' (memory) or 'disk'. */
+  kind?: 'dax' | 'tmpfs' | 'disk';
+  /** MAP_SYNC probed on the file itself (regular files only). */
+  mapSync?: boolean;
+}
+
+export interface SystemInfo {
+  flush: FlushChoice;
+  path: PathInfo;
+  kernel: {
+    release: string;
+    userfaultfd: boolean;
+    /** UFFD write-protect async mode + PAGEMAP_SCAN (Linux 6.7+). */
+    pagemapScan: boolean;
+    shmemHugePages?: string;
+    maxMapCount?: number;
+  };
+  udax: { vmaBudget: number; faultHandler: string };
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The mountinfo line of the mount holding path (longest mount-point prefix). */
+function mountOf(path: string): { point: string; fs: string; options: string } | undefined {
+  const text = readText('/proc/self/mountinfo');
+  if (!text) return undefined;
+  let best: { point: string; fs: string; options: string } | undefined;
+  for (const line of text.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (!right) continue;
+    const f = left.split(' ');
+    const point = f[4].replace(/\\040/g, ' ');
+    const [fs, , superOptions] = right.split(' ');
+    const inside = path === point || path.startsWith(point.endsWith('/') ? point : point + '/');
+    if (inside && (!best || point.length >= best.point.length)) best = { point, fs, options: `${f[5]},${superOptions ?? ''}` };
+  }
+  return best;
+}
+
+export function pathInfo(path: string): PathInfo {
+  if (!existsSync(path)) return { path, exists: false };
+  const real = realpathSync(path);
+  const mount = mountOf(real);
+  const isTmpfs = statfsSync(real).type === 0x01021994;
+  const dax = mount !== undefined && /(^|,)dax(=always|=inode)?(,|$)/.test(mount.options);
+  const info: PathInfo = {
+    path, exists: true, fileSystem: mount?.fs ?? (isTmpfs ? 'tmpfs' : undefined), mountPoint: mount?.point,
+    mountOptions: mount?.options, kind: dax ? 'dax' : isTmpfs ? 'tmpfs' : 'disk',
+  };
+  if (statSync(real).isFile()) {
+    try {
+      const fd = openSync(real, fsConstants.O_RDWR);
+      try {
+        info.mapSync = native.probeMapSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      // not writable by us: leave mapSync unknown
+    }
+  }
+  return info;
+}
+
+function kernelAtLeast(version: string, major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  return m !== null && (Number(m[1]) > major || (Number(m[1]) === major && Number(m[2]) >= minor));
+}
+
+export function systemInfo(path: string): SystemInfo {
+  const rel = release();
+  const shmem = readText('/sys/kernel/mm/transparent_hugepage/shmem_enabled');
+  const maxMap = readText('/proc/sys/vm/max_map_count');
+  return {
+    flush: flushChoice(),
+    path: pathInfo(path),
+    kernel: {
+      release: rel,
+      userfaultfd: existsSync('/dev/userfaultfd') || existsSync('/proc/sys/vm/unprivileged_userfaultfd'),
+      pagemapScan: kernelAtLeast(rel, 6, 7),
+      shmemHugePages: shmem?.match(/\[(\w+)\]/)?.[1] ?? shmem,
+      maxMapCount: maxMap === undefined ? undefined : Number(maxMap),
+    },
+    udax: { vmaBudget: defaultVmaBudget(), faultHandler: 'sigsegv (SIGSEGV + mprotect)' },
+  };
+}

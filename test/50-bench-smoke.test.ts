@@ -1,0 +1,109 @@
+// Smoke run of `udax bench` (compiled dist, fresh processes): tiny sizes,
+// every workload, JSON and SVG checked for shape. Times are never asserted:
+// benchmarks are not tests.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const CLI = resolve(__dirname, '../dist/src/cli.js');
+const out = mkdtempSync(join(tmpdir(), 'udax-smoke-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+function udax(...args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+}
+
+const WORKLOADS = ['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge', 'wal', 'btree'];
+
+interface Row { variant: string; medianNs: number; minNs: number; maxNs: number; samples: number; trials: number; udaxRatio?: number }
+interface Result {
+  tool: string;
+  options: { file: string };
+  workloads: { name: string; op: string; rows: Row[]; skipped: { variant: string; reason: string }[] }[];
+  targets: { name: string; limit: number; met?: boolean }[];
+}
+
+function checkResult(r: Result, workloads: string[], threads: number) {
+  expect(r.tool).toBe('udax bench');
+  expect(r.workloads.map((w) => w.name)).toEqual(workloads);
+  for (const w of r.workloads) {
+    const variants = w.rows.map((row) => row.variant);
+    expect(variants[0]).toBe('udax');
+    expect(variants).toContain('raw');
+    for (const row of w.rows) {
+      expect(row.trials).toBe(1);
+      expect(row.samples).toBeGreaterThanOrEqual(5 * threads);
+      for (const v of [row.medianNs, row.minNs, row.maxNs]) expect(Number.isFinite(v) && v >= 0).toBe(true);
+      expect(row.minNs).toBeLessThanOrEqual(row.medianNs);
+      expect(row.medianNs).toBeLessThanOrEqual(row.maxNs);
+      expect(Number.isFinite(row.udaxRatio)).toBe(true);
+    }
+    for (const s of w.skipped) expect(s.reason.length).toBeGreaterThan(0);
+  }
+  expect(r.targets.map((t) => t.name)).toEqual(['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge']);
+}
+
+/** Scratch files of the bench process pid (named after it). */
+const leftovers = (pid: number) => [...readdirSync('/dev/shm'), ...readdirSync(tmpdir())].filter((n) => n.startsWith(`udax-bench-${pid}`));
+
+describe('udax bench (smoke)', () => {
+  it('runs every workload with tiny sizes, prints the table, writes valid JSON and SVG, leaves no scratch file', () => {
+    const json = join(out, 'r.json');
+    const chart = join(out, 'r.svg');
+    const r = udax('bench', '--size', '1M', '--huge', '64M', '--repeat', '1', '--time', '5', '--json', json, '--chart', chart);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    for (const w of WORKLOADS) expect(r.stdout).toContain(w);
+    expect(r.stdout).toMatch(/targets \(same run\)/);
+    const result = JSON.parse(readFileSync(json, 'utf8')) as Result;
+    checkResult(result, WORKLOADS, 1);
+    expect(existsSync(result.options.file)).toBe(false);
+    expect(leftovers(r.pid!)).toEqual([]);
+    const svg = readFileSync(chart, 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.trim().endsWith('</svg>')).toBe(true);
+    for (const w of WORKLOADS) expect(svg).toContain(`>${w}<`);
+  }, 60_000);
+
+  it('runs with two writer threads', () => {
+    const json = join(out, 't.json');
+    const r = udax('bench', '--workload', 'fault,wal', '--threads', '2', '--size', '2M', '--huge', '64M', '--repeat', '1', '--time', '5', '--json', json);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    checkResult(JSON.parse(readFileSync(json, 'utf8')) as Result, ['fault', 'wal'], 2);
+  }, 60_000);
+
+  it('rejects bad arguments with a message and exit code 2', () => {
+    for (const args of [['bench', '--size', '12Q'], ['bench', '--workload', 'nope'], ['bench', '--entry', '8k'],
+      ['bench', '--threads', '0'], ['bench', '--chart', 'x.png'], ['bench', '--frobnicate'], ['launch']]) {
+      const r = udax(...args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/^udax: .+/);
+      expect(r.stdout).toBe('');
+    }
+    // --file must not exist: the bench writes into it.
+    const taken = udax('bench', '--file', CLI, '--workload', 'fault');
+    expect(taken.status).toBe(1);
+    expect(taken.stderr).toMatch(/exists/);
+  });
+
+  it('has --help on every command', () => {
+    for (const args of [['--help'], ['bench', '--help'], ['info', '--help']]) {
+      const r = udax(...args);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toMatch(/^usage: udax/);
+    }
+  });
+
+  it('udax info reports flush instructions, the file system and limits', () => {
+    const r = udax('info', '/dev/shm', '--json');
+    expect(r.status).toBe(0);
+    const info = JSON.parse(r.stdout);
+    expect(['clwb', 'clflushopt', 'clflush', 'none']).toContain(info.flush.instruction);
+    expect(info.path.kind).toBe('tmpfs');
+    expect(typeof info.kernel.maxMapCount).toBe('number');
+    expect(udax('info').stdout).toMatch(/vm\.max_map_count/);
+  });
+});

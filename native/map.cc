@@ -365,13 +365,15 @@ static Napi::Value RegionProtect(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), err);
 }
 
-// Flush [addr, addr+len), skipping pages not resident in the page cache
-// (holes of a sparse file: no cache line to write back) when the piece is
-// large — a coarsened 2 MiB block may hold only a few written pages, and
-// touching the rest would allocate them. Returns the bytes flushed.
-static uint64_t flush_resident(void *addr, uint64_t len) {
+// Flush [addr, addr+len) of a file with entries of 2^shift bytes. With PTE
+// entries a large piece comes from a coarsened 2 MiB block (VMA budget) that
+// may hold only a few written pages: skip pages not resident in the page
+// cache (holes: no cache line to write back; touching them would allocate
+// them). PMD entries are flushed whole, as the kernel does. Returns the bytes
+// flushed.
+static uint64_t flush_resident(void *addr, uint64_t len, uint32_t shift) {
   const uint64_t kMincoreMin = 16 * kPage;
-  if (len < kMincoreMin) {
+  if (len < kMincoreMin || shift != 12) {
     flush_range(addr, len);
     return len;
   }
@@ -437,7 +439,7 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
         uint32_t piece_end = k;
         while (piece_end < run_end && !done[piece_end + 1 - first] && entry_end(piece_end + 1) <= region_to) piece_end++;
         uint64_t to = entry_end(piece_end);
-        flushed += flush_resident((void *)(r->start + (from - r->file_offset)), to - from);
+        flushed += flush_resident((void *)(r->start + (from - r->file_offset)), to - from, shift);
         memset(&done[k - first], 1, piece_end - k + 1);
         k = piece_end + 1;
       }
@@ -449,7 +451,7 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   for (uint32_t e = first; e <= last; e++) {
     uint64_t from = (uint64_t)e << shift;
     if (done[e - first] || from >= file_size) continue;
-    flushed += flush_resident((void *)(fallback->start + from), entry_end(e) - from);
+    flushed += flush_resident((void *)(fallback->start + from), entry_end(e) - from, shift);
   }
   return Napi::Number::New(env, (double)flushed);
 }

@@ -113,19 +113,27 @@ export class EntryTable {
    * concurrent setDirty (DIRTY, then bit) either is seen or re-sets it. */
   trimSummary(first: number, last: number): void {
     const words = this.words;
+    const summary = this.summary;
     const firstGroup = (first + ENTRIES_PER_GROUP - 1) >>> SUMMARY_SHIFT;
     const endGroup = (last + 1) >>> SUMMARY_SHIFT;  // exclusive
-    for (let group = firstGroup; group < endGroup; group++) {
+    for (let group = firstGroup; group < endGroup; ) {
+      const w = group >>> 5;
+      if (Atomics.load(summary, w) === 0) {  // 32 clean groups at once
+        group = (w + 1) << 5;
+        continue;
+      }
       const bit = 1 << (group & 31);
-      if (!(Atomics.load(this.summary, group >>> 5) & bit)) continue;
-      Atomics.and(this.summary, group >>> 5, ~bit);
-      const end = Math.min(this.count, (group + 1) << SUMMARY_SHIFT);
-      for (let i = group << SUMMARY_SHIFT; i < end; i++) {
-        if (Atomics.load(words, i) & DIRTY) {
-          Atomics.or(this.summary, group >>> 5, bit);
-          break;
+      if (Atomics.load(summary, w) & bit) {
+        Atomics.and(summary, w, ~bit);
+        const end = Math.min(this.count, (group + 1) << SUMMARY_SHIFT);
+        for (let i = group << SUMMARY_SHIFT; i < end; i++) {
+          if (Atomics.load(words, i) & DIRTY) {
+            Atomics.or(summary, w, bit);
+            break;
+          }
         }
       }
+      group++;
     }
   }
 

@@ -1,0 +1,40 @@
+// Layer 8: the README stays true to the code.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const readme = readFileSync(`${root}README.md`, 'utf8');
+
+describe('README', () => {
+  test('opens with the install and test commands, then the main job', () => {
+    const first = readme.match(/```sh\n([\s\S]*?)```/)![1].trim().split('\n').map((l) => l.split('#')[0].trim());
+    expect(first).toEqual(['npm install', 'npm test', 'npx udax bench']);
+    const ci = readFileSync(`${root}.ci/run`, 'utf8');
+    expect(ci).toMatch(/npm ci/);
+    expect(ci).toMatch(/npm test/);
+  });
+
+  test('the usage example is examples/quickstart.mjs, and it runs as documented', () => {
+    const example = readFileSync(`${root}examples/quickstart.mjs`, 'utf8');
+    const block = readme.match(/## Usage\n\n```js\n([\s\S]*?)```/)![1];
+    expect(example.split('\n').slice(1).join('\n')).toBe(block);
+    const r = spawnSync(process.execPath, ['examples/quickstart.mjs'], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    // each printed line is what the comment beside the call says
+    const promised = [...block.matchAll(/console\.log\(.*?\);\s*\/\/ (?:[^{[]*: )?(.*)$/gm)].map((m) => m[1]);
+    expect(lines.length).toBe(promised.length);
+    lines.forEach((line, i) => expect(line.replace(/\s+/g, ' ')).toBe(promised[i].replace(/\s+/g, ' ')));
+  });
+
+  test('the commands the README names exist in --help', () => {
+    const r = spawnSync(process.execPath, ['dist/src/cli.js', '--help'], { cwd: root, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    for (const command of ['bench', 'info']) {
+      expect(r.stdout).toMatch(new RegExp(`^\\s+${command}\\s`, 'm'));
+      expect(readme).toContain(`udax ${command}`);
+    }
+  });
+});

@@ -158,7 +158,13 @@ export class DaxFile {
    * every thread), flush its cache lines, fence, clear DIRTY. Throws a
    * DaxError (e.g. EIO) once for each writeback error since this DaxFile
    * last reported one (it is an open file: see openHandle()). */
-  sync(offset?: number, length?: number, /** @internal a DaxHandle's */ cursor?: ErrCursor): SyncResult {
+  sync(offset?: number, length?: number): SyncResult {
+    return this.syncReporting(undefined, offset, length);
+  }
+
+  /** @internal sync, reporting writeback errors through cursor (a
+   * DaxHandle's) instead of this file's own. */
+  syncReporting(cursor: ErrCursor | undefined, offset?: number, length?: number): SyncResult {
     this.assertOpen('sync');
     const r = check.range('sync', offset, length, this.size);
     if (this.readOnly) return { entries: 0, bytes: 0 };

@@ -336,12 +336,12 @@ export class DaxHandle {
     this.#cursor = new ErrCursor(persistenceOf(file).ints, ERRSEQ);
   }
 
-  /** fsync through this handle: file.sync(offset, length), then throw a
+  /** fsync through this handle: the file's sync(offset, length), then throw a
    * DaxError (code of the errno, e.g. 'EIO', syscall 'fsync') if a writeback
    * error happened since this handle last reported one. */
   sync(offset?: number, length?: number): SyncResult {
     if (this.#closed) throw errnoError(9, 'fsync', this.file.path, 'handle is closed');
-    return this.file.sync(offset, length, this.#cursor);
+    return this.file.syncReporting(this.#cursor, offset, length);
   }
 
   close(): void {

@@ -37,7 +37,6 @@ function pattern(name: string, size: number, pages: number[], rounds: number): s
       // Tagging of a clean table costs what the scan costs (nothing to tag).
       t0 = now();
       tagForWriteback(f.table, 0, f.table.count - 1);
-      f.table.trimSummary(0, f.table.count - 1);
       const tag = now() - t0;
       for (const v of bViews) v.fill(r);
       t0 = now();

@@ -11,6 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("OWNER_MASK", (double)UDAX_ENTRY_OWNER_MASK);
   c.Set("FLAGS_MASK", UDAX_ENTRY_FLAGS_MASK);
   c.Set("SUMMARY_SHIFT", UDAX_SUMMARY_SHIFT);
+  c.Set("SUMMARY2_SHIFT", UDAX_SUMMARY2_SHIFT);
   Napi::Object stats = Napi::Object::New(env);
   stats.Set("WRITE_FAULTS", (int)UDAX_STAT_WRITE_FAULTS);
   stats.Set("FAULT_NS", (int)UDAX_STAT_FAULT_NS);

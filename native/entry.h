@@ -22,10 +22,16 @@
 #define UDAX_ENTRY_OWNER_MASK 0x7fffff00u
 #define UDAX_ENTRY_FLAGS_MASK 0xffu
 
-// The dirty summary: one bit per 2^UDAX_SUMMARY_SHIFT entries, set whenever an
-// entry of the group becomes DIRTY, so a sync of a huge clean file skips
-// clean groups 64 entries at a time (32 groups per summary word).
+// The dirty summary, so a sync of a huge clean file skips clean parts fast:
+// exact counts of DIRTY entries, one counter per group of 2^UDAX_SUMMARY_SHIFT
+// entries, then one per 2^UDAX_SUMMARY2_SHIFT groups. Both are incremented
+// when an entry goes clean -> DIRTY (before its page becomes writable) and
+// decremented when writeback cleans it, each under the entry lock. Exact
+// counts, not bits: a bit cleared and re-set after a scan lets a concurrent
+// sync skip a group that holds an entry dirty before it started (found by
+// the model check, model/README.md).
 #define UDAX_SUMMARY_SHIFT 6
+#define UDAX_SUMMARY2_SHIFT 5
 
 // Per-file statistics: 64-bit counters after the summary, updated by the fault
 // handler (atomically) and by TypeScript (Atomics.add on a BigInt64Array).

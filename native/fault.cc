@@ -89,6 +89,21 @@ static int32_t count_runs(const udax_region *r, int64_t lo, int64_t hi) {
   return runs;
 }
 
+// Keep r's writable flags and VMA estimate for entries [lo, hi] (relative).
+static void set_writable_flags(udax_region *r, int64_t lo, int64_t hi, bool writable) {
+  int32_t before = count_runs(r, lo - 1, hi + 1);
+  memset(r->writable + lo, writable ? 1 : 0, (size_t)(hi - lo + 1));
+  int32_t delta = count_runs(r, lo - 1, hi + 1) - before;
+  if (delta) {
+    r->rw_runs.fetch_add(delta, std::memory_order_relaxed);
+    g_vma_used.fetch_add(2 * delta, std::memory_order_relaxed);
+  }
+}
+
+// The flags are a superset of what is writable: set before mprotect RW,
+// cleared after mprotect RO succeeds. mprotect can fail with ENOMEM after
+// changing part of the range; a flag left clear would let writeback skip a
+// writable page (found by the model check, model/README.md).
 int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable) {
   udax_table *t = r->table;
   uint32_t region_last = r->first_entry + r->n_entries - 1;
@@ -100,15 +115,10 @@ int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable
   if (from < r->file_offset) from = r->file_offset;
   if (to > region_to) to = region_to;
   uintptr_t addr = r->start + (from - r->file_offset);
-  if (mprotect((void *)addr, to - from, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0) return errno;
   int64_t lo = (int64_t)(first - r->first_entry), hi = (int64_t)(last - r->first_entry);
-  int32_t before = count_runs(r, lo - 1, hi + 1);
-  memset(r->writable + lo, writable ? 1 : 0, (size_t)(hi - lo + 1));
-  int32_t delta = count_runs(r, lo - 1, hi + 1) - before;
-  if (delta) {
-    r->rw_runs.fetch_add(delta, std::memory_order_relaxed);
-    g_vma_used.fetch_add(2 * delta, std::memory_order_relaxed);
-  }
+  if (writable) set_writable_flags(r, lo, hi, true);
+  if (mprotect((void *)addr, to - from, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0) return errno;
+  if (!writable) set_writable_flags(r, lo, hi, false);
   return 0;
 }
 

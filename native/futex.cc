@@ -81,14 +81,14 @@ void entry_unlock(udax_table *t, uint32_t index) {
   if (old & UDAX_ENTRY_WAITERS) futex_wake_word(&t->entries[index]);
 }
 
-// Tag entry index DIRTY, then its summary group. Caller holds the entry lock.
-// DIRTY is set before the summary bit so a sync that clears the summary bit
-// and then scans the group cannot miss it.
+// Tag entry index DIRTY; on a clean -> DIRTY transition count it in the
+// summary (entry.h). Caller holds the entry lock, and makes the page
+// writable only after this returns.
 void entry_set_dirty(udax_table *t, uint32_t index) {
-  word_of(t, index)->fetch_or((int32_t)UDAX_ENTRY_DIRTY, std::memory_order_seq_cst);
+  if (word_of(t, index)->fetch_or((int32_t)UDAX_ENTRY_DIRTY, std::memory_order_seq_cst) & UDAX_ENTRY_DIRTY) return;
   uint32_t group = index >> UDAX_SUMMARY_SHIFT;
-  reinterpret_cast<std::atomic<int32_t> *>(&t->summary[group >> 5])
-      ->fetch_or((int32_t)(1u << (group & 31)), std::memory_order_seq_cst);
+  __atomic_fetch_add(&t->summary[group], 1, __ATOMIC_SEQ_CST);
+  __atomic_fetch_add(&t->summary[t->groups + (group >> UDAX_SUMMARY2_SHIFT)], 1, __ATOMIC_SEQ_CST);
 }
 
 // futexWait(tableId, index, expected): sleep while the entry word equals expected.

@@ -113,7 +113,7 @@ static void table_unref(int id) {
 
 static void table_view_finalize(napi_env, void *, void *hint) { table_unref((int)(intptr_t)hint); }
 
-// The table as one external ArrayBuffer (entries, summary, stats); holds a ref.
+// The table as one external ArrayBuffer (entries, summary counters, stats); holds a ref.
 static Napi::Object table_view(Napi::Env env, int id, udax_table *t) {
   t->refs.fetch_add(1);
   napi_value ab;
@@ -129,7 +129,7 @@ static Napi::Object table_view(Napi::Env env, int id, udax_table *t) {
   o.Set("entries", Napi::Number::New(env, t->n_entries));
   o.Set("entryShift", Napi::Number::New(env, t->entry_shift));
   o.Set("summaryOffset", Napi::Number::New(env, (double)t->entries_bytes));
-  o.Set("summaryWords", Napi::Number::New(env, (double)(t->summary_bytes / 4)));
+  o.Set("summaryGroups", Napi::Number::New(env, (double)t->groups));
   o.Set("statsOffset", Napi::Number::New(env, (double)(t->entries_bytes + t->summary_bytes)));
   o.Set("path", Napi::String::New(env, t->path));
   return o;
@@ -146,7 +146,9 @@ static Napi::Value TableCreate(const Napi::CallbackInfo &info) {
   t->entry_shift = shift;
   t->entries_bytes = ((size_t)n * 4 + 7) & ~(size_t)7;
   size_t groups = ((size_t)n + (1u << UDAX_SUMMARY_SHIFT) - 1) >> UDAX_SUMMARY_SHIFT;
-  t->summary_bytes = ((groups + 31) / 32 * 4 + 7) & ~(size_t)7;
+  size_t groups2 = (groups + (1u << UDAX_SUMMARY2_SHIFT) - 1) >> UDAX_SUMMARY2_SHIFT;
+  t->groups = (uint32_t)groups;
+  t->summary_bytes = ((groups + groups2) * 4 + 7) & ~(size_t)7;
   t->mem_len = (t->entries_bytes + t->summary_bytes + UDAX_STAT_COUNT * 8 + kPage - 1) & ~(kPage - 1);
   t->mem = mmap(nullptr, t->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (t->mem == MAP_FAILED) {

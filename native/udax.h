@@ -15,7 +15,8 @@ struct udax_table {
   uint32_t n_entries;
   uint32_t entry_shift;      // 12 (PTE) or 21 (PMD)
   int32_t *entries;          // n_entries words, layout in entry.h
-  int32_t *summary;          // one bit per 2^UDAX_SUMMARY_SHIFT entries
+  int32_t *summary;          // DIRTY counts per group, then per 2^UDAX_SUMMARY2_SHIFT groups
+  uint32_t groups;           // counters in the first level
   int64_t *stats;            // UDAX_STAT_COUNT counters
   void *mem;
   size_t mem_len;

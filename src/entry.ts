@@ -9,8 +9,8 @@ export const LOCKED = C.LOCKED;
 export const DIRTY = C.DIRTY;
 export const TOWRITE = C.TOWRITE;
 export const WAITERS = C.WAITERS;
-export const SUMMARY_SHIFT = C.SUMMARY_SHIFT;
-export const ENTRIES_PER_GROUP = 1 << SUMMARY_SHIFT;
+const SUMMARY_SHIFT = C.SUMMARY_SHIFT;
+const SUMMARY2_SHIFT = C.SUMMARY2_SHIFT;
 const FLAGS_MASK = C.FLAGS_MASK;
 const UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS);
 const CLEAN_AND_UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS | DIRTY | TOWRITE);
@@ -25,7 +25,9 @@ export class EntryTable {
   readonly count: number;
   readonly shift: number;
   readonly words: Int32Array;
-  readonly summary: Int32Array;
+  /** DIRTY entries per group of 64 (see entry.h), and per 32 groups. */
+  readonly groupDirty: Int32Array;
+  readonly blockDirty: Int32Array;
   readonly stats: BigInt64Array;
   readonly path: string;
 
@@ -35,7 +37,9 @@ export class EntryTable {
     this.shift = view.entryShift;
     this.path = view.path;
     this.words = new Int32Array(view.buffer, 0, view.entries);
-    this.summary = new Int32Array(view.buffer, view.summaryOffset, view.summaryWords);
+    const groups = view.summaryGroups;
+    this.groupDirty = new Int32Array(view.buffer, view.summaryOffset, groups);
+    this.blockDirty = new Int32Array(view.buffer, view.summaryOffset + groups * 4, Math.ceil(groups / 2 ** SUMMARY2_SHIFT));
     this.stats = new BigInt64Array(view.buffer, view.statsOffset, C.STATS.COUNT);
   }
 
@@ -70,68 +74,46 @@ export class EntryTable {
   }
 
   /** Clear DIRTY and TOWRITE, then release entry i's lock (the end of
-   * dax_writeback_one). Caller holds it. */
+   * dax_writeback_one). Caller holds it. The summary count drops after the
+   * unlock: an overcount only costs a concurrent sync a scan. */
   cleanAndUnlock(i: number): void {
-    if (Atomics.and(this.words, i, CLEAN_AND_UNLOCK_MASK) & WAITERS) native.futexWake(this.id, i);
+    const old = Atomics.and(this.words, i, CLEAN_AND_UNLOCK_MASK);
+    if (old & WAITERS) native.futexWake(this.id, i);
+    if (old & DIRTY) this.#count(i, -1);
   }
 
-  /** Tag entry i DIRTY, then its summary group (DIRTY first: see
-   * tagForWriteback). Caller holds the entry lock. */
+  /** Tag entry i DIRTY and, on a clean -> DIRTY transition, count it in the
+   * summary (entry.h). Caller holds the entry lock, and makes the page
+   * writable only after this returns. */
   setDirty(i: number): void {
-    Atomics.or(this.words, i, DIRTY);
+    if (!(Atomics.or(this.words, i, DIRTY) & DIRTY)) this.#count(i, 1);
+  }
+
+  #count(i: number, delta: number): void {
     const group = i >>> SUMMARY_SHIFT;
-    Atomics.or(this.summary, group >>> 5, 1 << (group & 31));
+    Atomics.add(this.groupDirty, group, delta);
+    Atomics.add(this.blockDirty, group >>> SUMMARY2_SHIFT, delta);
   }
 
   isDirty(i: number): boolean {
     return (Atomics.load(this.words, i) & DIRTY) !== 0;
   }
 
-  /** Calls fn(i) for every entry in [first, last] whose summary group may be
-   * dirty, skipping clean groups 64 entries at a time. */
+  /** Calls fn(i) for every entry in [first, last] of a group with DIRTY
+   * entries, skipping clean groups (2048 entries at a time where a whole
+   * block is clean). An entry whose store completed before this call is
+   * counted already: the count rises before its page becomes writable. */
   forEachMaybeDirty(first: number, last: number, fn: (i: number) => void): void {
-    const summary = this.summary;
-    let group = first >>> SUMMARY_SHIFT;
     const lastGroup = last >>> SUMMARY_SHIFT;
-    while (group <= lastGroup) {
-      const word = Atomics.load(summary, group >>> 5) >>> (group & 31);
-      if (word === 0) {
-        group = ((group >>> 5) + 1) << 5;
+    for (let group = first >>> SUMMARY_SHIFT; group <= lastGroup; ) {
+      if (Atomics.load(this.blockDirty, group >>> SUMMARY2_SHIFT) === 0) {
+        group = ((group >>> SUMMARY2_SHIFT) + 1) << SUMMARY2_SHIFT;
         continue;
       }
-      if (word & 1) {
+      if (Atomics.load(this.groupDirty, group) !== 0) {
         const from = Math.max(first, group << SUMMARY_SHIFT);
         const to = Math.min(last, ((group + 1) << SUMMARY_SHIFT) - 1);
         for (let i = from; i <= to; i++) fn(i);
-      }
-      group++;
-    }
-  }
-
-  /** Clear the summary bit of every group wholly inside [first, last] that
-   * has no DIRTY entry left. The bit is cleared before the re-scan, so a
-   * concurrent setDirty (DIRTY, then bit) either is seen or re-sets it. */
-  trimSummary(first: number, last: number): void {
-    const words = this.words;
-    const summary = this.summary;
-    const firstGroup = (first + ENTRIES_PER_GROUP - 1) >>> SUMMARY_SHIFT;
-    const endGroup = (last + 1) >>> SUMMARY_SHIFT;  // exclusive
-    for (let group = firstGroup; group < endGroup; ) {
-      const w = group >>> 5;
-      if (Atomics.load(summary, w) === 0) {  // 32 clean groups at once
-        group = (w + 1) << 5;
-        continue;
-      }
-      const bit = 1 << (group & 31);
-      if (Atomics.load(summary, w) & bit) {
-        Atomics.and(summary, w, ~bit);
-        const end = Math.min(this.count, (group + 1) << SUMMARY_SHIFT);
-        for (let i = group << SUMMARY_SHIFT; i < end; i++) {
-          if (Atomics.load(words, i) & DIRTY) {
-            Atomics.or(summary, w, bit);
-            break;
-          }
-        }
       }
       group++;
     }

@@ -9,7 +9,7 @@ export interface TableView {
   entries: number;
   entryShift: number;
   summaryOffset: number;
-  summaryWords: number;
+  summaryGroups: number;
   statsOffset: number;
   path: string;
 }
@@ -36,6 +36,7 @@ export interface NativeConstants {
   OWNER_MASK: number;
   FLAGS_MASK: number;
   SUMMARY_SHIFT: number;
+  SUMMARY2_SHIFT: number;
   STATS: Record<
     | 'WRITE_FAULTS' | 'FAULT_NS' | 'COARSEN_BLOCK' | 'COARSEN_MAPPING' | 'SYNCS'
     | 'ENTRIES_CLEANED' | 'BYTES_FLUSHED' | 'FLUSH_NS' | 'PREPARE_WRITES' | 'COUNT',

@@ -93,7 +93,6 @@ export function writeback(table: EntryTable, path: string, first: number, last: 
     writebackRun(table, path, tagged[k], tagged[end], fallbackSlot, result, hooks);
     k = end + 1;
   }
-  table.trimSummary(first, last);
   table.addStat('SYNCS', 1);
   table.addStat('ENTRIES_CLEANED', result.entries);
   table.addStat('BYTES_FLUSHED', result.bytes);

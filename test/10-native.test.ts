@@ -17,6 +17,7 @@ describe('entry word layout', () => {
     expect(c.OWNER_MASK).toBe(define('UDAX_ENTRY_OWNER_MASK'));
     expect(c.FLAGS_MASK).toBe(define('UDAX_ENTRY_FLAGS_MASK'));
     expect(c.SUMMARY_SHIFT).toBe(define('UDAX_SUMMARY_SHIFT'));
+    expect(c.SUMMARY2_SHIFT).toBe(define('UDAX_SUMMARY2_SHIFT'));
     const stats = header.slice(header.indexOf('enum udax_stat')).match(/UDAX_STAT_(\w+)/g)!.map((s) => s.slice(10));
     stats.forEach((name, i) => expect(c.STATS[name as keyof typeof c.STATS], name).toBe(i));
     // flags and owner bits do not overlap

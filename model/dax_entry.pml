@@ -6,9 +6,17 @@
  * Each step below is tagged with the function that implements it.
  *
  * Configuration (spin -DNAME=value):
- *   PMD=0|1       0: PTE entries (NE=3 entries of one page; the "2 MiB blocks"
- *                 used by coarsening are entries {0,1} and {2}).
- *                 1: PMD entries (NE=2 entries of 2 pages each; block = entry).
+ *   NE, PPE, BLK  geometry: NE entries of PPE pages each (PPE > 1: PMD
+ *                 entries, one entry covering several pages); coarsening
+ *                 unprotects aligned blocks of BLK entries. check.sh uses
+ *                 PTE NE=2 PPE=1 BLK=2, PMD NE=1 PPE=2 BLK=1 (and, in its
+ *                 `full` suite, NE=3 BLK=2 and NE=2 PPE=2). Without them:
+ *                 PMD=0 -> NE=3 PPE=1 BLK=2; PMD=1 -> NE=2 PPE=2 BLK=1.
+ *   FUTEX=1|0     1: the entry lock as implemented (CAS, WAITERS, futex
+ *                 wait/wake, owner id); 0: an abstract blocking mutex.
+ *   CHECK=0..3    which asserts are compiled in (0: all).
+ *   BIND=1|0      1: writer tid stores through mapping tid-1 only.
+ *   EXITS=0|1     1: writers may also exit.
  *   BUG2016=0|1   1: the 2016 fault ordering: lock, DIRTY, unlock, THEN make
  *                 writable (outside the lock). Must fail property (1).
  *   VMA=0|1       the VMA-budget fallback (coarsening), default 1.
@@ -25,7 +33,6 @@
  *   Open question (README): PARTIAL_ENOMEM=1 lets an mprotect RW that fails
  *   with ENOMEM leave a prefix of its range changed (Linux does);
  *   FLAG_FIRST=1 sets the writable flags before that mprotect.
- *   Geometry can be overridden with -DNE= -DPPE= -DBLK= (1 <= NE*PPE <= 4).
  */
 
 #ifndef PMD
@@ -368,11 +375,12 @@ inline ghost_store(p) {
 #define PICK_NEAR near = 0
 #endif
 
-/* A writer thread: plain stores to any page through any shared mapping. A
- * store to a read-only page raises SIGSEGV and the handler runs; the thread
- * then goes on storing (its next store may or may not be the same one: a
- * superset of "the store retries"). A writer may exit at any time outside the
- * handler: a deadlock among the rest is then an invalid end state for pan. */
+/* A writer thread: plain stores to any page through its mapping (BIND=1) or
+ * any mapping (BIND=0), forever. A store to a read-only page raises SIGSEGV
+ * and the handler runs; the thread then goes on storing (its next store may
+ * or may not be the same one: a superset of "the store retries"). Writers
+ * never stop (EXITS=0), so a deadlock shows as an invalid end state only
+ * once every thread is stuck; a sync stuck while writers run fails (4). */
 proctype writer(byte tid) {
   byte m, p, e, i, k, lo, hi, seen, todo;
   bit ok, near, old;

@@ -1,0 +1,76 @@
+// Runs the SPIN model of the entry protocol (model/dax_entry.pml) through
+// model/check.sh: our protocol must satisfy properties (1)-(4) with PTE and
+// PMD entries, and the 2016 ordering must violate property (1). A protocol
+// change that breaks a property fails here. See model/README.md.
+import { test, expect } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const checker = path.join(root, 'model', 'check.sh');
+const TIMEOUT_MS = 120_000;
+
+function requireSpin(): void {
+  const found = spawnSync('sh', ['-c', 'command -v spin && command -v gcc'], { encoding: 'utf8' });
+  if (found.status !== 0) {
+    throw new Error(
+      'The SPIN model checker (and gcc) must be installed to check the entry protocol: ' +
+        'apt-get update && apt-get install -y spin gcc (.ci/run does this).',
+    );
+  }
+}
+
+function runCheck(suite: string): Promise<{ code: number | null; out: string }> {
+  requireSpin();
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [checker, suite], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+function expectRuns(out: string, lines: string[]): void {
+  for (const line of lines) expect(out, out).toContain(line);
+  expect(out, out).not.toMatch(/^FAIL /m);
+}
+
+test.concurrent(
+  'entry protocol, PTE entries: (1) writable => dirty, (2) syncs flush, (3) no deadlock, (4) syncs terminate',
+  async () => {
+    const { code, out } = await runCheck('ours-pte');
+    expectRuns(out, ['PASS pte-safety: all properties hold', 'PASS pte-liveness: all properties hold']);
+    expect(code, out).toBe(0);
+  },
+  TIMEOUT_MS,
+);
+
+test.concurrent(
+  'entry protocol, PMD entries (and the futex lock): properties (1)-(4) hold',
+  async () => {
+    const { code, out } = await runCheck('ours-pmd');
+    expectRuns(out, [
+      'PASS pmd-safety: all properties hold',
+      'PASS pmd-futex: all properties hold',
+      'PASS pmd-liveness: all properties hold',
+    ]);
+    expect(code, out).toBe(0);
+  },
+  TIMEOUT_MS,
+);
+
+test.concurrent(
+  'the 2016 ordering (tag DIRTY, unlock, then make writable) violates property (1)',
+  async () => {
+    const { code, out } = await runCheck('bug2016');
+    expectRuns(out, [
+      'PASS bug2016-pte: property (1) fails as expected',
+      'PASS bug2016-pmd: property (1) fails as expected',
+    ]);
+    expect(code, out).toBe(0);
+  },
+  TIMEOUT_MS,
+);

@@ -2,7 +2,7 @@
 // For the dirty patterns of sync-dense, sync-sparse and sync-clean-huge it
 // times, in one process: the whole udax sync; the same pages write-protected
 // (one mprotect per contiguous run, as mkcleanFlush does) and flushed through
-// a bare region; and udax's JS bookkeeping alone (tagging and summary trim).
+// a bare region; and udax's JS bookkeeping alone (tagging).
 //   node dist/bench/breakdown.js [hugeBytes]
 import { rmSync } from 'node:fs';
 import { open } from '../src/index.js';
@@ -65,7 +65,7 @@ function pattern(name: string, size: number, pages: number[], rounds: number): s
     `  udax sync            ${formatNs(med(t.sync)).padStart(9)}`,
     `  mprotect RO per run  ${formatNs(med(t.mprotect)).padStart(9)}  (${formatNs(med(t.mprotect) / runs.length)} per run)`,
     `  clwb + sfence        ${formatNs(med(t.flush)).padStart(9)}  (${formatNs(med(t.flush) / pages.length)} per page)`,
-    `  scan of clean table  ${formatNs(med(t.tag)).padStart(9)}  (tag + summary trim, nothing dirty)`,
+    `  scan of clean table  ${formatNs(med(t.tag)).padStart(9)}  (tag of a clean table, nothing dirty)`,
     `  everything else      ${formatNs(rest).padStart(9)}  (locks, tags, native calls)`,
   ];
 }

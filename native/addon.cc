@@ -22,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   stats.Set("BYTES_FLUSHED", (int)UDAX_STAT_BYTES_FLUSHED);
   stats.Set("FLUSH_NS", (int)UDAX_STAT_FLUSH_NS);
   stats.Set("PREPARE_WRITES", (int)UDAX_STAT_PREPARE_WRITES);
+  stats.Set("EARLY_WRITEBACKS", (int)UDAX_STAT_EARLY_WRITEBACKS);
   stats.Set("COUNT", (int)UDAX_STAT_COUNT);
   c.Set("STATS", stats);
   exports.Set("constants", c);

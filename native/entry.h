@@ -45,6 +45,7 @@ enum udax_stat {
   UDAX_STAT_BYTES_FLUSHED,      // bytes whose cache lines were flushed
   UDAX_STAT_FLUSH_NS,           // time in mkclean + flush + fence
   UDAX_STAT_PREPARE_WRITES,     // entries dirtied by prepareWrite
+  UDAX_STAT_EARLY_WRITEBACKS,   // syncs udax ran itself, near the VMA budget
   UDAX_STAT_COUNT
 };
 

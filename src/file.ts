@@ -58,6 +58,8 @@ export interface DaxStats {
   syncTimeNs: number;
   /** Entries dirtied by prepareWrite. */
   preparedEntries: number;
+  /** Syncs udax ran itself because the VMA budget was nearly spent. */
+  earlyWritebacks: number;
   /** Entries DIRTY now. */
   dirtyEntries: number;
   /** Media, timing and writeback-error counters (src/persist.ts). */
@@ -128,7 +130,10 @@ export class DaxFile {
       throw errnoError(22, 'mmap', this.path, `[${offset}, ${offset + length}) is past the end of the file (${this.size} bytes)`);
     }
     const tracked = !isPrivate && !this.readOnly;
-    if (tracked) tracker.check(this.path);
+    if (tracked) {
+      tracker.check(this.path);
+      this.writebackIfNearVmaBudget();
+    }
     const slot = nativeCall(this.path, () =>
       native.mapRegion(this.fd, offset, length, !isPrivate, !this.readOnly || isPrivate,
         tracked ? RegionMode.Tracked : RegionMode.Untracked, this.table.id, this.isPmem && tracked),
@@ -172,6 +177,16 @@ export class DaxFile {
     const first = Math.floor(r.offset / this.entrySize);
     const last = Math.floor((r.offset + r.length - 1) / this.entrySize);
     return endSync(this, writeback(this.table, this.path, first, last, this.fallbackSlot, beginSync(this)), cursor);
+  }
+
+  /** @internal Writes the file back early when udax's writable islands
+   * have used 3/4 of the VMA budget: write-protecting them merges the VMAs
+   * back, before faults have to coarsen. Called where udax has control (map,
+   * prepareWrite); stores in a tight loop rely on coarsening instead. */
+  writebackIfNearVmaBudget(): void {
+    if (!tracker.nearVmaBudget()) return;
+    this.sync();
+    this.table.addStat('EARLY_WRITEBACKS', 1);
   }
 
   /** Run fn while holding the entry locks of [offset, offset+length), as a
@@ -226,6 +241,7 @@ export class DaxFile {
       bytesFlushed: t.stat('BYTES_FLUSHED'),
       syncTimeNs: t.stat('FLUSH_NS'),
       preparedEntries: t.stat('PREPARE_WRITES'),
+      earlyWritebacks: t.stat('EARLY_WRITEBACKS'),
       dirtyEntries,
       persistence: persistStats(this),
     };

@@ -116,6 +116,7 @@ export class Mapping {
     if (this.private) return;
     if (this.file.readOnly) throw errnoError(13, 'mprotect', this.file.path, 'file was opened readOnly');
     tracker.check(this.file.path);
+    this.file.writebackIfNearVmaBudget();
     const table = this.file.table;
     const shift = table.shift;
     const first = Math.floor((this.offset + r.offset) / 2 ** shift);

@@ -39,7 +39,7 @@ export interface NativeConstants {
   SUMMARY2_SHIFT: number;
   STATS: Record<
     | 'WRITE_FAULTS' | 'FAULT_NS' | 'COARSEN_BLOCK' | 'COARSEN_MAPPING' | 'SYNCS'
-    | 'ENTRIES_CLEANED' | 'BYTES_FLUSHED' | 'FLUSH_NS' | 'PREPARE_WRITES' | 'COUNT',
+    | 'ENTRIES_CLEANED' | 'BYTES_FLUSHED' | 'FLUSH_NS' | 'PREPARE_WRITES' | 'EARLY_WRITEBACKS' | 'COUNT',
     number
   >;
 }

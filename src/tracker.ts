@@ -11,6 +11,8 @@ export interface FaultTracker {
   ensureInstalled(): void;
   /** Throw if tracking is broken (so no store can fault forever). */
   check(path: string): void;
+  /** True when udax's writable islands have used 3/4 of the VMA budget. */
+  nearVmaBudget(): boolean;
 }
 
 /** Estimated VMAs udax may add before faults coarsen to 2 MiB blocks: half
@@ -34,6 +36,11 @@ class SigsegvTracker implements FaultTracker {
     native.installFaultHandler();
     native.setVmaBudget(defaultVmaBudget());
     this.installed = true;
+  }
+
+  nearVmaBudget(): boolean {
+    const { used, budget } = native.vmaUsage();
+    return used * 4 >= budget * 3;
   }
 
   check(path: string): void {

@@ -302,6 +302,31 @@ describe('VMA budget', () => {
     }
   });
 
+  test('near the budget, map and prepareWrite write the file back early', () => {
+    const pages = 4096;
+    const f = open(scratchPath(), { create: true, size: pages * PAGE });
+    const { budget, used: usedBefore } = native.vmaUsage();
+    native.setVmaBudget(usedBefore + 400);
+    try {
+      const m = f.map();
+      for (let p = 0; p < 120; p++) m.bytes[p * 2 * PAGE] = 1;  // 120 islands: ~240 VMAs, under 3/4
+      m.prepareWrite(PAGE, PAGE);
+      expect(f.stats()).toMatchObject({ earlyWritebacks: 0, syncs: 0 });
+      for (let p = 120; p < 200; p++) m.bytes[p * 2 * PAGE] = 1;  // ~400: past 3/4
+      expect(f.stats().coarsenedBlocks).toBe(0);
+      m.prepareWrite(3 * PAGE, PAGE);
+      expect(f.stats()).toMatchObject({ earlyWritebacks: 1, syncs: 1 });
+      expect(f.dirtyRanges()).toEqual([{ offset: 3 * PAGE, length: PAGE }]);  // only what came after
+      expect(mappingVmas(m)).toBeLessThanOrEqual(3);
+      for (let p = 0; p < 200; p++) m.bytes[p * 2 * PAGE] = 2;
+      f.map({ length: PAGE });
+      expect(f.stats().earlyWritebacks).toBe(2);
+      f.close();
+    } finally {
+      native.setVmaBudget(budget);
+    }
+  });
+
   test('an 8 GiB file, 200,000 random pages stored through view windows, then a sync: nothing lost', () => {
     const pages = (8 * 2 ** 30) / PAGE;
     const f = open(scratchPath('8g'), { create: true, size: pages * PAGE });

@@ -230,18 +230,18 @@ static void udax_sigsegv(int sig, siginfo_t *si, void *uctx) {
       udax_region *r = &g_regions[i];
       int st = r->state.load(std::memory_order_acquire);
       if ((st != REGION_LIVE && st != REGION_TOMBSTONE) || addr < r->start || addr >= r->end) continue;
-      r->in_handler.fetch_add(1, std::memory_order_seq_cst);
+      r->users.fetch_add(1, std::memory_order_seq_cst);  // region_pin, keeping the state for the report
       st = r->state.load(std::memory_order_seq_cst);
       bool inside = addr >= r->start && addr < r->end;
       if (st == REGION_LIVE && inside && r->mode != REGION_UNTRACKED) {
         if (r->mode == REGION_TRACKED) handle_write_fault(r, addr);
         else mprotect((void *)(addr & ~(uintptr_t)4095), 4096, PROT_READ | PROT_WRITE);
-        r->in_handler.fetch_sub(1, std::memory_order_release);
+        region_unpin(r);
         errno = saved_errno;
         return;
       }
       if (st == REGION_TOMBSTONE && inside) report_use_after_unmap(r, addr);
-      r->in_handler.fetch_sub(1, std::memory_order_release);
+      region_unpin(r);
       break;
     }
   }

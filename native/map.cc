@@ -253,18 +253,31 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->writable_len = n;
   r->rw_runs.store(0);
   r->views.store(0);
-  r->in_handler.store(0);
+  r->users.store(0);
   t->refs.fetch_add(1);
   r->state.store(REGION_LIVE, std::memory_order_release);
   return Napi::Number::New(env, slot);
 }
 
-static udax_region *region_arg(const Napi::CallbackInfo &info, int i) {
-  int slot = info[i].As<Napi::Number>().Int32Value();
-  if (slot < 0 || slot >= UDAX_MAX_REGIONS || g_regions[slot].state.load() != REGION_LIVE)
-    throw errno_error(info.Env(), EBADF, "region");
-  return &g_regions[slot];
-}
+// The region named by argument i, pinned for the rest of the native call (a
+// concurrent unmap waits for it); EBADF when it is not a live mapping.
+class PinnedRegion {
+ public:
+  PinnedRegion(const Napi::CallbackInfo &info, int i) {
+    int slot = info[i].As<Napi::Number>().Int32Value();
+    if (slot < 0 || slot >= UDAX_MAX_REGIONS || !region_pin(&g_regions[slot]))
+      throw errno_error(info.Env(), EBADF, "region");
+    r_ = &g_regions[slot];
+  }
+  ~PinnedRegion() { region_unpin(r_); }
+  PinnedRegion(const PinnedRegion &) = delete;
+  PinnedRegion &operator=(const PinnedRegion &) = delete;
+  udax_region *operator->() const { return r_; }
+  udax_region *get() const { return r_; }
+
+ private:
+  udax_region *r_;
+};
 
 // A view's hold on its region; released once, by detach or by the finalizer.
 struct view_hold {
@@ -289,7 +302,7 @@ static void view_finalize(napi_env, void *, void *hint) {
 // V8 does not promise that a second buffer over the same memory works.
 static Napi::Value RegionView(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  udax_region *r = region_arg(info, 0);
+  PinnedRegion r(info, 0);
   size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
   size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
   bool flags = info[3].As<Napi::Number>().Int32Value() == 1;
@@ -344,10 +357,12 @@ static void region_release_if_unused(int slot) {
 // view in another thread crashes with a message instead of reaching memory
 // that a later mmap reused.
 static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
-  udax_region *r = region_arg(info, 0);
   int slot = info[0].As<Napi::Number>().Int32Value();
-  r->state.store(REGION_TOMBSTONE, std::memory_order_seq_cst);
-  while (r->in_handler.load(std::memory_order_seq_cst) != 0) sched_yield();
+  int live = REGION_LIVE;
+  if (slot < 0 || slot >= UDAX_MAX_REGIONS || !g_regions[slot].state.compare_exchange_strong(live, REGION_TOMBSTONE))
+    throw errno_error(info.Env(), EBADF, "region");
+  udax_region *r = &g_regions[slot];
+  while (r->users.load(std::memory_order_seq_cst) != 0) sched_yield();
   int64_t runs = r->rw_runs.exchange(0);
   g_vma_used.fetch_sub(2 * runs);
   void *p = mmap((void *)r->start, r->end - r->start, PROT_NONE,
@@ -361,8 +376,8 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
 // regionProtect(slot, firstEntry, lastEntry, writable) -> 0 or errno.
 // Caller holds the entry locks (mprotect with the writable-flag bookkeeping).
 static Napi::Value RegionProtect(const Napi::CallbackInfo &info) {
-  udax_region *r = region_arg(info, 0);
-  int err = region_set_prot(r, info[1].As<Napi::Number>().Uint32Value(), info[2].As<Napi::Number>().Uint32Value(),
+  PinnedRegion r(info, 0);
+  int err = region_set_prot(r.get(), info[1].As<Napi::Number>().Uint32Value(), info[2].As<Napi::Number>().Uint32Value(),
                             info[3].As<Napi::Boolean>().Value());
   return Napi::Number::New(info.Env(), err);
 }
@@ -409,7 +424,7 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   int table_id = info[0].As<Napi::Number>().Int32Value();
   uint32_t first = info[1].As<Napi::Number>().Uint32Value();
   uint32_t last = info[2].As<Napi::Number>().Uint32Value();
-  udax_region *fallback = region_arg(info, 3);
+  PinnedRegion fallback(info, 3);
   udax_table *t = table_get(table_id);
   if (!t || first > last || last >= t->n_entries) throw Napi::RangeError::New(env, "mkcleanFlush: bad range");
   const uint32_t shift = t->entry_shift;
@@ -424,6 +439,8 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   for (int i = 0; i < high; i++) {
     udax_region *r = &g_regions[i];
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->mode != REGION_TRACKED || r->table_id != table_id) continue;
+    if (!region_pin(r)) continue;  // being unmapped: its pages are going away
+    struct Unpin { udax_region *r; ~Unpin() { region_unpin(r); } } unpin{r};
     uint32_t region_last = r->first_entry + r->n_entries - 1;
     uint32_t lo = first > r->first_entry ? first : r->first_entry;
     uint32_t hi = last < region_last ? last : region_last;
@@ -460,7 +477,8 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
 
 // regionAddress(slot) -> start address (for /proc/self/maps checks)
 static Napi::Value RegionAddress(const Napi::CallbackInfo &info) {
-  return Napi::Number::New(info.Env(), (double)region_arg(info, 0)->start);
+  PinnedRegion r(info, 0);
+  return Napi::Number::New(info.Env(), (double)r->start);
 }
 
 void init_map(Napi::Env env, Napi::Object exports) {

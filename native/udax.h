@@ -39,7 +39,7 @@ enum udax_region_mode { REGION_UNTRACKED = 0, REGION_TRACKED = 1, REGION_BARE = 
 // release store of state; the handler only trusts a LIVE slot it acquired.
 struct udax_region {
   std::atomic<int> state;
-  std::atomic<int> in_handler;  // fault handlers running on this region
+  std::atomic<int> users;       // fault handlers and native calls using it now
   std::atomic<int> views;       // external ArrayBuffers still alive
   uintptr_t start, end;         // page-aligned address range
   uint64_t file_offset;         // file offset of start
@@ -52,6 +52,17 @@ struct udax_region {
   size_t writable_len;
   std::atomic<int32_t> rw_runs; // runs of writable entries (VMA estimate)
 };
+
+// Pin r while using it, as the fault handler does: unmapRegion marks a region
+// TOMBSTONE, then waits until no one has it pinned before replacing its pages.
+// Returns false (not pinned) when r is not LIVE.
+inline bool region_pin(udax_region *r) {
+  r->users.fetch_add(1, std::memory_order_seq_cst);
+  if (r->state.load(std::memory_order_seq_cst) == REGION_LIVE) return true;
+  r->users.fetch_sub(1, std::memory_order_release);
+  return false;
+}
+inline void region_unpin(udax_region *r) { r->users.fetch_sub(1, std::memory_order_release); }
 
 extern udax_region g_regions[UDAX_MAX_REGIONS];
 extern std::atomic<int> g_regions_high;   // slots in use are below this

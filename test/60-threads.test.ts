@@ -210,6 +210,37 @@ describe('stress: writers and syncers on many threads', () => {
   }
 });
 
+describe('mappings that come and go', () => {
+  test('threads map, store and unmap while others sync through every mapping', async () => {
+    const pages = 256, writers = 2;
+    const f = open(scratchPath(), { create: true, size: pages * PAGE });
+    const control = new SharedArrayBuffer(4);
+    const expected = new SharedArrayBuffer(pages * writers * 4);
+    const common = { fileHandle: f.handle(), control, expected, writers, pages };
+    const threads = [0, 1].map((id) => new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'remapper', id, seed: 3 + id } }));
+    await Promise.all(threads.map((w) => nextMessage(w)));
+    const finished = threads.map((w) => nextMessage(w, (x: any) => x?.done));
+    const exited = threads.map((w) => new Promise((r) => w.once('exit', r)));
+    const until = Date.now() + 3000;
+    let syncs = 0;
+    while (Date.now() < until) {
+      f.sync();
+      syncs++;
+      await sleep(0);
+    }
+    Atomics.store(new Int32Array(control), 0, 1);
+    const reports = await Promise.all(finished);
+    await Promise.all(exited);
+    f.sync();
+    expect(f.dirtyRanges()).toEqual([]);
+    const words = new Int32Array(f.map().bytes.buffer);
+    const last = new Int32Array(expected);
+    for (let i = 0; i < pages * writers; i++) expect(words[Math.floor(i / writers) * 1024 + (i % writers)]).toBe(last[i]);
+    console.log(`remap: ${reports.reduce((n, r) => n + r.maps, 0)} map/unmap cycles against ${syncs} syncs`);
+    f.close();
+  }, 60_000);
+});
+
 describe('use after unmap from another thread', () => {
   test('a stale view in a worker crashes with a message and never writes the file', () => {
     const path = scratchPath('uau');

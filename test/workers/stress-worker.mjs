@@ -29,6 +29,22 @@ if (role === 'writer') {
   }
   parentPort.postMessage({ done: true, stores: seq });
   mapping.unmap();
+} else if (role === 'remapper') {
+  // Mappings come and go while other threads sync through every mapping.
+  let maps = 0;
+  parentPort.postMessage({ ready: true });
+  while (Atomics.load(stop, 0) === 0) {
+    const mapping = file.map();
+    const words = new Int32Array(mapping.bytes.buffer, mapping.bytes.byteOffset, mapping.length / 4);
+    for (let k = 0; k < 16; k++) {
+      const page = random(pages);
+      const seq = Atomics.add(last, page * writers + id, 1) + 1;
+      words[page * 1024 + id] = seq;
+    }
+    mapping.unmap();
+    maps++;
+  }
+  parentPort.postMessage({ done: true, maps });
 } else {
   const pageSize = 4096;
   let syncs = 0;

@@ -18,6 +18,19 @@ const CLEAN_AND_UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS | DIRTY | TOWRITE)
 /** This thread's lock-owner tag (its Linux thread id, placed as in entry.h). */
 const SELF = ((native.gettid() << C.OWNER_SHIFT) & C.OWNER_MASK) | 0;
 
+/** Entry locks this thread holds, of every file. */
+let locksHeld = 0;
+
+/** Throw rather than wait for something that may wait for a lock we hold
+ * (unmap waits for fault handlers in flight; they may wait for our locks). */
+export function assertNoEntryLocksHeld(op: string, path: string): void {
+  if (locksHeld > 0) {
+    throw new DaxError(`ERR_UDAX_DEADLOCK: ${op} while this thread holds entry locks (inside withEntriesLocked?)`, {
+      code: 'ERR_UDAX_DEADLOCK', syscall: op, path,
+    });
+  }
+}
+
 /** The entry table of one file (the kernel's per-address_space XArray),
  * as this thread sees it. */
 export class EntryTable {
@@ -50,7 +63,10 @@ export class EntryTable {
     for (;;) {
       const v = Atomics.load(words, i);
       if (!(v & LOCKED)) {
-        if (Atomics.compareExchange(words, i, v, (v & FLAGS_MASK) | LOCKED | SELF) === v) return;
+        if (Atomics.compareExchange(words, i, v, (v & FLAGS_MASK) | LOCKED | SELF) === v) {
+          locksHeld++;
+          return;
+        }
         continue;
       }
       if ((v & C.OWNER_MASK) === SELF) {
@@ -70,6 +86,7 @@ export class EntryTable {
 
   /** Release entry i's lock and wake its waiters. Caller holds it. */
   unlock(i: number): void {
+    locksHeld--;
     if (Atomics.and(this.words, i, UNLOCK_MASK) & WAITERS) native.futexWake(this.id, i);
   }
 
@@ -77,6 +94,7 @@ export class EntryTable {
    * dax_writeback_one). Caller holds it. The summary count drops after the
    * unlock: an overcount only costs a concurrent sync a scan. */
   cleanAndUnlock(i: number): void {
+    locksHeld--;
     const old = Atomics.and(this.words, i, CLEAN_AND_UNLOCK_MASK);
     if (old & WAITERS) native.futexWake(this.id, i);
     if (old & DIRTY) this.#count(i, -1);

@@ -1,7 +1,7 @@
 // DaxFile: the kernel's address_space — one file, its entry table, its
 // mappings, and writeback.
 import { constants as fsConstants } from 'node:fs';
-import { EntryTable, DIRTY } from './entry.js';
+import { assertNoEntryLocksHeld, EntryTable, DIRTY } from './entry.js';
 import { DaxError, errnoError, nativeCall, rangeError, typeError } from './errors.js';
 import { flushChoice, type FlushInstruction } from './flush.js';
 import { Mapping, type MapOptions, type MappingHandle } from './mapping.js';
@@ -289,6 +289,7 @@ export class DaxFile {
    * Like the kernel's close, it does not write back: sync first. */
   close(): void {
     if (this.#closed) return;
+    assertNoEntryLocksHeld('close', this.path);
     for (const m of [...this.#mappings]) m.unmap();
     closePersistence(this);
     nativeCall(this.path, () => native.unmapRegion(this.fallbackSlot));

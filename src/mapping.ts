@@ -3,6 +3,7 @@ import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { errnoError, nativeCall, rangeError } from './errors.js';
 import type { DaxFile } from './file.js';
+import { assertNoEntryLocksHeld } from './entry.js';
 import { native } from './native.js';
 import { tracker } from './tracker.js';
 import * as check from './validate.js';
@@ -197,6 +198,7 @@ export class Mapping {
    * message naming the file, and never reaches another file's memory. */
   unmap(): void {
     if (this.#unmapped) return;
+    assertNoEntryLocksHeld('unmap', this.file.path);
     this.#unmapped = true;
     for (const w of this.#windows.values()) native.detachView(w.buffer, w.hold);
     this.#windows.clear();

@@ -145,6 +145,18 @@ describe('use after unmap or close', () => {
     }
   });
 
+  test('unmap or close while holding entry locks is refused instead of risking a deadlock', () => {
+    const f = open(scratchPath(), { create: true, size: 4 * PAGE });
+    const m = f.map();
+    m.bytes[0] = 1;
+    expect(() => f.withEntriesLocked(0, PAGE, () => m.unmap())).toThrow(dax('ERR_UDAX_DEADLOCK', 'unmap'));
+    expect(() => f.withEntriesLocked(0, PAGE, () => f.close())).toThrow(dax('ERR_UDAX_DEADLOCK', 'close'));
+    m.bytes[PAGE] = 2;  // still mapped and tracked
+    expect(f.sync()).toEqual({ entries: 2, bytes: 2 * PAGE });
+    m.unmap();
+    f.close();
+  });
+
   test('sync and range misuse leaves the entry table intact', () => {
     const f = open(scratchPath(), { create: true, size: 2 * PMD_SIZE, entrySize: PMD_SIZE });
     const m = f.map();

@@ -64,7 +64,7 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
         // persist.ts: media copy, injected errors (entries to keep dirty), delay
         const keepDirty = hooks?.flushed(start, i - 1, bytes);
         if (keepDirty) for (const k of keepDirty) flushed[k - first] = 0;
-        result.entries += i - start;
+        result.entries += i - start - (keepDirty?.length ?? 0);
         start = -1;
       }
     }

@@ -236,6 +236,7 @@ describe('writeback errors (errseq_t)', () => {
     expect(f.dirtyRanges()).toEqual([{ offset: 0, length: PAGE }]);
     expect(() => f.sync()).toThrow(expect.objectContaining({ code: 'EIO' }));  // second failure: a new error
     expect(read(f.media.path!)[1000]).toBe(0);
+    expect(f.stats().entriesCleaned).toBe(0);  // flushed twice, cleaned never
     expect(f.sync().entries).toBe(1);  // third: the device works again
     expect(read(f.media.path!)[1000]).toBe(42);
     expect(f.dirtyRanges()).toEqual([]);

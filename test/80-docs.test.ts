@@ -1,6 +1,6 @@
 // Layer 8: the README stays true to the code.
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 
@@ -21,6 +21,7 @@ describe('README', () => {
     const block = readme.match(/## Usage\n\n```js\n([\s\S]*?)```/)![1];
     expect(example.split('\n').slice(1).join('\n')).toBe(block);
     const r = spawnSync(process.execPath, ['examples/quickstart.mjs'], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+    rmSync('/dev/shm/udax-quickstart', { force: true });
     expect(r.stderr).toBe('');
     const lines = r.stdout.trim().split('\n');
     // each printed line is what the comment beside the call says

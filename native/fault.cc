@@ -53,30 +53,15 @@ static inline void stat_add(udax_table *t, int which, int64_t v) {
   __atomic_fetch_add(&t->stats[which], v, __ATOMIC_RELAXED);
 }
 
-static void write_str(const char *s) { (void)!write(2, s, strlen(s)); }
-
-static void write_hex(uint64_t v) {
-  char buf[19] = "0x";
-  int n = 2;
-  bool started = false;
-  for (int shift = 60; shift >= 0; shift -= 4) {
-    unsigned d = (v >> shift) & 15;
-    if (d || started || shift == 0) { buf[n++] = "0123456789abcdef"[d]; started = true; }
-  }
-  (void)!write(2, buf, n);
-}
-
 [[noreturn]] static void fatal_in_handler(const char *what, int err, udax_region *r) {
-  write_str("udax: fatal: ");
-  write_str(what);
-  write_str(" failed in the fault handler (errno ");
-  char d[4] = {(char)('0' + (err / 100) % 10), (char)('0' + (err / 10) % 10), (char)('0' + err % 10), 0};
-  write_str(d);
-  write_str(") for ");
-  write_str(r->table->path);
-  write_str("\n");
-  signal(SIGABRT, SIG_DFL);
-  abort();
+  msg_str("udax: fatal: ");
+  msg_str(what);
+  msg_str(" failed in the fault handler (errno ");
+  msg_dec((uint64_t)err);
+  msg_str(") for ");
+  msg_str(r->table->path);
+  msg_str("\n");
+  msg_abort();
 }
 
 // Runs of writable entries in [lo, hi] (relative indices, clipped).
@@ -197,11 +182,11 @@ static void handle_write_fault(udax_region *r, uintptr_t addr) {
 // A store or load through a view of a mapping that was unmapped: the range is
 // reserved PROT_NONE so it cannot reach another file. Say so, then crash.
 static void report_use_after_unmap(udax_region *r, uintptr_t addr) {
-  write_str("udax: access to ");
-  write_str(r->table->path);
-  write_str(" at file offset ");
-  write_hex(r->file_offset + (addr - r->start));
-  write_str(" through a view of a mapping that was unmapped\n");
+  msg_str("udax: access to ");
+  msg_str(r->table->path);
+  msg_str(" at file offset ");
+  msg_hex(r->file_offset + (addr - r->start));
+  msg_str(" through a view of a mapping that was unmapped\n");
 }
 
 // Pass a fault that is not ours to whoever had SIGSEGV before us.

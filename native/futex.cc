@@ -6,8 +6,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <signal.h>
-#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -27,30 +25,17 @@ void futex_wake_word(int32_t *word) {
   syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
 }
 
-// Formats v in decimal into buf (no libc: used from the signal handler).
-static size_t format_u64(char *buf, uint64_t v) {
-  char tmp[24];
-  size_t n = 0;
-  do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
-  for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-  return n;
-}
-
-static void write_str(const char *s) { (void)!write(2, s, strlen(s)); }
-
 // A thread faulted on an entry whose lock it holds: it would wait forever.
 // Say which file and offset, then abort (async-signal-safe).
 [[noreturn]] static void self_deadlock(udax_table *t, uint32_t index) {
-  char num[24];
-  write_str("udax: self-deadlock: thread ");
-  (void)!write(2, num, format_u64(num, (uint64_t)udax_gettid()));
-  write_str(" stored into ");
-  write_str(t->path);
-  write_str(" at offset ");
-  (void)!write(2, num, format_u64(num, (uint64_t)index << t->entry_shift));
-  write_str(" while holding that entry's lock\n");
-  signal(SIGABRT, SIG_DFL);
-  abort();
+  msg_str("udax: self-deadlock: thread ");
+  msg_dec((uint64_t)udax_gettid());
+  msg_str(" stored into ");
+  msg_str(t->path);
+  msg_str(" at offset ");
+  msg_dec((uint64_t)index << t->entry_shift);
+  msg_str(" while holding that entry's lock\n");
+  msg_abort();
 }
 
 // Take the lock of entry index; sleeps on the entry word while another thread

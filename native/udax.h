@@ -83,6 +83,12 @@ void entry_set_dirty(udax_table *t, uint32_t index);
 // entry locks. Returns 0 or an errno.
 int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable);
 
+// Async-signal-safe messages to stderr (native/message.cc).
+void msg_str(const char *s);
+void msg_dec(uint64_t v);
+void msg_hex(uint64_t v);
+[[noreturn]] void msg_abort();  // abort with the default SIGABRT action
+
 void futex_wait_word(int32_t *word, int32_t expected);
 void futex_wake_word(int32_t *word);
 

@@ -84,6 +84,23 @@ export class EntryTable {
     }
   }
 
+  /** The entries [first, last] covering file bytes [offset, offset+length). */
+  entryRange(offset: number, length: number): { first: number; last: number } {
+    return { first: Math.floor(offset / 2 ** this.shift), last: Math.floor((offset + length - 1) / 2 ** this.shift) };
+  }
+
+  /** Run fn holding the locks of entries [first, last], taken ascending and
+   * released even when fn throws. Caller holds no lock above first. */
+  withLocked<T>(first: number, last: number, fn: () => T): T {
+    let locked = first;
+    try {
+      for (; locked <= last; locked++) this.lock(locked);
+      return fn();
+    } finally {
+      for (let i = first; i < locked; i++) this.unlock(i);
+    }
+  }
+
   /** Release entry i's lock and wake its waiters. Caller holds it. */
   unlock(i: number): void {
     locksHeld--;

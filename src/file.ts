@@ -174,8 +174,7 @@ export class DaxFile {
     const r = check.range('sync', offset, length, this.size);
     if (this.readOnly) return { entries: 0, bytes: 0 };
     tracker.check(this.path);
-    const first = Math.floor(r.offset / this.entrySize);
-    const last = Math.floor((r.offset + r.length - 1) / this.entrySize);
+    const { first, last } = this.table.entryRange(r.offset, r.length);
     return endSync(this, writeback(this.table, this.path, first, last, this.fallbackSlot, beginSync(this)), cursor);
   }
 
@@ -197,15 +196,8 @@ export class DaxFile {
     this.assertOpen('withEntriesLocked');
     if (typeof fn !== 'function') throw typeError('withEntriesLocked: fn must be a function');
     const r = check.range('withEntriesLocked', offset, length, this.size);
-    const first = Math.floor(r.offset / this.entrySize);
-    const last = Math.floor((r.offset + r.length - 1) / this.entrySize);
-    let locked = first;
-    try {
-      for (; locked <= last; locked++) this.table.lock(locked);
-      return fn();
-    } finally {
-      for (let i = first; i < locked; i++) this.table.unlock(i);
-    }
+    const { first, last } = this.table.entryRange(r.offset, r.length);
+    return this.table.withLocked(first, last, fn);
   }
 
   /** The dirty parts of the file, as merged [offset, length) ranges. */

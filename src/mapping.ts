@@ -119,9 +119,7 @@ export class Mapping {
     tracker.check(this.file.path);
     this.file.writebackIfNearVmaBudget();
     const table = this.file.table;
-    const shift = table.shift;
-    const first = Math.floor((this.offset + r.offset) / 2 ** shift);
-    const last = Math.floor((this.offset + r.offset + r.length - 1) / 2 ** shift);
+    const { first, last } = table.entryRange(this.offset + r.offset, r.length);
     let err = this.#dirtyAndUnprotect(first, last);
     if (err === 12) {
       // ENOMEM: the VMA budget is spent. Write back early (re-protecting
@@ -133,16 +131,13 @@ export class Mapping {
     table.addStat('PREPARE_WRITES', last - first + 1);
   }
 
+  /** The fault path for a range: lock -> DIRTY -> unprotect -> unlock. */
   #dirtyAndUnprotect(first: number, last: number): number {
     const table = this.file.table;
-    let locked = first;
-    try {
-      for (; locked <= last; locked++) table.lock(locked);
+    return table.withLocked(first, last, () => {
       for (let i = first; i <= last; i++) table.setDirty(i);
       return native.regionProtect(this.slot, first, last, true);
-    } finally {
-      for (let i = first; i < locked; i++) table.unlock(i);
-    }
+    });
   }
 
   /** Read up to length bytes of fd at position into the mapping at offset,

@@ -6,8 +6,7 @@
 //   node dist/bench/breakdown.js [hugeBytes]
 import { rmSync } from 'node:fs';
 import { open } from '../src/index.js';
-import { native, RegionMode } from '../src/native.js';
-import { tagForWriteback } from '../src/writeback.js';
+import { fence, flushBytes, mapBare, tagForWriteback, writeProtect } from '../src/testing.js';
 import { summarize } from './stats.js';
 import { formatBytes, formatNs, parseSize } from './units.js';
 import { pageRuns } from './variants.js';
@@ -20,10 +19,8 @@ function pattern(name: string, size: number, pages: number[], rounds: number): s
   rmSync(path, { force: true });
   const f = open(path, { create: true, size });
   const m = f.map();
-  const bare = native.mapRegion(f.fd, 0, size, true, true, RegionMode.Bare, f.table.id, false);
-  const view = (slot: 'udax' | 'bare', p: number) => (slot === 'udax'
-    ? m.view(p * PAGE, PAGE)
-    : new Uint8Array(native.regionView(bare, p * PAGE, PAGE, 0).buffer));
+  const bare = mapBare(f);
+  const view = (which: 'udax' | 'bare', p: number) => (which === 'udax' ? m : bare).view(p * PAGE, PAGE);
   const uViews = pages.map((p) => view('udax', p));
   const bViews = pages.map((p) => view('bare', p));
   const runs = pageRuns(pages);
@@ -36,15 +33,15 @@ function pattern(name: string, size: number, pages: number[], rounds: number): s
       const sync = now() - t0;
       // Tagging of a clean table costs what the scan costs (nothing to tag).
       t0 = now();
-      tagForWriteback(f.table, 0, f.table.count - 1);
+      tagForWriteback(f, 0, Math.ceil(size / PAGE) - 1);
       const tag = now() - t0;
       for (const v of bViews) v.fill(r);
       t0 = now();
-      for (const [first, count] of runs) native.regionProtect(bare, first, first + count - 1, false);
+      for (const [first, count] of runs) writeProtect(bare, first, first + count - 1);
       const mprotect = now() - t0;
       t0 = now();
-      for (const v of bViews) native.flushBuffer(v);
-      native.fence();
+      for (const v of bViews) flushBytes(v);
+      fence();
       const flush = now() - t0;
       if (r >= 2) {
         t.sync.push(sync);
@@ -54,7 +51,6 @@ function pattern(name: string, size: number, pages: number[], rounds: number): s
       }
     }
   } finally {
-    native.unmapRegion(bare);
     f.close();
     rmSync(path, { force: true });
   }

@@ -13,6 +13,7 @@ const COLORS: Record<VariantName, string> = {
   'flush-all': '#adb5bd',
   'msync-tmpfs': '#1c7ed6',
   'msync-disk': '#74c0fc',
+  'mmap-io': '#a5d8ff',
 };
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -8,6 +8,7 @@ import { release, tmpdir, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { flushChoice } from '../src/index.js';
+import { fileSystemName, TMPFS_MAGIC } from '../src/testing.js';
 import { Progress } from './progress.js';
 import { summarize } from './stats.js';
 import { evaluateTargets, type TargetResult } from './targets.js';
@@ -15,7 +16,6 @@ import type { TrialResult, TrialSpec } from './trial.js';
 import { mmapIoProblem, VARIANT_INFO, type VariantName } from './variants.js';
 import { WORKLOADS, type Workload } from './workloads.js';
 
-const TMPFS_MAGIC = 0x01021994;
 const MMAP_IO_LIMIT = 2 ** 31 - 1;
 
 export interface BenchOptions {
@@ -81,9 +81,7 @@ export function isTmpfs(path: string): boolean {
 
 function fsName(path: string): string {
   try {
-    const type = statfsSync(path).type;
-    const names: Record<number, string> = { [TMPFS_MAGIC]: 'tmpfs', 0xef53: 'ext4', 0x58465342: 'xfs', 0x9123683e: 'btrfs' };
-    return names[type] ?? `0x${type.toString(16)}`;
+    return fileSystemName(statfsSync(path).type);
   } catch {
     return 'unknown';
   }
@@ -105,10 +103,10 @@ function plan(o: BenchOptions, paths: ScratchPaths): Plan[] {
     for (const v of o.variants ?? (Object.keys(VARIANT_INFO) as VariantName[])) {
       const why = workload.skip?.[v]
         ?? (!workload.variants.includes(v) ? 'not part of this workload' : undefined)
-        ?? (v.startsWith('msync') ? mmapIo : undefined)
-        ?? (v.startsWith('msync') && workload.fileSize(o) > MMAP_IO_LIMIT
+        ?? (v === 'mmap-io' ? mmapIo : undefined)
+        ?? (v === 'mmap-io' && workload.fileSize(o) > MMAP_IO_LIMIT
           ? '@riaskov/mmap-io passes size and offset as 32-bit ints: it cannot map a file past 2 GiB' : undefined)
-        ?? (v === 'msync-tmpfs' && !paths.tmpfs ? 'no tmpfs directory (/dev/shm) here' : undefined)
+        ?? ((v === 'msync-tmpfs' || v === 'mmap-io') && !paths.tmpfs ? 'no tmpfs directory (/dev/shm) here' : undefined)
         ?? (v === 'msync-disk' && !paths.disk ? 'no disk directory: pass --disk-dir DIR (os.tmpdir() is on tmpfs)' : undefined);
       if (why === 'not part of this workload') continue;
       if (why) skipped.push({ variant: v, reason: why });
@@ -134,7 +132,7 @@ function scratchPaths(o: BenchOptions): ScratchPaths {
 }
 
 function pathFor(variant: VariantName, paths: ScratchPaths): string {
-  if (variant === 'msync-tmpfs') return paths.tmpfs!;
+  if (variant === 'msync-tmpfs' || variant === 'mmap-io') return paths.tmpfs!;
   if (variant === 'msync-disk') return paths.disk!;
   return paths.main;
 }

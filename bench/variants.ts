@@ -1,23 +1,24 @@
 // The ways a workload's stores and syncs can be done: udax itself and the
 // baselines it is compared with in the same run. Each variant is set up once
 // per trial process (the owner) and used from one or more threads (targets).
+// Everything goes through udax's public API and udax/testing.
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { attach, open, type DaxFile, type DaxFileHandle, type DaxStats, type Mapping, type MappingHandle } from '../src/index.js';
-import { native, RegionMode } from '../src/native.js';
-import { PAGE_SIZE } from '../src/validate.js';
+import { attach, open, PAGE_SIZE, type DaxFile, type DaxFileHandle, type DaxStats, type Mapping, type MappingHandle } from '../src/index.js';
+import { fence, flushBytes, mapBare, mapUntracked, msync, writeProtect } from '../src/testing.js';
 
-export type VariantName = 'udax' | 'raw' | 'bare' | 'flush-all' | 'msync-tmpfs' | 'msync-disk';
+export type VariantName = 'udax' | 'raw' | 'bare' | 'flush-all' | 'msync-tmpfs' | 'msync-disk' | 'mmap-io';
 
-export const VARIANTS: readonly VariantName[] = ['udax', 'raw', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk'];
+export const VARIANTS: readonly VariantName[] = ['udax', 'raw', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'];
 
 export const VARIANT_INFO: Record<VariantName, string> = {
   udax: 'udax: tracked mapping, fault-driven dirty tracking, sync()',
   raw: 'untracked read-write mapping; flush exactly the dirty pages (the floor)',
   bare: 'SIGSEGV + mprotect per first store, mprotect + flush per dirty page, no tags or locks',
   'flush-all': 'untracked mapping; flush the whole mapping on every sync',
-  'msync-tmpfs': '@riaskov/mmap-io shared mapping + msync(MS_SYNC), file on tmpfs',
-  'msync-disk': '@riaskov/mmap-io shared mapping + msync(MS_SYNC), file on disk',
+  'msync-tmpfs': 'shared mapping + the kernel\'s msync(MS_SYNC), file on tmpfs',
+  'msync-disk': 'shared mapping + the kernel\'s msync(MS_SYNC), file on disk',
+  'mmap-io': 'what a Node user would pick: @riaskov/mmap-io mapping + msync, file on tmpfs (development only)',
 };
 
 /** Part of the file one thread works on. */
@@ -37,11 +38,13 @@ export interface Target {
   close(): void;
 }
 
+type RegionVariant = 'raw' | 'bare' | 'flush-all' | 'msync-tmpfs' | 'msync-disk';
+
 /** What the owner posts to worker threads (plain data). */
 export type SharedVariant =
   | { kind: 'udax'; file: DaxFileHandle; mapping: MappingHandle }
-  | { kind: 'region'; variant: 'raw' | 'bare' | 'flush-all'; slot: number; size: number; entryShift: number }
-  | { kind: 'msync'; path: string; size: number };
+  | { kind: 'region'; variant: RegionVariant; file: DaxFileHandle; mapping: MappingHandle }
+  | { kind: 'mmap-io'; path: string; size: number };
 
 export interface Owner {
   shared: SharedVariant;
@@ -58,40 +61,6 @@ export interface VariantSetup {
   path: string;
   size: number;
   entrySize: number;
-}
-
-const WINDOW = 2 ** 31;  // external ArrayBuffers stop at 4 GiB: map big files in 2 GiB windows
-
-/** Views over a large mapping, made window by window on demand. */
-class Windows {
-  readonly #make: (offset: number, length: number) => Uint8Array;
-  readonly #size: number;
-  readonly #windows = new Map<number, Uint8Array>();
-  readonly window: number;
-  constructor(size: number, make: (offset: number, length: number) => Uint8Array, window = WINDOW) {
-    this.#size = size;
-    this.#make = make;
-    this.window = window;
-  }
-  view(offset: number, length: number): Uint8Array {
-    const size = this.window;
-    const k = Math.floor(offset / size);
-    let w = this.#windows.get(k);
-    if (!w) {
-      w = this.#make(k * size, Math.min(size, this.#size - k * size));
-      this.#windows.set(k, w);
-    }
-    const at = offset - k * size;
-    if (at + length > w.length) throw new RangeError(`bench view [${offset}, ${offset + length}) crosses a ${size}-byte window`);
-    return w.subarray(at, at + length);
-  }
-  forEach(offset: number, length: number, fn: (bytes: Uint8Array) => void): void {
-    for (let at = offset; at < offset + length; ) {
-      const n = Math.min(offset + length - at, this.window - (at % this.window));
-      fn(this.view(at, n));
-      at += n;
-    }
-  }
 }
 
 /** Contiguous runs of sorted page indices: [firstPage, count][]. */
@@ -119,42 +88,53 @@ function udaxTarget(file: DaxFile, mapping: Mapping): Target {
   };
 }
 
-// ---- raw, bare, flush-all: the addon's mechanisms without udax's policy ----
+// ---- raw, bare, flush-all, msync: udax's mechanisms without its policy ----
 
-function regionTarget(variant: 'raw' | 'bare' | 'flush-all', slot: number, size: number, entryShift: number, all: Partition): Target {
-  const windows = new Windows(size, (offset, length) => new Uint8Array(native.regionView(slot, offset, length, 0).buffer));
-  const flushRange = (offset: number, length: number) => windows.forEach(offset, length, (b) => native.flushBuffer(b));
+/** Calls fn with views of [offset, offset+length), one per window the mapping allows. */
+function forEachView(m: Mapping, offset: number, length: number, fn: (bytes: Uint8Array) => void): void {
+  const stride = 2 ** 30;
+  for (let at = offset; at < offset + length; ) {
+    const n = Math.min(offset + length - at, stride - (at % stride));
+    fn(m.view(at, n));
+    at += n;
+  }
+}
+
+function regionTarget(variant: RegionVariant, m: Mapping, all: Partition): Target {
+  const flushRange = (offset: number, length: number) => forEachView(m, offset, length, flushBytes);
+  const entrySize = m.file.entrySize;
   let sync: Target['sync'];
   if (variant === 'raw') {
     sync = (_o, _l, pages) => {
       for (const [first, count] of pageRuns(pages)) flushRange(first * PAGE_SIZE, count * PAGE_SIZE);
-      native.fence();
+      fence();
     };
   } else if (variant === 'bare') {
     // One mprotect and one flush per dirty page (per entry with 2 MiB entries).
-    const perEntry = Math.max(1, 2 ** entryShift / PAGE_SIZE);
+    const perEntry = Math.max(1, entrySize / PAGE_SIZE);
     sync = (_o, _l, pages) => {
       let previous = -1;
       for (const p of [...pages].sort((a, b) => a - b)) {
         const entry = Math.floor(p / perEntry);
         if (entry === previous) continue;
         previous = entry;
-        const err = native.regionProtect(slot, entry, entry, false);
-        if (err) throw new Error(`bare baseline: mprotect failed with errno ${err}`);
-        flushRange(entry * 2 ** entryShift, Math.min(2 ** entryShift, size - entry * 2 ** entryShift));
+        writeProtect(m, entry, entry);
+        flushRange(entry * entrySize, Math.min(entrySize, m.length - entry * entrySize));
       }
-      native.fence();
+      fence();
     };
-  } else {
+  } else if (variant === 'flush-all') {
     sync = () => {
       flushRange(all.offset, all.length);
-      native.fence();
+      fence();
     };
+  } else {
+    sync = (offset, length) => msync(m, offset, length);
   }
-  return { view: (o, l) => windows.view(o, l), sync, close: () => {} };
+  return { view: (o, l) => m.view(o, l), sync, close: () => {} };
 }
 
-// ---- the kernel: mmap + msync(MS_SYNC) through @riaskov/mmap-io -------------
+// ---- @riaskov/mmap-io: what a Node user would reach for ------------------------
 
 interface MmapIo {
   map(size: number, prot: number, flags: number, fd: number, offset?: number): Buffer;
@@ -165,12 +145,12 @@ interface MmapIo {
 }
 
 /** mmap-io takes the length as a 32-bit int: map in 1 GiB windows. */
-const MSYNC_WINDOW = 2 ** 30;
+const MMAP_IO_WINDOW = 2 ** 30;
 
 let mmapIo: MmapIo | undefined;
 let mmapIoError: string | undefined;
 
-/** @riaskov/mmap-io if it built here, else undefined (see mmapIoProblem). */
+/** @riaskov/mmap-io if it is installed and built here, else undefined (see mmapIoProblem). */
 export function loadMmapIo(): MmapIo | undefined {
   if (mmapIo || mmapIoError) return mmapIo;
   try {
@@ -185,26 +165,31 @@ export function loadMmapIo(): MmapIo | undefined {
 
 export function mmapIoProblem(): string | undefined {
   loadMmapIo();
-  return mmapIoError && `@riaskov/mmap-io is not available (${mmapIoError}); it is an optional dependency that builds with node-gyp`;
+  return mmapIoError && `@riaskov/mmap-io is not available (${mmapIoError}); it is a development dependency of udax, for this comparison row only`;
 }
 
-function msyncTarget(path: string, size: number): Target {
+function mmapIoTarget(path: string, size: number): Target {
   const io = loadMmapIo();
   if (!io) throw new Error(mmapIoProblem());
   const fd = openSync(path, 'r+');
   const buffers = new Map<number, Buffer>();
-  const windows = new Windows(size, (offset, length) => {
-    const b = io.map(length, io.PROT_READ | io.PROT_WRITE, io.MAP_SHARED, fd, offset);
-    buffers.set(offset, b);
-    return new Uint8Array(b.buffer, b.byteOffset, b.length);
-  }, MSYNC_WINDOW);
+  const view = (offset: number, length: number) => {
+    const k = Math.floor(offset / MMAP_IO_WINDOW) * MMAP_IO_WINDOW;
+    let b = buffers.get(k);
+    if (!b) {
+      b = io.map(Math.min(MMAP_IO_WINDOW, size - k), io.PROT_READ | io.PROT_WRITE, io.MAP_SHARED, fd, k);
+      buffers.set(k, b);
+    }
+    if (offset - k + length > b.length) throw new RangeError(`bench view [${offset}, ${offset + length}) crosses a window`);
+    return new Uint8Array(b.buffer, b.byteOffset + offset - k, length);
+  };
   return {
-    view: (o, l) => windows.view(o, l),
+    view,
     sync: (offset, length) => {
       for (let at = offset; at < offset + length; ) {
-        const k = Math.floor(at / MSYNC_WINDOW) * MSYNC_WINDOW;
-        const n = Math.min(offset + length - at, k + MSYNC_WINDOW - at);
-        windows.view(at, 1);  // map the window if not yet
+        const k = Math.floor(at / MMAP_IO_WINDOW) * MMAP_IO_WINDOW;
+        const n = Math.min(offset + length - at, k + MMAP_IO_WINDOW - at);
+        view(at, 1);  // map the window if not yet
         io.sync(buffers.get(k)!, at - k, n, true);
         at += n;
       }
@@ -218,16 +203,16 @@ function msyncTarget(path: string, size: number): Target {
 /** Set the variant up over a new file at setup.path (owner thread). */
 export function createOwner(setup: VariantSetup): Owner {
   const { variant, path, size } = setup;
-  if (variant === 'msync-tmpfs' || variant === 'msync-disk') {
+  if (variant === 'mmap-io') {
     if (!loadMmapIo()) throw new Error(mmapIoProblem());
     const fd = openSync(path, 'wx');
     ftruncateSync(fd, size);
     closeSync(fd);
     const targets: Target[] = [];
     return {
-      shared: { kind: 'msync', path, size },
+      shared: { kind: 'mmap-io', path, size },
       target: () => {
-        const t = msyncTarget(path, size);
+        const t = mmapIoTarget(path, size);
         targets.push(t);
         return t;
       },
@@ -244,27 +229,19 @@ export function createOwner(setup: VariantSetup): Owner {
       dispose: () => file.close(),
     };
   }
-  // The DaxFile only lends its fd and entry table (for the entry size).
-  const mode = variant === 'bare' ? RegionMode.Bare : RegionMode.Untracked;
-  const slot = native.mapRegion(file.fd, 0, size, true, true, mode, file.table.id, false);
+  const mapping = variant === 'bare' ? mapBare(file) : mapUntracked(file);
   return {
-    shared: { kind: 'region', variant, slot, size, entryShift: file.table.shift },
-    target: (all) => regionTarget(variant, slot, size, file.table.shift, all),
-    dispose: () => {
-      native.unmapRegion(slot);
-      file.close();
-    },
+    shared: { kind: 'region', variant, file: file.handle(), mapping: mapping.handle() },
+    target: (all) => regionTarget(variant, mapping, all),
+    dispose: () => file.close(),
   };
 }
 
 /** A target in a worker thread, from what the owner posted. */
 export function attachTarget(shared: SharedVariant, all: Partition): Target {
-  if (shared.kind === 'udax') {
-    const file = attach(shared.file);
-    const mapping = file.attachMapping(shared.mapping);
-    const t = udaxTarget(file, mapping);
-    return { ...t, close: () => file.close() };
-  }
-  if (shared.kind === 'region') return regionTarget(shared.variant, shared.slot, shared.size, shared.entryShift, all);
-  return msyncTarget(shared.path, shared.size);
+  if (shared.kind === 'mmap-io') return mmapIoTarget(shared.path, shared.size);
+  const file = attach(shared.file);
+  const mapping = file.attachMapping(shared.mapping);
+  const t = shared.kind === 'udax' ? udaxTarget(file, mapping) : regionTarget(shared.variant, mapping, all);
+  return { ...t, close: () => file.close() };
 }

@@ -1,7 +1,8 @@
 // The workloads: one row each in this table. A workload is one thread's loop
 // over its part of the file; it times only the operation it names and leaves
 // preparation (dirtying pages before a sync, syncing before a fault) untimed.
-import { PAGE_SIZE } from '../src/validate.js';
+import { PAGE_SIZE } from '../src/index.js';
+import { mulberry32 } from '../src/testing.js';
 import type { Partition, Target, VariantName } from './variants.js';
 
 export interface RunContext {
@@ -51,16 +52,8 @@ function measure(ctx: RunContext, round: (i: number) => [number, number]): numbe
   return samples;
 }
 
-/** Deterministic xorshift32, so every variant sees the same page sequence. */
-function random(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
+/** The same page sequence for every variant (udax's one PRNG). */
+const random = mulberry32;
 
 const pagesOf = (part: Partition) => Math.floor(part.length / PAGE_SIZE);
 const firstPage = (part: Partition) => part.offset / PAGE_SIZE;
@@ -101,7 +94,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'fault',
     summary: 'first store to each page (entry) after a sync: the re-dirty cost',
     op: 'store',
-    variants: ['udax', 'bare', 'raw', 'msync-tmpfs', 'msync-disk'],
+    variants: ['udax', 'bare', 'raw', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     skip: { 'flush-all': 'same stores as raw: nothing is tracked' },
     fileSize: (o) => o.size,
     run(t, part, ctx) {
@@ -126,7 +119,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-dense',
     summary: `sync of ${SYNC_PAGES} contiguous dirty pages out of the whole mapping`,
     op: 'sync',
-    variants: ['udax', 'raw', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk'],
+    variants: ['udax', 'raw', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const n = Math.max(1, Math.min(SYNC_PAGES, pagesOf(part) >> 1));
@@ -138,7 +131,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-sparse',
     summary: `sync of ${SYNC_PAGES} dirty pages scattered 1 in ${SPARSE_STRIDE} out of the whole mapping`,
     op: 'sync',
-    variants: ['udax', 'bare', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk'],
+    variants: ['udax', 'bare', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const n = Math.max(1, Math.min(SYNC_PAGES, Math.floor(pagesOf(part) / SPARSE_STRIDE)));
@@ -149,7 +142,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-clean-huge',
     summary: `sync of a huge sparse, mostly clean file with ${HUGE_DIRTY_PAGES} dirty pages`,
     op: 'sync',
-    variants: ['udax', 'raw', 'bare', 'msync-tmpfs', 'msync-disk'],
+    variants: ['udax', 'raw', 'bare', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     skip: { 'flush-all': 'would read in and flush every page of the huge file' },
     fileSize: (o) => o.hugeSize,
     run(t, part, ctx) {
@@ -162,7 +155,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'wal',
     summary: `append ${WAL_RECORD}-byte records to a log, sync every ${WAL_RECORDS_PER_COMMIT} records`,
     op: 'commit',
-    variants: ['udax', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk'],
+    variants: ['udax', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const commitBytes = WAL_RECORD * WAL_RECORDS_PER_COMMIT;
@@ -195,7 +188,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'btree',
     summary: `random 4 KiB page updates, sync every ${BTREE_UPDATES_PER_SYNC} updates`,
     op: `${BTREE_UPDATES_PER_SYNC} updates+sync`,
-    variants: ['udax', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk'],
+    variants: ['udax', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       prefault(t, part.offset, part.length);

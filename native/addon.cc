@@ -1,5 +1,23 @@
-// Module entry: exports the mechanisms and the entry-word constants.
+// Module entry: exports the mechanisms and the constants of entry.h.
 #include "udax.h"
+
+#include <string.h>
+#include <unistd.h>
+
+Napi::Error errno_error(Napi::Env env, int err, const char *syscall, const char *path) {
+  Napi::Error e = Napi::Error::New(env, std::string(syscall) + ": " + strerror(err));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  if (path && *path) e.Set("path", Napi::String::New(env, path));
+  return e;
+}
+
+int arg_id(const Napi::CallbackInfo &info, int i) {
+  if (info.Length() <= (size_t)i || !info[i].IsNumber()) return -1;
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 0x7fffffff) || d != (double)(int)d) return -1;
+  return (int)d;
+}
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Object c = Napi::Object::New(env);
@@ -12,24 +30,23 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("FLAGS_MASK", UDAX_ENTRY_FLAGS_MASK);
   c.Set("SUMMARY_SHIFT", UDAX_SUMMARY_SHIFT);
   c.Set("SUMMARY2_SHIFT", UDAX_SUMMARY2_SHIFT);
-  Napi::Object stats = Napi::Object::New(env);
-  stats.Set("WRITE_FAULTS", (int)UDAX_STAT_WRITE_FAULTS);
-  stats.Set("FAULT_NS", (int)UDAX_STAT_FAULT_NS);
-  stats.Set("COARSEN_BLOCK", (int)UDAX_STAT_COARSEN_BLOCK);
-  stats.Set("COARSEN_MAPPING", (int)UDAX_STAT_COARSEN_MAPPING);
-  stats.Set("SYNCS", (int)UDAX_STAT_SYNCS);
-  stats.Set("ENTRIES_CLEANED", (int)UDAX_STAT_ENTRIES_CLEANED);
-  stats.Set("BYTES_FLUSHED", (int)UDAX_STAT_BYTES_FLUSHED);
-  stats.Set("FLUSH_NS", (int)UDAX_STAT_FLUSH_NS);
-  stats.Set("PREPARE_WRITES", (int)UDAX_STAT_PREPARE_WRITES);
-  stats.Set("EARLY_WRITEBACKS", (int)UDAX_STAT_EARLY_WRITEBACKS);
-  stats.Set("COUNT", (int)UDAX_STAT_COUNT);
+  c.Set("PERSIST_BYTES", UDAX_PERSIST_BYTES);
+  c.Set("MAX_ENTRIES", (double)UDAX_MAX_ENTRIES);
+  c.Set("PAGE_SIZE", (double)sysconf(_SC_PAGESIZE));
+  Napi::Array stats = Napi::Array::New(env);
+#define UDAX_STAT_NAME(name, js) stats.Set((uint32_t)UDAX_STAT_##name, #js);
+  UDAX_STATS(UDAX_STAT_NAME)
+#undef UDAX_STAT_NAME
   c.Set("STATS", stats);
   exports.Set("constants", c);
-  init_map(env, exports);
+  init_inode(env, exports);
+  init_file(env, exports);
+  init_region(env, exports);
+  init_writeback(env, exports);
   init_flush(env, exports);
   init_fault(env, exports);
-  init_futex(env, exports);
+  init_lock(env, exports);
+  init_testing(env, exports);
   return exports;
 }
 

@@ -1,7 +1,8 @@
 // The entry word: one 32-bit word per entry (4 KiB page or 2 MiB block) of a
-// DaxFile. This header is the single source of truth for its layout; the addon
-// exports these constants to TypeScript (src/entry.ts), and a test checks both
-// sides agree. Mirrors the kernel's DAX entry flags and page-cache tags.
+// file. This header is the single source of truth for its layout, for the
+// statistics and for the shape of an entry table; the addon exports these to
+// TypeScript (src/native.ts checks them at load, and a test checks both sides
+// agree). Mirrors the kernel's DAX entry flags and page-cache tags.
 #ifndef UDAX_ENTRY_H
 #define UDAX_ENTRY_H
 
@@ -16,8 +17,9 @@
 #define UDAX_ENTRY_TOWRITE 0x4u
 // A thread sleeps on this word's futex; unlock must wake it.
 #define UDAX_ENTRY_WAITERS 0x8u
-// While LOCKED: the low 23 bits of the owner's Linux thread id (pid_max is at
-// most 2^22), so a thread that faults on an entry it holds is detected.
+// While LOCKED: the owner's Linux thread id (pid_max is at most 2^22, so it
+// fits exactly). A thread that faults on an entry it holds is detected, and
+// a waiter whose owner has died (a terminated worker) takes the lock over.
 #define UDAX_ENTRY_OWNER_SHIFT 8
 #define UDAX_ENTRY_OWNER_MASK 0x7fffff00u
 #define UDAX_ENTRY_FLAGS_MASK 0xffu
@@ -33,20 +35,35 @@
 #define UDAX_SUMMARY_SHIFT 6
 #define UDAX_SUMMARY2_SHIFT 5
 
-// Per-file statistics: 64-bit counters after the summary, updated by the fault
-// handler (atomically) and by TypeScript (Atomics.add on a BigInt64Array).
+// Per-file statistics: 64-bit counters after the summary, updated by native
+// code (atomically) and by TypeScript (Atomics.add on a BigInt64Array).
+// X(C name, name in file.stats())
+#define UDAX_STATS(X)                                                           \
+  X(WRITE_FAULTS, writeFaults)           /* write faults handled */            \
+  X(FAULT_NS, faultTimeNs)               /* time in the fault handler */       \
+  X(COARSEN_BLOCK, coarsenedBlocks)      /* faults that unprotected a 2 MiB block */ \
+  X(COARSEN_MAPPING, coarsenedMappings)  /* ... a whole mapping */             \
+  X(SYNCS, syncs)                        /* writebacks run */                  \
+  X(ENTRIES_CLEANED, entriesCleaned)     /* entries written back and cleaned */ \
+  X(BYTES_FLUSHED, bytesFlushed)         /* bytes whose cache lines were flushed */ \
+  X(FLUSH_NS, syncTimeNs)                /* time in writeback */               \
+  X(PREPARE_WRITES, preparedEntries)     /* entries dirtied by prepareWrite */ \
+  X(EARLY_WRITEBACKS, earlyWritebacks)   /* writebacks near the VMA budget */  \
+  X(LOCKS_RECOVERED, locksRecovered)     /* entry locks taken over from dead threads */
+
 enum udax_stat {
-  UDAX_STAT_WRITE_FAULTS = 0,   // write faults handled (re-dirtied entries)
-  UDAX_STAT_FAULT_NS,           // time spent in the fault handler
-  UDAX_STAT_COARSEN_BLOCK,      // faults that unprotected a whole 2 MiB block
-  UDAX_STAT_COARSEN_MAPPING,    // faults that unprotected a whole mapping
-  UDAX_STAT_SYNCS,              // sync calls
-  UDAX_STAT_ENTRIES_CLEANED,    // entries written back and cleaned
-  UDAX_STAT_BYTES_FLUSHED,      // bytes whose cache lines were flushed
-  UDAX_STAT_FLUSH_NS,           // time in mkclean + flush + fence
-  UDAX_STAT_PREPARE_WRITES,     // entries dirtied by prepareWrite
-  UDAX_STAT_EARLY_WRITEBACKS,   // syncs udax ran itself, near the VMA budget
+#define UDAX_STAT_ENUM(name, js) UDAX_STAT_##name,
+  UDAX_STATS(UDAX_STAT_ENUM)
+#undef UDAX_STAT_ENUM
   UDAX_STAT_COUNT
 };
+
+// After the statistics: bytes reserved for the persistence model's shared
+// state (errseq word, injected errors, counters); src/persist.ts lays it out
+// and checks that it fits.
+#define UDAX_PERSIST_BYTES 2048
+
+// The largest entry count of one file (entry indices are int32 in TS).
+#define UDAX_MAX_ENTRIES 0x7fffffffu
 
 #endif

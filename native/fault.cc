@@ -1,44 +1,30 @@
-// The SIGSEGV write-fault handler and the lock-free region table it reads.
+// The fault handlers: SIGSEGV (write-protection faults in udax's regions) and
+// SIGBUS (pages gone because a file shrank underneath a native call).
 //
-// Contract (as libsigsegv/bdwgc): the handler is async-signal-safe only — no
-// malloc, no locks other than entry locks (futexes), no stdio. It acts only on
-// SEGV_ACCERR inside a LIVE tracked region; every other SIGSEGV goes to the
-// previous action (Node's WebAssembly trap handler, or the default, so a
-// genuine crash still crashes with a correct core). errno is preserved.
+// Contract (as libsigsegv/bdwgc): the handlers are async-signal-safe only —
+// no malloc, no locks other than entry locks (futexes), no stdio. SIGSEGV is
+// acted on only for SEGV_ACCERR inside a LIVE tracked region, dispatched to
+// that region's write-fault function; SIGBUS only inside a native call that
+// guarded itself. Every other signal goes to the previous action (Node's
+// WebAssembly trap handler, or the default, so a genuine crash still crashes
+// with a correct core). errno is preserved.
 //
-// For ours it is the kernel's dax_pfn_mkwrite with the 2016 race closed:
-// lock entry -> set DIRTY -> mprotect read-write -> unlock. The page becomes
-// writable inside the locked section, so a concurrent writeback (which holds
-// the lock across mkclean -> flush -> fence -> clear DIRTY) can never leave a
-// writable page behind a clean entry.
+// A tracked region's write fault is the kernel's dax_pfn_mkwrite with the
+// 2016 race closed: lock entry -> set DIRTY -> mprotect read-write -> unlock.
+// The page becomes writable inside the locked section, so a concurrent
+// writeback (which holds the lock across mkclean -> flush -> fence -> clear
+// DIRTY) can never leave a writable page behind a clean entry.
 #include "udax.h"
 
 #include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-udax_region g_regions[UDAX_MAX_REGIONS];
-std::atomic<int> g_regions_high{0};
-std::atomic<int64_t> g_vma_used{0};
-std::atomic<int64_t> g_vma_budget{32000};
-
-static struct sigaction g_old_action;
-
-// Test hooks (setFaultTestHooks): widen the window between tagging DIRTY and
-// making the page writable, and optionally run the 2016 ordering (unlock
-// before mprotect), so a test can force the race the design must not have.
-static std::atomic<int64_t> g_test_delay_ns{0};
-static std::atomic<bool> g_test_order_2016{false};
-
-static void test_delay() {
-  int64_t ns = g_test_delay_ns.load(std::memory_order_relaxed);
-  if (!ns) return;
-  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-}
+static struct sigaction g_old_segv, g_old_bus;
 static std::atomic<bool> g_installed{false};
 
 static const uint64_t kBlock = 2u << 20;  // the coarsening unit: a PMD block
@@ -49,7 +35,7 @@ static inline int64_t now_ns() {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static inline void stat_add(udax_table *t, int which, int64_t v) {
+static inline void stat_add(udax_inode *t, int which, int64_t v) {
   __atomic_fetch_add(&t->stats[which], v, __ATOMIC_RELAXED);
 }
 
@@ -59,52 +45,9 @@ static inline void stat_add(udax_table *t, int which, int64_t v) {
   msg_str(" failed in the fault handler (errno ");
   msg_dec((uint64_t)err);
   msg_str(") for ");
-  msg_str(r->table->path);
+  msg_str(r->inode->path);
   msg_str("\n");
   msg_abort();
-}
-
-// Runs of writable entries in [lo, hi] (relative indices, clipped).
-static int32_t count_runs(const udax_region *r, int64_t lo, int64_t hi) {
-  if (lo < 0) lo = 0;
-  if (hi >= (int64_t)r->n_entries) hi = (int64_t)r->n_entries - 1;
-  int32_t runs = 0;
-  for (int64_t e = lo; e <= hi; e++)
-    if (r->writable[e] && (e == lo || !r->writable[e - 1])) runs++;
-  return runs;
-}
-
-// Keep r's writable flags and VMA estimate for entries [lo, hi] (relative).
-static void set_writable_flags(udax_region *r, int64_t lo, int64_t hi, bool writable) {
-  int32_t before = count_runs(r, lo - 1, hi + 1);
-  memset(r->writable + lo, writable ? 1 : 0, (size_t)(hi - lo + 1));
-  int32_t delta = count_runs(r, lo - 1, hi + 1) - before;
-  if (delta) {
-    r->rw_runs.fetch_add(delta, std::memory_order_relaxed);
-    g_vma_used.fetch_add(2 * delta, std::memory_order_relaxed);
-  }
-}
-
-// The flags are a superset of what is writable: set before mprotect RW,
-// cleared after mprotect RO succeeds. mprotect can fail with ENOMEM after
-// changing part of the range; a flag left clear would let writeback skip a
-// writable page (found by the model check, model/README.md).
-int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable) {
-  udax_table *t = r->table;
-  uint32_t region_last = r->first_entry + r->n_entries - 1;
-  if (first < r->first_entry) first = r->first_entry;
-  if (last > region_last) last = region_last;
-  if (first > last) return 0;
-  uint64_t from = (uint64_t)first << t->entry_shift, to = ((uint64_t)last + 1) << t->entry_shift;
-  uint64_t region_to = r->file_offset + (r->end - r->start);
-  if (from < r->file_offset) from = r->file_offset;
-  if (to > region_to) to = region_to;
-  uintptr_t addr = r->start + (from - r->file_offset);
-  int64_t lo = (int64_t)(first - r->first_entry), hi = (int64_t)(last - r->first_entry);
-  if (writable) set_writable_flags(r, lo, hi, true);
-  if (mprotect((void *)addr, to - from, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0) return errno;
-  if (!writable) set_writable_flags(r, lo, hi, false);
-  return 0;
 }
 
 // Would making entry index writable in r add a writable run past the budget?
@@ -114,13 +57,13 @@ static bool over_vma_budget(const udax_region *r, uint32_t index) {
   bool left = e > 0 && r->writable[e - 1];
   bool right = e + 1 < (int64_t)r->n_entries && r->writable[e + 1];
   if (left || right) return false;
-  return g_vma_used.load(std::memory_order_relaxed) + 2 > g_vma_budget.load(std::memory_order_relaxed);
+  return g_vma.used.load(std::memory_order_relaxed) + 2 > g_vma.budget.load(std::memory_order_relaxed);
 }
 
 // Lock entries [first, last] ascending, dirty them, make them writable in r,
 // unlock. Returns 0 or the mprotect errno. Caller holds no entry lock.
 static int dirty_and_unprotect(udax_region *r, uint32_t first, uint32_t last) {
-  udax_table *t = r->table;
+  udax_inode *t = r->inode;
   for (uint32_t e = first; e <= last; e++) entry_lock(t, e);
   for (uint32_t e = first; e <= last; e++) entry_set_dirty(t, e);
   int err = region_set_prot(r, first, last, true);
@@ -129,17 +72,18 @@ static int dirty_and_unprotect(udax_region *r, uint32_t first, uint32_t last) {
 }
 
 // VMA-budget fallback: unprotect and dirty the aligned 2 MiB block around
-// index (merging the islands already in it); if even that fails, the whole
-// region, which can only merge VMAs. Caller holds no entry lock.
+// index (merging the islands already in it); if even that fails, or udax is
+// past the whole-mapping threshold, the whole region, which can only merge
+// VMAs. Caller holds no entry lock.
 static void coarsen_block(udax_region *r, uint32_t index) {
-  udax_table *t = r->table;
+  udax_inode *t = r->inode;
   uint32_t region_last = r->first_entry + r->n_entries - 1;
   uint64_t off = (uint64_t)index << t->entry_shift;
   uint32_t first = (uint32_t)((off & ~(kBlock - 1)) >> t->entry_shift);
   uint32_t last = (uint32_t)((((off & ~(kBlock - 1)) + kBlock) >> t->entry_shift) - 1);
   if (first < r->first_entry) first = r->first_entry;
   if (last > region_last) last = region_last;
-  bool whole = g_vma_used.load(std::memory_order_relaxed) > g_vma_budget.load(std::memory_order_relaxed) * 5 / 4;
+  bool whole = g_vma.used.load(std::memory_order_relaxed) > g_vma.whole_mapping.load(std::memory_order_relaxed);
   int err = whole ? ENOMEM : dirty_and_unprotect(r, first, last);
   if (err == 0) {
     stat_add(t, UDAX_STAT_COARSEN_BLOCK, 1);
@@ -151,25 +95,16 @@ static void coarsen_block(udax_region *r, uint32_t index) {
   stat_add(t, UDAX_STAT_COARSEN_MAPPING, 1);
 }
 
-// The write-fault path (dax_pfn_mkwrite + the fix of 2f89dc12a25d).
-static void handle_write_fault(udax_region *r, uintptr_t addr) {
+// The write-fault path of tracked regions (dax_pfn_mkwrite + the fix of 2f89dc12a25d).
+void handle_write_fault(udax_region *r, uintptr_t addr) {
   int64_t t0 = now_ns();
-  udax_table *t = r->table;
+  udax_inode *t = r->inode;
   uint32_t index = (uint32_t)((r->file_offset + (addr - r->start)) >> t->entry_shift);
   if (over_vma_budget(r, index)) {
     coarsen_block(r, index);
-  } else if (g_test_order_2016.load(std::memory_order_relaxed)) {
-    // The 2016 bug, for tests only: DIRTY, unlock, then make writable.
-    entry_lock(t, index);
-    entry_set_dirty(t, index);
-    entry_unlock(t, index);
-    test_delay();
-    int err = region_set_prot(r, index, index, true);
-    if (err) fatal_in_handler("mprotect", err, r);
   } else {
     entry_lock(t, index);
     entry_set_dirty(t, index);
-    test_delay();
     int err = region_set_prot(r, index, index, true);
     entry_unlock(t, index);
     if (err == ENOMEM) coarsen_block(r, index);  // the store retries either way
@@ -183,25 +118,25 @@ static void handle_write_fault(udax_region *r, uintptr_t addr) {
 // reserved PROT_NONE so it cannot reach another file. Say so, then crash.
 static void report_use_after_unmap(udax_region *r, uintptr_t addr) {
   msg_str("udax: access to ");
-  msg_str(r->table->path);
+  msg_str(r->inode->path);
   msg_str(" at file offset ");
   msg_hex(r->file_offset + (addr - r->start));
   msg_str(" through a view of a mapping that was unmapped\n");
 }
 
-// Pass a fault that is not ours to whoever had SIGSEGV before us.
-static void chain(int sig, siginfo_t *si, void *uctx) {
-  if (g_old_action.sa_flags & SA_SIGINFO) {
-    if (g_old_action.sa_sigaction) {
-      g_old_action.sa_sigaction(sig, si, uctx);
+// Pass a signal that is not ours to whoever had it before us.
+static void chain(const struct sigaction &old, int sig, siginfo_t *si, void *uctx) {
+  if (old.sa_flags & SA_SIGINFO) {
+    if (old.sa_sigaction) {
+      old.sa_sigaction(sig, si, uctx);
       return;
     }
-  } else if (g_old_action.sa_handler != SIG_DFL && g_old_action.sa_handler != SIG_IGN) {
-    g_old_action.sa_handler(sig);
+  } else if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN) {
+    old.sa_handler(sig);
     return;
   }
   // Default action: reset and let the fault repeat, so the process dies of
-  // this SIGSEGV with a correct core. A signal sent by kill() is re-raised.
+  // this signal with a correct core. A signal sent by kill() is re-raised.
   signal(sig, SIG_DFL);
   if (si->si_code <= 0) raise(sig);
 }
@@ -218,9 +153,9 @@ static void udax_sigsegv(int sig, siginfo_t *si, void *uctx) {
       r->users.fetch_add(1, std::memory_order_seq_cst);  // region_pin, keeping the state for the report
       st = r->state.load(std::memory_order_seq_cst);
       bool inside = addr >= r->start && addr < r->end;
-      if (st == REGION_LIVE && inside && r->mode != REGION_UNTRACKED) {
-        if (r->mode == REGION_TRACKED) handle_write_fault(r, addr);
-        else mprotect((void *)(addr & ~(uintptr_t)4095), 4096, PROT_READ | PROT_WRITE);
+      udax_write_fault_fn on_write = r->on_write_fault.load(std::memory_order_acquire);
+      if (st == REGION_LIVE && inside && on_write) {
+        on_write(r, addr);
         region_unpin(r);
         errno = saved_errno;
         return;
@@ -230,24 +165,84 @@ static void udax_sigsegv(int sig, siginfo_t *si, void *uctx) {
       break;
     }
   }
-  chain(sig, si, uctx);
+  chain(g_old_segv, sig, si, uctx);
   errno = saved_errno;
 }
 
-// installFaultHandler(): install the SIGSEGV handler once per process
-// (workers load the addon again; the statics are shared). Returns true if
-// this call installed it.
+// ---- the SIGBUS guard -----------------------------------------------------------
+// Threads inside guard_sigbus, by thread id: the handler finds its own.
+struct sigbus_guard {
+  std::atomic<pid_t> tid;
+  sigjmp_buf *jump;
+};
+static sigbus_guard g_guards[256];
+
+static bool inside_a_region(uintptr_t addr) {
+  int high = g_regions_high.load(std::memory_order_acquire);
+  for (int i = 0; i < high; i++) {
+    udax_region *r = &g_regions[i];
+    int st = r->state.load(std::memory_order_acquire);
+    if (st != REGION_FREE && addr >= r->start && addr < r->end) return true;
+  }
+  return false;
+}
+
+static void udax_sigbus(int sig, siginfo_t *si, void *uctx) {
+  int saved_errno = errno;
+  pid_t self = udax_gettid();
+  for (sigbus_guard &g : g_guards) {
+    if (g.tid.load(std::memory_order_acquire) == self && inside_a_region((uintptr_t)si->si_addr))
+      siglongjmp(*g.jump, 1);
+  }
+  chain(g_old_bus, sig, si, uctx);
+  errno = saved_errno;
+}
+
+int guard_sigbus(void (*fn)(void *), void *arg) {
+  pid_t self = udax_gettid();
+  sigbus_guard *g = nullptr;
+  for (sigbus_guard &c : g_guards) {
+    pid_t none = 0;
+    if (c.tid.compare_exchange_strong(none, -1)) { g = &c; break; }
+  }
+  if (!g) {  // every guard in use: run unguarded (a shrunk file then kills, as before)
+    fn(arg);
+    return 0;
+  }
+  sigjmp_buf jump;
+  volatile int rc = 0;
+  g->jump = &jump;
+  if (sigsetjmp(jump, 1) == 0) {
+    g->tid.store(self, std::memory_order_release);
+    fn(arg);
+  } else {
+    rc = EFAULT;
+  }
+  g->tid.store(0, std::memory_order_release);
+  return rc;
+}
+
+// installFaultHandler(): install the SIGSEGV and SIGBUS handlers once per
+// process (workers load the addon again; the statics are shared). Returns
+// true if this call installed them.
 static Napi::Value InstallFaultHandler(const Napi::CallbackInfo &info) {
   bool expected = false;
   if (!g_installed.compare_exchange_strong(expected, true)) return Napi::Boolean::New(info.Env(), false);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = udax_sigsegv;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGSEGV, &sa, &g_old_action) != 0) {
+  sa.sa_sigaction = udax_sigsegv;
+  if (sigaction(SIGSEGV, &sa, &g_old_segv) != 0) {
     g_installed.store(false);
     throw errno_error(info.Env(), errno, "sigaction");
+  }
+  sa.sa_sigaction = udax_sigbus;
+  if (sigaction(SIGBUS, &sa, &g_old_bus) != 0) {
+    int err = errno;
+    sigaction(SIGSEGV, &g_old_segv, nullptr);
+    g_installed.store(false);
+    throw errno_error(info.Env(), err, "sigaction");
   }
   return Napi::Boolean::New(info.Env(), true);
 }
@@ -260,31 +255,7 @@ static Napi::Value FaultHandlerIsOurs(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(info.Env(), ours);
 }
 
-// setVmaBudget(n): coarsen faults once udax's estimated VMAs would pass n.
-static Napi::Value SetVmaBudget(const Napi::CallbackInfo &info) {
-  g_vma_budget.store((int64_t)info[0].As<Napi::Number>().Int64Value());
-  return info.Env().Undefined();
-}
-
-// vmaUsage(): { used, budget } — estimated VMAs udax's islands add.
-static Napi::Value VmaUsage(const Napi::CallbackInfo &info) {
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("used", Napi::Number::New(info.Env(), (double)g_vma_used.load()));
-  o.Set("budget", Napi::Number::New(info.Env(), (double)g_vma_budget.load()));
-  return o;
-}
-
-// setFaultTestHooks(delayAfterDirtyNs, order2016): for tests only (see above).
-static Napi::Value SetFaultTestHooks(const Napi::CallbackInfo &info) {
-  g_test_delay_ns.store(info[0].As<Napi::Number>().Int64Value());
-  g_test_order_2016.store(info[1].As<Napi::Boolean>().Value());
-  return info.Env().Undefined();
-}
-
 void init_fault(Napi::Env env, Napi::Object exports) {
-  exports.Set("setFaultTestHooks", Napi::Function::New(env, SetFaultTestHooks, "setFaultTestHooks"));
   exports.Set("installFaultHandler", Napi::Function::New(env, InstallFaultHandler, "installFaultHandler"));
   exports.Set("faultHandlerIsOurs", Napi::Function::New(env, FaultHandlerIsOurs, "faultHandlerIsOurs"));
-  exports.Set("setVmaBudget", Napi::Function::New(env, SetVmaBudget, "setVmaBudget"));
-  exports.Set("vmaUsage", Napi::Function::New(env, VmaUsage, "vmaUsage"));
 }

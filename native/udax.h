@@ -1,57 +1,136 @@
-// Internal declarations shared by the addon's source files.
+// Internal declarations shared by the addon's source files: one object per
+// file — inodes (entry tables), open files, regions (mappings) — each named
+// from JS by a generation-checked id, so a stale or forged id is refused
+// (EBADF) and never resolves to another file's table or memory.
 #ifndef UDAX_H
 #define UDAX_H
 
 #include <napi.h>
 #include <atomic>
+#include <mutex>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "entry.h"
 
-// The entry table of one DaxFile: entry words, dirty summary, statistics. One
-// anonymous mapping, shared by every thread that attaches to the file.
-struct udax_table {
-  std::atomic<int> refs;     // attachments (JS views) + live regions
+// ---- ids -------------------------------------------------------------------
+// id = generation * slots + slot; the generation of a slot changes each time
+// it is freed, and slots are handed out next-fit so a freed one is reused as
+// late as possible.
+inline int make_id(uint32_t gen, int slot, int slots) {
+  return (int)((gen % (0x7fffffffu / (uint32_t)slots)) * (uint32_t)slots + (uint32_t)slot);
+}
+inline int id_slot(int id, int slots) { return id % slots; }
+inline uint32_t id_gen(int id, int slots) { return (uint32_t)id / (uint32_t)slots; }
+// A JS number argument as an id: -1 when it is not an int32 (EBADF follows).
+int arg_id(const Napi::CallbackInfo &info, int i);
+
+// ---- inodes: the kernel's address_space of one file (native/inode.cc) -------
+// Entry words, dirty summary, statistics and the persistence area in one
+// anonymous mapping, shared by every open of the file in the process (any
+// path spelling: keyed by device and inode number). Freed when the last open
+// is closed and the last view of its memory is gone.
+struct udax_inode {
+  std::atomic<int> refs;     // opens + JS buffers + regions
+  int opens;                 // open files bound to it (g_objects_mutex)
+  int id;
+  dev_t dev;
+  ino_t ino;
+  uint64_t size;             // bytes tracked
   uint32_t n_entries;
   uint32_t entry_shift;      // 12 (PTE) or 21 (PMD)
   int32_t *entries;          // n_entries words, layout in entry.h
   int32_t *summary;          // DIRTY counts per group, then per 2^UDAX_SUMMARY2_SHIFT groups
   uint32_t groups;           // counters in the first level
   int64_t *stats;            // UDAX_STAT_COUNT counters
+  uint8_t *persist;          // UDAX_PERSIST_BYTES (src/persist.ts)
   void *mem;
   size_t mem_len;
   size_t entries_bytes, summary_bytes;
-  char path[512];            // for messages only
+  char path[512];            // as first opened, for messages only
 };
 
-#define UDAX_MAX_TABLES 4096
+#define UDAX_MAX_INODES 65536
+#define UDAX_MAX_FILES 65536
 #define UDAX_MAX_REGIONS 8192
 
+// Guards the inode and file tables (never taken by the fault handler).
+extern std::mutex g_objects_mutex;
+
+// The live inode with this id, with a reference the caller drops with
+// inode_unref; nullptr for a stale or forged id.
+udax_inode *inode_get(int id);
+// Drop one open of inode id (the file bound to it is closing). Caller holds
+// g_objects_mutex.
+void inode_unbind_locked(int id);
+void inode_ref(udax_inode *t);
+void inode_unref(udax_inode *t);
+
+// The inode named by argument i, referenced for the rest of the native call;
+// throws EBADF when the id is stale.
+class InodeArg {
+ public:
+  InodeArg(const Napi::CallbackInfo &info, int i, const char *syscall);
+  ~InodeArg() { inode_unref(t_); }
+  InodeArg(const InodeArg &) = delete;
+  InodeArg &operator=(const InodeArg &) = delete;
+  udax_inode *operator->() const { return t_; }
+  udax_inode *get() const { return t_; }
+
+ private:
+  udax_inode *t_;
+};
+
+// An external ArrayBuffer's hold on native memory, released once: by
+// releaseBuffer (close, unmap: at once) or by the finalizer (GC).
+struct buffer_hold {
+  std::atomic<bool> released;
+  void (*release)(void *arg);
+  void *arg;
+};
+// A { buffer, hold } object over [data, data+len) that keeps arg alive.
+Napi::Object held_buffer(Napi::Env env, void *data, size_t len, void (*release)(void *), void *arg);
+
+// ---- open files: the kernel's struct file (native/file.cc) ------------------
+struct udax_file {
+  int fd;
+  int inode_id;              // -1 until bound
+  char path[512];
+};
+// The open file with this id (caller must not keep it past the native call).
+udax_file *file_get(int id);
+
+// ---- regions: the kernel's vma (native/region.cc) ---------------------------
 enum udax_region_state { REGION_FREE = 0, REGION_BUSY, REGION_LIVE, REGION_TOMBSTONE };
 
-// What the fault handler does on a write fault in a region: nothing (chain:
-// a genuine crash), the DAX fault path, or — for the benchmark baseline
-// only — a bare mprotect of the page with no entry lock or tag.
-enum udax_region_mode { REGION_UNTRACKED = 0, REGION_TRACKED = 1, REGION_BARE = 2 };
+struct udax_region;
+// What a write-protection fault in a live region does (per-range dispatch:
+// production regions run handle_write_fault; native/testing.cc registers
+// others for the benchmark baseline and the forced 2016 ordering).
+typedef void (*udax_write_fault_fn)(udax_region *r, uintptr_t addr);
 
-// One mapping (the kernel's vma) in the lock-free table the fault handler
-// reads. Fields are written while the slot is BUSY and published by a
-// release store of state; the handler only trusts a LIVE slot it acquired.
+// One mapping in the lock-free table the fault handler reads. Fields are
+// written while the slot is BUSY and published by a release store of state;
+// the handler only trusts a LIVE slot it pinned.
 struct udax_region {
   std::atomic<int> state;
   std::atomic<int> users;       // fault handlers and native calls using it now
   std::atomic<int> views;       // external ArrayBuffers still alive
+  std::atomic<uint32_t> gen;    // bumped when the slot is freed
   uintptr_t start, end;         // page-aligned address range
   uint64_t file_offset;         // file offset of start
-  int table_id;
-  udax_table *table;
-  int mode;                     // REGION_UNTRACKED / REGION_TRACKED / REGION_BARE
+  udax_inode *inode;            // holds a ref
+  bool tracked;                 // shared and writable: write-protected, faults dirty entries
+  std::atomic<udax_write_fault_fn> on_write_fault;
   uint32_t first_entry;         // entry containing file_offset
   uint32_t n_entries;           // entries the region touches
   uint8_t *writable;            // per entry: 1 while mapped read-write here
   size_t writable_len;
   std::atomic<int32_t> rw_runs; // runs of writable entries (VMA estimate)
 };
+
+extern udax_region g_regions[UDAX_MAX_REGIONS];
+extern std::atomic<int> g_regions_high;   // slots in use are below this
 
 // Pin r while using it, as the fault handler does: unmapRegion marks a region
 // TOMBSTONE, then waits until no one has it pinned before replacing its pages.
@@ -64,42 +143,70 @@ inline bool region_pin(udax_region *r) {
 }
 inline void region_unpin(udax_region *r) { r->users.fetch_sub(1, std::memory_order_release); }
 
-extern udax_region g_regions[UDAX_MAX_REGIONS];
-extern std::atomic<int> g_regions_high;   // slots in use are below this
-extern std::atomic<int64_t> g_vma_used;   // estimated VMAs added by udax
-extern std::atomic<int64_t> g_vma_budget; // coarsen beyond this
+// The live region named by argument i, pinned for the rest of the native
+// call (a concurrent unmap waits for it); throws EBADF when the id is stale.
+class PinnedRegion {
+ public:
+  PinnedRegion(const Napi::CallbackInfo &info, int i);
+  ~PinnedRegion() { region_unpin(r_); }
+  PinnedRegion(const PinnedRegion &) = delete;
+  PinnedRegion &operator=(const PinnedRegion &) = delete;
+  udax_region *operator->() const { return r_; }
+  udax_region *get() const { return r_; }
 
-udax_table *table_get(int id);
-pid_t udax_gettid();
-
-// Entry locking shared by the fault handler and the native helpers; the
-// TypeScript side implements the same protocol with Atomics (src/entry.ts).
-void entry_lock(udax_table *t, uint32_t index);
-void entry_unlock(udax_table *t, uint32_t index);
-void entry_set_dirty(udax_table *t, uint32_t index);
+ private:
+  udax_region *r_;
+};
 
 // Set the protection of entries [first, last] in region r (clipped to the
 // region) and keep the writable flags and VMA estimate. Caller holds the
 // entry locks. Returns 0 or an errno.
 int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable);
 
-// Async-signal-safe messages to stderr (native/message.cc).
+// The VMA policy, computed in TypeScript (src/vma.ts) and set once.
+struct udax_vma_policy {
+  std::atomic<int64_t> used;           // estimated VMAs udax's writable islands add
+  std::atomic<int64_t> budget;         // past this, faults coarsen to a 2 MiB block
+  std::atomic<int64_t> whole_mapping;  // past this, straight to the whole mapping
+};
+extern udax_vma_policy g_vma;
+
+// ---- entry locks (native/lock.cc) -------------------------------------------
+// The same protocol src/entry.ts runs with Atomics, so waiters in the fault
+// handler and in JS wake each other. All async-signal-safe.
+void entry_lock(udax_inode *t, uint32_t index);
+void entry_unlock(udax_inode *t, uint32_t index);
+void entry_set_dirty(udax_inode *t, uint32_t index);
+pid_t udax_gettid();
+
+// ---- the fault handlers (native/fault.cc) ------------------------------------
+void handle_write_fault(udax_region *r, uintptr_t addr);
+// Run fn() with SIGBUS on udax's memory turned into a returned EFAULT (a file
+// shrunk underneath: the pages past its end are gone). Returns 0 or EFAULT.
+int guard_sigbus(void (*fn)(void *), void *arg);
+
+// ---- writeback (native/writeback.cc), flush (native/flush.cc) ----------------
+void flush_range(const void *addr, size_t len);
+void flush_fence();
+
+// ---- async-signal-safe messages (native/message.cc) ----------------------------
 void msg_str(const char *s);
 void msg_dec(uint64_t v);
 void msg_hex(uint64_t v);
 [[noreturn]] void msg_abort();  // abort with the default SIGABRT action
 
-void futex_wait_word(int32_t *word, int32_t expected);
-void futex_wake_word(int32_t *word);
+// ---- errors (native/addon.cc) ---------------------------------------------------
+// A JS Error carrying errno, syscall and (when known) path: src/native.ts
+// turns it into a DaxError.
+Napi::Error errno_error(Napi::Env env, int err, const char *syscall, const char *path = nullptr);
 
-void flush_range(const void *addr, size_t len);
-void flush_fence();
-
-Napi::Error errno_error(Napi::Env env, int err, const char *syscall);
-
-void init_map(Napi::Env env, Napi::Object exports);
+void init_inode(Napi::Env env, Napi::Object exports);
+void init_file(Napi::Env env, Napi::Object exports);
+void init_region(Napi::Env env, Napi::Object exports);
+void init_writeback(Napi::Env env, Napi::Object exports);
 void init_flush(Napi::Env env, Napi::Object exports);
 void init_fault(Napi::Env env, Napi::Object exports);
-void init_futex(Napi::Env env, Napi::Object exports);
+void init_lock(Napi::Env env, Napi::Object exports);
+void init_testing(Napi::Env env, Napi::Object exports);
 
 #endif

@@ -9,7 +9,7 @@ import { formatBytes, parseCount, parseSize } from '../bench/units.js';
 import { mmapIoProblem } from '../bench/variants.js';
 import { WORKLOADS } from '../bench/workloads.js';
 import { systemInfo } from './info.js';
-import { PAGE_SIZE, PMD_SIZE } from './validate.js';
+import { PAGE_SIZE, PMD_SIZE } from './constants.js';
 
 const MAIN_HELP = `usage: udax <command> [options]
 

@@ -16,9 +16,11 @@
 // the full set), the way bounded crash-state explorers for persistent memory
 // do; checkRecovery() runs a recovery function over them.
 import { writeFileSync } from 'node:fs';
-import { DaxError, rangeError, typeError } from './errors.js';
-import type { DaxFile } from './file.js';
-import { persistenceOf } from './persist.js';
+import { rangeError, typeError, udaxError } from './errors.js';
+import { checkPath, statIdentity, type DaxFile } from './file.js';
+import { sameFile } from './media.js';
+import { native } from './native.js';
+import { mulberry32 } from './prng.js';
 import * as check from './validate.js';
 
 /** A unit of the file: [offset, offset+length). */
@@ -54,18 +56,24 @@ interface Snapshot {
   data: Uint8Array[];
 }
 
+/** Copy the media and the live file at one moment (through native code, so
+ * a file truncated underneath is an error, not a SIGBUS). */
 function snapshot(file: DaxFile): Snapshot {
-  file.assertOpen('crashImage');
-  const p = persistenceOf(file);
-  const live = p.live();
+  file.assertOpen('read');
+  const p = file.persistence;
   if (p.kind === 'none') {
-    throw new DaxError(`ERR_UDAX_NO_MEDIA: crash images need a persistence domain: open '${file.path}' with media: 'shadow'`,
-      { code: 'ERR_UDAX_NO_MEDIA', path: file.path });
+    throw udaxError('ERR_UDAX_NO_MEDIA', 'crash images need a persistence domain: open the file with media: \'shadow\':', { path: file.path });
   }
+  const shrank = native.fileStat(file.fileId).size < file.size ? file.path
+    : p.media && p.media.currentSize() < file.size ? p.media.path : undefined;
+  if (shrank !== undefined) {
+    throw udaxError('ERR_UDAX_FILE_SHRANK', `the file or its media was truncated underneath udax (below ${file.size} bytes):`, { syscall: 'read', path: shrank });
+  }
+  const live = readWhole(file.size, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path);
   // On a real DAX mount the file is the media: no second copy exists, and
   // what is still in the CPU cache cannot be seen. The image is the file.
-  if (p.kind === 'pmem') return { base: live.slice(), units: [], data: [] };
-  const media = p.media!.bytes;
+  if (p.kind === 'pmem') return { base: live, units: [], data: [] };
+  const media = readWhole(file.size, (into) => p.media!.read(0, into), p.media!.path);
   const u = p.unitSize;
   const words = u >>> 2;
   const live32 = new Int32Array(live.buffer, live.byteOffset, live.byteLength >>> 2);
@@ -88,7 +96,29 @@ function snapshot(file: DaxFile): Snapshot {
       }
     }
   });
-  return { base: media.slice(), units, data };
+  return { base: media, units, data };
+}
+
+function readWhole(size: number, read: (into: Uint8Array) => void, path: string): Uint8Array {
+  const bytes = new Uint8Array(size);
+  try {
+    read(bytes);
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'EFAULT') throw e;
+    throw udaxError('ERR_UDAX_FILE_SHRANK', 'the file or its media was truncated underneath udax:', { syscall: 'read', path });
+  }
+  return bytes;
+}
+
+/** Refuse an image path that names the data file or its media. */
+function checkImagePath(file: DaxFile, path: unknown): string {
+  checkPath('crashImage: path', path);
+  const target = statIdentity(path as string);
+  const media = file.persistence.media;
+  if (target && (sameFile(target, file.identity) || (media && sameFile(target, media.identity)))) {
+    throw udaxError('ERR_UDAX_SAME_FILE', 'a crash image would overwrite the live file or its media:', { syscall: 'open', path: path as string });
+  }
+  return path as string;
 }
 
 function build(s: Snapshot, chosen: readonly number[]): Uint8Array {
@@ -97,21 +127,8 @@ function build(s: Snapshot, chosen: readonly number[]): Uint8Array {
   return image;
 }
 
-/** mulberry32: a small, fixed PRNG (the same seed gives the same sequence
- * on every platform and version). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomChoice(n: number, seed: number, probability: number): number[] {
-  const next = rng(seed);
+  const next = mulberry32(seed);
   const chosen: number[] = [];
   for (let j = 0; j < n; j++) if (next() < probability) chosen.push(j);
   return chosen;
@@ -129,7 +146,7 @@ function parseProbability(p: unknown): number {
 
 /** Write to path the file as a power failure right now could leave it. */
 export function crashImage(file: DaxFile, path: string, opts?: CrashImageOptions): CrashImageResult {
-  if (typeof path !== 'string' || path === '') throw typeError('crashImage: path must be a non-empty string');
+  checkImagePath(file, path);
   const o = check.options<CrashImageOptions>('crashImage options', opts);
   const units = o.units ?? (o.seed !== undefined ? 'random' : 'none');
   if (units !== 'none' && units !== 'all' && units !== 'random') {
@@ -186,7 +203,7 @@ function state(s: Snapshot, index: number, chosen: number[]): CrashState {
     index,
     persisted: chosen.map((j) => s.units[j]),
     image,
-    writeTo: (path: string) => writeFileSync(path, image),
+    writeTo: (path: string) => writeFileSync(checkPath('writeTo: path', path), image),
   };
 }
 

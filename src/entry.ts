@@ -1,7 +1,8 @@
 // Entry words: locking, DIRTY/TOWRITE tags and the dirty summary, from JS.
-// The same protocol as native/futex.cc (the fault handler's side), on the
-// same memory, so a JS waiter and a handler waiter wake each other.
-import { DaxError } from './errors.js';
+// The same protocol as native/lock.cc (the fault handler's side), on the same
+// memory: an uncontended lock is one CAS here; a contended one waits in
+// native code, which also takes over locks whose owner thread has died.
+import { udaxError } from './errors.js';
 import { native, type TableView } from './native.js';
 
 const C = native.constants;
@@ -15,6 +16,17 @@ const FLAGS_MASK = C.FLAGS_MASK;
 const UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS);
 const CLEAN_AND_UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS | DIRTY | TOWRITE);
 
+/** The statistics, in table order (native/entry.h UDAX_STATS). */
+export const STAT_NAMES = [
+  'writeFaults', 'faultTimeNs', 'coarsenedBlocks', 'coarsenedMappings', 'syncs', 'entriesCleaned',
+  'bytesFlushed', 'syncTimeNs', 'preparedEntries', 'earlyWritebacks', 'locksRecovered',
+] as const;
+export type StatName = (typeof STAT_NAMES)[number];
+if (C.STATS.join() !== STAT_NAMES.join()) {
+  throw new Error(`udax: the addon's statistics (${C.STATS.join()}) are not this build's (${STAT_NAMES.join()}): rebuild it`);
+}
+const STAT_INDEX = Object.fromEntries(STAT_NAMES.map((name, i) => [name, i])) as Record<StatName, number>;
+
 /** This thread's lock-owner tag (its Linux thread id, placed as in entry.h). */
 const SELF = ((native.gettid() << C.OWNER_SHIFT) & C.OWNER_MASK) | 0;
 
@@ -23,11 +35,9 @@ let locksHeld = 0;
 
 /** Throw rather than wait for something that may wait for a lock we hold
  * (unmap waits for fault handlers in flight; they may wait for our locks). */
-export function assertNoEntryLocksHeld(op: string, path: string): void {
+export function assertNoEntryLocksHeld(syscall: string, path: string): void {
   if (locksHeld > 0) {
-    throw new DaxError(`ERR_UDAX_DEADLOCK: ${op} while this thread holds entry locks (inside withEntriesLocked?)`, {
-      code: 'ERR_UDAX_DEADLOCK', syscall: op, path,
-    });
+    throw udaxError('ERR_UDAX_DEADLOCK', `${syscall} while this thread holds entry locks (inside withEntriesLocked?)`, { syscall, path });
   }
 }
 
@@ -42,9 +52,15 @@ export class EntryTable {
   readonly groupDirty: Int32Array;
   readonly blockDirty: Int32Array;
   readonly stats: BigInt64Array;
+  /** The persistence model's shared bytes (src/persist.ts). */
+  readonly persist: ArrayBuffer;
+  readonly persistOffset: number;
   readonly path: string;
+  readonly #view: TableView;
+  #released = false;
 
   constructor(view: TableView) {
+    this.#view = view;
     this.id = view.id;
     this.count = view.entries;
     this.shift = view.entryShift;
@@ -53,35 +69,34 @@ export class EntryTable {
     const groups = view.summaryGroups;
     this.groupDirty = new Int32Array(view.buffer, view.summaryOffset, groups);
     this.blockDirty = new Int32Array(view.buffer, view.summaryOffset + groups * 4, Math.ceil(groups / 2 ** SUMMARY2_SHIFT));
-    this.stats = new BigInt64Array(view.buffer, view.statsOffset, C.STATS.COUNT);
+    this.stats = new BigInt64Array(view.buffer, view.statsOffset, STAT_NAMES.length);
+    this.persist = view.buffer;
+    this.persistOffset = view.persistOffset;
+  }
+
+  /** Drop this thread's view now (close), not at garbage collection: the
+   * table's memory goes once no thread and no mapping uses it. */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    native.releaseBuffer(this.#view.buffer, this.#view.hold);
   }
 
   /** Take entry i's lock, sleeping while another thread holds it. Callers
    * lock in ascending index order and hold no lock above i. */
   lock(i: number): void {
     const words = this.words;
-    for (;;) {
-      const v = Atomics.load(words, i);
-      if (!(v & LOCKED)) {
-        if (Atomics.compareExchange(words, i, v, (v & FLAGS_MASK) | LOCKED | SELF) === v) {
-          locksHeld++;
-          return;
-        }
-        continue;
-      }
-      if ((v & C.OWNER_MASK) === SELF) {
-        throw new DaxError(
-          `ERR_UDAX_DEADLOCK: this thread already holds the lock of ${this.path} at offset ${i * 2 ** this.shift}`,
-          { code: 'ERR_UDAX_DEADLOCK', path: this.path },
-        );
-      }
-      let expected = v;
-      if (!(v & WAITERS)) {
-        expected = v | WAITERS;
-        if (Atomics.compareExchange(words, i, v, expected) !== v) continue;
-      }
-      native.futexWait(this.id, i, expected);
+    const v = Atomics.load(words, i);
+    if (!(v & LOCKED) && Atomics.compareExchange(words, i, v, (v & FLAGS_MASK) | LOCKED | SELF) === v) {
+      locksHeld++;
+      return;
     }
+    if ((v & LOCKED) && (v & C.OWNER_MASK) === SELF) {
+      throw udaxError('ERR_UDAX_DEADLOCK', `this thread already holds the lock of the entry at offset ${i * 2 ** this.shift} of`,
+        { syscall: 'futex', path: this.path });
+    }
+    native.entryLockWait(this.id, i, SELF);
+    locksHeld++;
   }
 
   /** The entries [first, last] covering file bytes [offset, offset+length). */
@@ -104,7 +119,7 @@ export class EntryTable {
   /** Release entry i's lock and wake its waiters. Caller holds it. */
   unlock(i: number): void {
     locksHeld--;
-    if (Atomics.and(this.words, i, UNLOCK_MASK) & WAITERS) native.futexWake(this.id, i);
+    if (Atomics.and(this.words, i, UNLOCK_MASK) & WAITERS) native.entryWake(this.id, i);
   }
 
   /** Clear DIRTY and TOWRITE, then release entry i's lock (the end of
@@ -113,7 +128,7 @@ export class EntryTable {
   cleanAndUnlock(i: number): void {
     locksHeld--;
     const old = Atomics.and(this.words, i, CLEAN_AND_UNLOCK_MASK);
-    if (old & WAITERS) native.futexWake(this.id, i);
+    if (old & WAITERS) native.entryWake(this.id, i);
     if (old & DIRTY) this.#count(i, -1);
   }
 
@@ -154,11 +169,20 @@ export class EntryTable {
     }
   }
 
-  addStat(which: keyof typeof C.STATS, value: number): void {
-    Atomics.add(this.stats, C.STATS[which], BigInt(Math.round(value)));
+  /** The DIRTY entries, counted. */
+  dirtyCount(): number {
+    let n = 0;
+    this.forEachMaybeDirty(0, this.count - 1, (i) => {
+      if (Atomics.load(this.words, i) & DIRTY) n++;
+    });
+    return n;
   }
 
-  stat(which: keyof typeof C.STATS): number {
-    return Number(Atomics.load(this.stats, C.STATS[which]));
+  addStat(which: StatName, value: number): void {
+    Atomics.add(this.stats, STAT_INDEX[which], BigInt(Math.round(value)));
+  }
+
+  stat(which: StatName): number {
+    return Number(Atomics.load(this.stats, STAT_INDEX[which]));
   }
 }

@@ -1,9 +1,24 @@
-// DaxError: what went wrong, with the same fields as Node's fs errors.
+// DaxError: what went wrong, with the same fields as Node's fs errors; and
+// the table of udax's own codes (the README's error table lists the same).
 import { constants as osConstants } from 'node:os';
 
 const errnoNames = new Map<number, string>(
   Object.entries(osConstants.errno).map(([name, value]) => [value, name]),
 );
+const errnoNumbers = osConstants.errno as Readonly<Record<string, number>>;
+
+/** udax's own conditions (no errno describes them), with what each means. */
+export const UDAX_ERROR_CODES = {
+  ERR_UDAX_HANDLER_REPLACED: 'the SIGSEGV handler is no longer udax\'s (process.on(\'SIGSEGV\')?): stores would fault forever',
+  ERR_UDAX_DEADLOCK: 'this thread would wait for an entry lock it holds, or unmap/close while holding entry locks',
+  ERR_UDAX_NO_MEDIA: 'crash images need a persistence domain: open with media: \'shadow\'',
+  ERR_UDAX_ALREADY_OPEN: 'the file is open in this process already, with another size, entry size or persistence model',
+  ERR_UDAX_SAME_FILE: 'a media or crash-image path names the data file or its media',
+  ERR_UDAX_FILE_SHRANK: 'the file (or its media) was truncated underneath udax',
+  ERR_UDAX_NO_ADDON: 'the native addon is not built or does not load',
+} as const;
+
+export type UdaxErrorCode = keyof typeof UDAX_ERROR_CODES;
 
 export interface DaxErrorFields {
   code: string;
@@ -30,26 +45,22 @@ export class DaxError extends Error {
   }
 }
 
-/** A DaxError for errno (a positive errno number) from syscall on path. */
-export function errnoError(errno: number, syscall: string, path: string | undefined, detail?: string): DaxError {
-  const code = errnoNames.get(errno) ?? `E${errno}`;
+/** A DaxError for errno (a positive number or a name such as 'EBADF') from
+ * syscall on path, as Node's fs errors read: "EBADF: detail, syscall 'path'". */
+export function errnoError(errno: number | string, syscall: string, path: string | undefined, detail?: string): DaxError {
+  const number = typeof errno === 'number' ? errno : errnoNumbers[errno];
+  if (number === undefined) throw new Error(`udax: unknown errno name ${String(errno)}`);
+  const code = errnoNames.get(number) ?? `E${number}`;
   const where = path === undefined ? '' : ` '${path}'`;
   return new DaxError(`${code}: ${detail ?? syscall + ' failed'}, ${syscall}${where}`, {
-    code, errno, syscall, path,
+    code, errno: number, syscall, path,
   });
 }
 
-/** Run a native call; turn its errno error into a DaxError about path. */
-export function nativeCall<T>(path: string | undefined, call: () => T): T {
-  try {
-    return call();
-  } catch (e) {
-    const err = e as { errno?: number; syscall?: string };
-    if (typeof err.errno === 'number' && typeof err.syscall === 'string') {
-      throw errnoError(err.errno, err.syscall, path);
-    }
-    throw e;
-  }
+/** A DaxError with one of udax's own codes. */
+export function udaxError(code: UdaxErrorCode, detail: string, fields: { syscall?: string; path?: string; errno?: number } = {}): DaxError {
+  const where = fields.path === undefined ? '' : ` '${fields.path}'`;
+  return new DaxError(`${code}: ${detail}${where}`, { code, ...fields });
 }
 
 /** A RangeError with Node's code for an out-of-range argument. */
@@ -60,4 +71,9 @@ export function rangeError(message: string): RangeError {
 /** A TypeError with Node's code for an argument of the wrong type. */
 export function typeError(message: string): TypeError {
   return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' });
+}
+
+/** A TypeError with Node's code for an argument of the right type but a bad value. */
+export function argValueError(message: string): TypeError {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' });
 }

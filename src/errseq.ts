@@ -10,8 +10,8 @@
 // opener after an unseen error is told about it (Linux >= 4.14, the fix
 // motivated by PostgreSQL's fsync problem).
 //
-// The word lives in shared memory (an Int32Array over a SharedArrayBuffer),
-// so workers attached to the file share it, as processes share an inode.
+// The word lives in the entry table's persistence area (native memory that
+// every thread and every open of the file share, as processes share an inode).
 
 export const MAX_ERRNO = 0xfff;
 export const SEEN = 1 << 12;

@@ -1,20 +1,21 @@
-// DaxFile: the kernel's address_space — one file, its entry table, its
-// mappings, and writeback.
-import { constants as fsConstants } from 'node:fs';
-import { assertNoEntryLocksHeld, EntryTable, DIRTY } from './entry.js';
-import { DaxError, errnoError, nativeCall, rangeError, typeError } from './errors.js';
+// DaxFile: an open file (the kernel's struct file) and, through its entry
+// table, the file's address_space: its mappings, writeback and persistence.
+// Every open of one file in the process (any spelling: the same device and
+// inode) shares one entry table and one persistence model.
+import { constants as fsConstants, statSync, unlinkSync } from 'node:fs';
+import { assertNoEntryLocksHeld, EntryTable, STAT_NAMES, type StatName } from './entry.js';
+import { argValueError, errnoError, rangeError, typeError, udaxError } from './errors.js';
 import { flushChoice, type FlushInstruction } from './flush.js';
 import { Mapping, type MapOptions, type MappingHandle } from './mapping.js';
-import { native, RegionMode } from './native.js';
+import { native, type FileStat } from './native.js';
+import { DaxHandle } from './handle.js';
 import { tracker } from './tracker.js';
 import * as check from './validate.js';
-import { PAGE_SIZE, PMD_SIZE } from './validate.js';
+import { PAGE_SIZE, PMD_SIZE, TMPFS_MAGIC } from './constants.js';
 import { writeback, type SyncResult } from './writeback.js';
-import {
-  attachPersistence, beginSync, closePersistence, DaxHandle, endSync, injectWritebackError, mediaInfo, parsePersistOptions,
-  persistHandle, persistStats, withPersistence, type MediaInfo, type PersistHandle, type PersistOptions, type PersistStats,
-} from './persist.js';
+import { parsePersistOptions, Persistence, type MediaInfo, type PersistOptions, type PersistStats } from './persist.js';
 import type { ErrCursor } from './errseq.js';
+import type { FileIdentity } from './media.js';
 import type { InjectOptions } from './inject.js';
 import * as crash from './crash.js';
 
@@ -29,45 +30,42 @@ export interface OpenOptions extends PersistOptions {
   entrySize?: number;
   /** Permission bits for a created file (default 0o644). */
   mode?: number;
+  /** Allocate the bytes a create or extension adds (posix_fallocate), so no
+   * later store can meet a full file system (default false: sparse, with
+   * ENOSPC at open when the file system has less free space than that). */
+  allocate?: boolean;
 }
 
-/** A serialisable reference to an open DaxFile, for `attach()` in a worker. */
+/** A serialisable reference to an open DaxFile, for `attach()` in a worker:
+ * the same open file, used from another thread. */
 export interface DaxFileHandle {
   readonly path: string;
-  readonly tableId: number;
+  readonly file: number;
+  readonly inode: number;
   readonly size: number;
   readonly entrySize: number;
   readonly readOnly: boolean;
   readonly isPmem: boolean;
-  /** The persistence model, shared with workers (src/persist.ts). */
-  readonly persist?: PersistHandle;
 }
 
-export interface DaxStats {
-  /** Write faults handled (each re-dirtied an entry). */
-  writeFaults: number;
-  /** Total time in the fault handler, ns. */
-  faultTimeNs: number;
-  /** Faults coarsened to a whole 2 MiB block / mapping (VMA budget). */
-  coarsenedBlocks: number;
-  coarsenedMappings: number;
-  syncs: number;
-  entriesCleaned: number;
-  bytesFlushed: number;
-  /** Total time in sync, ns. */
-  syncTimeNs: number;
-  /** Entries dirtied by prepareWrite. */
-  preparedEntries: number;
-  /** Syncs udax ran itself because the VMA budget was nearly spent. */
-  earlyWritebacks: number;
+/** Counters of the file (of every open of it), from native/entry.h, plus: */
+export type DaxStats = { readonly [K in StatName]: number } & {
   /** Entries DIRTY now. */
   dirtyEntries: number;
   /** Media, timing and writeback-error counters (src/persist.ts). */
   persistence: PersistStats;
-}
+};
 
-/** ext4, xfs: where a real DAX mount would be; tmpfs: memory. */
-const TMPFS_MAGIC = 0x01021994;
+/** What a DaxFile is made of: the open file, its table, its identity. */
+interface Parts {
+  path: string;
+  file: number;
+  table: EntryTable;
+  stat: FileStat;
+  readOnly: boolean;
+  isPmem: boolean;
+  owner: boolean;
+}
 
 export class DaxFile {
   readonly path: string;
@@ -80,25 +78,39 @@ export class DaxFile {
   readonly isPmem: boolean;
   /** True when the file lives in memory (tmpfs, e.g. /dev/shm). */
   readonly isTmpfs: boolean;
+  /** @internal */ readonly identity: FileIdentity;
   /** @internal */ readonly table: EntryTable;
-  /** @internal */ readonly fallbackSlot: number;
-  /** @internal */ readonly fd: number;
+  /** @internal The native open-file id. */ readonly fileId: number;
+  /** @internal A read-only mapping of the whole file: writeback flushes
+   * through it the entries no tracked mapping holds (dirtied through one
+   * since unmapped), and the media copies from it. */
+  readonly fallbackRegion: number;
+  readonly #owner: boolean;
   readonly #mappings = new Set<Mapping>();
+  readonly #persistence: Persistence;
+  readonly #cursor: ErrCursor;
   #closed = false;
 
   /** @internal Use open() or attach(). */
-  constructor(path: string, fd: number, size: number, table: EntryTable, readOnly: boolean, isPmem: boolean, isTmpfs: boolean) {
-    this.path = path;
-    this.fd = fd;
-    this.size = size;
-    this.table = table;
-    this.entrySize = 2 ** table.shift;
-    this.readOnly = readOnly;
-    this.isPmem = isPmem;
-    this.isTmpfs = isTmpfs;
-    // A read-only view of the whole file: writeback flushes through it the
-    // entries no tracked mapping holds (dirtied through one since unmapped).
-    this.fallbackSlot = nativeCall(path, () => native.mapRegion(fd, 0, size, true, false, RegionMode.Untracked, table.id, false));
+  constructor(parts: Parts, persist: ReturnType<typeof parsePersistOptions> | undefined) {
+    this.path = parts.path;
+    this.fileId = parts.file;
+    this.table = parts.table;
+    this.size = parts.stat.size;
+    this.entrySize = 2 ** parts.table.shift;
+    this.readOnly = parts.readOnly;
+    this.isPmem = parts.isPmem;
+    this.isTmpfs = parts.stat.fsType === TMPFS_MAGIC;
+    this.identity = { dev: parts.stat.dev, ino: parts.stat.ino };
+    this.#owner = parts.owner;
+    this.fallbackRegion = native.mapRegion(this.fileId, this.table.id, 0, this.size, true, false, false, false);
+    try {
+      this.#persistence = new Persistence(this, persist);
+    } catch (e) {
+      native.unmapRegion(this.fallbackRegion);
+      throw e;
+    }
+    this.#cursor = this.#persistence.cursor();
   }
 
   /** The cache-flush instruction writeback uses in this process. */
@@ -110,45 +122,65 @@ export class DaxFile {
     return this.#closed;
   }
 
-  /** @internal Throws EBADF after close. */
-  assertOpen(op: string): void {
-    if (this.#closed) throw errnoError(9, op, this.path, 'file is closed');
+  /** @internal EBADF after close (here, or by the thread that opened it). */
+  assertOpen(syscall: string): void {
+    if (this.#closed) throw errnoError('EBADF', syscall, this.path, 'file is closed');
+    if (!this.#owner && !native.fileIsOpen(this.fileId)) {
+      throw errnoError('EBADF', syscall, this.path, 'file was closed by the thread that opened it');
+    }
+  }
+
+  /** @internal */
+  get persistence(): Persistence {
+    this.assertOpen('open');
+    return this.#persistence;
   }
 
   /** Map [offset, offset+length) of the file (a vma). Shared mappings start
    * write-protected: the first store to each entry faults and dirties it. */
   map(opts?: MapOptions): Mapping {
-    this.assertOpen('map');
+    this.assertOpen('mmap');
     const o = check.options<MapOptions>('map options', opts);
     const isPrivate = check.boolean('private', o.private, false);
     const offset = check.pageAligned('offset', check.integer('offset', o.offset ?? 0, 0));
     if (offset >= this.size) {
-      throw errnoError(22, 'mmap', this.path, `offset ${offset} is at or past the end of the file (${this.size} bytes)`);
+      throw errnoError('EINVAL', 'mmap', this.path, `offset ${offset} is at or past the end of the file (${this.size} bytes)`);
     }
     const length = check.integer('length', o.length ?? this.size - offset, 1);
     if (offset + length > this.size) {
-      throw errnoError(22, 'mmap', this.path, `[${offset}, ${offset + length}) is past the end of the file (${this.size} bytes)`);
+      throw errnoError('EINVAL', 'mmap', this.path, `[${offset}, ${offset + length}) is past the end of the file (${this.size} bytes)`);
     }
     const tracked = !isPrivate && !this.readOnly;
     if (tracked) {
       tracker.check(this.path);
-      this.writebackIfNearVmaBudget();
+      this.writebackIfTrackerAsks();
     }
-    const slot = nativeCall(this.path, () =>
-      native.mapRegion(this.fd, offset, length, !isPrivate, !this.readOnly || isPrivate,
-        tracked ? RegionMode.Tracked : RegionMode.Untracked, this.table.id, this.isPmem && tracked),
-    );
-    const mapping = new Mapping(this, slot, offset, length, isPrivate, true);
-    this.#mappings.add(mapping);
-    return mapping;
+    return this.mapRange(offset, length, isPrivate, tracked);
+  }
+
+  /** @internal A checked range as a mapping: private (copy-on-write),
+   * tracked (shared, write-protected, faults dirty entries), or shared and
+   * untracked (read-only files; the benchmark's raw baselines). */
+  mapRange(offset: number, length: number, isPrivate: boolean, tracked: boolean): Mapping {
+    const writable = isPrivate || !this.readOnly;
+    const region = native.mapRegion(this.fileId, this.table.id, offset, length, !isPrivate, writable, tracked, this.isPmem && tracked);
+    return this.#add(new Mapping(this, region, offset, length, isPrivate, tracked, true));
   }
 
   /** In a worker: use a mapping made in another thread, with this thread's
    * own views. The owner alone unmaps it. */
   attachMapping(handle: MappingHandle): Mapping {
-    this.assertOpen('attachMapping');
-    if (!handle || handle.tableId !== this.table.id) throw typeError('attachMapping: not a mapping of this file');
-    const mapping = new Mapping(this, handle.slot, handle.offset, handle.length, handle.private, false);
+    this.assertOpen('mmap');
+    const h = checkMappingHandle(handle);
+    if (h.inode !== this.table.id) throw errnoError('EBADF', 'mmap', this.path, 'not a mapping of this file');
+    const info = native.regionInfo(h.region);  // EBADF once unmapped
+    if (info.inode !== this.table.id || info.fileOffset !== h.offset || info.length !== h.length) {
+      throw errnoError('EBADF', 'mmap', this.path, 'not a mapping of this file');
+    }
+    return this.#add(new Mapping(this, h.region, h.offset, h.length, h.private, info.tracked, false));
+  }
+
+  #add(mapping: Mapping): Mapping {
     this.#mappings.add(mapping);
     return mapping;
   }
@@ -164,28 +196,43 @@ export class DaxFile {
    * DaxError (e.g. EIO) once for each writeback error since this DaxFile
    * last reported one (it is an open file: see openHandle()). */
   sync(offset?: number, length?: number): SyncResult {
-    return this.syncReporting(undefined, offset, length);
+    return this.syncReporting(this.#cursor, offset, length);
   }
 
-  /** @internal sync, reporting writeback errors through cursor (a
-   * DaxHandle's) instead of this file's own. */
-  syncReporting(cursor: ErrCursor | undefined, offset?: number, length?: number): SyncResult {
-    this.assertOpen('sync');
+  /** @internal sync, reporting writeback errors through cursor (this file's
+   * own, or a DaxHandle's). */
+  syncReporting(cursor: ErrCursor, offset?: number, length?: number): SyncResult {
+    this.assertOpen('fsync');
     const r = check.range('sync', offset, length, this.size);
+    const result = this.#writeback(r.offset, r.length);
+    this.#persistence.report(cursor);
+    return result;
+  }
+
+  /** Writeback (dax_writeback_mapping_range): records errors, never reports
+   * them. Only sync reports, through the syncing handle's cursor. */
+  #writeback(offset: number, length: number): SyncResult {
     if (this.readOnly) return { entries: 0, bytes: 0 };
     tracker.check(this.path);
-    const { first, last } = this.table.entryRange(r.offset, r.length);
-    return endSync(this, writeback(this.table, this.path, first, last, this.fallbackSlot, beginSync(this)), cursor);
+    const { first, last } = this.table.entryRange(offset, length);
+    return writeback(this.table, first, last, this.fallbackRegion, this.#persistence.beginWriteback());
   }
 
-  /** @internal Writes the file back early when udax's writable islands
-   * have used 3/4 of the VMA budget: write-protecting them merges the VMAs
-   * back, before faults have to coarsen. Called where udax has control (map,
-   * prepareWrite); stores in a tight loop rely on coarsening instead. */
-  writebackIfNearVmaBudget(): void {
-    if (!tracker.nearVmaBudget()) return;
-    this.sync();
-    this.table.addStat('EARLY_WRITEBACKS', 1);
+  /** @internal Write the whole file back, reporting nothing (udax's own
+   * writebacks: near the VMA budget, before a retry). */
+  writebackAll(): void {
+    this.#writeback(0, this.size);
+  }
+
+  /** @internal Writes the file back early when the tracker asks (udax's
+   * writable islands have used 3/4 of the VMA budget: write-protecting them
+   * merges the VMAs back, before faults have to coarsen). Called where udax
+   * has control (map, prepareWrite); stores in a tight loop rely on
+   * coarsening instead. */
+  writebackIfTrackerAsks(): void {
+    if (!tracker.wantsEarlyWriteback()) return;
+    this.writebackAll();
+    this.table.addStat('earlyWritebacks', 1);
   }
 
   /** Run fn while holding the entry locks of [offset, offset+length), as a
@@ -193,7 +240,7 @@ export class DaxFile {
    * store from this thread to a locked, write-protected entry aborts the
    * process with a message (it could never proceed). fn must be synchronous. */
   withEntriesLocked<T>(offset: number, length: number, fn: () => T): T {
-    this.assertOpen('withEntriesLocked');
+    this.assertOpen('futex');
     if (typeof fn !== 'function') throw typeError('withEntriesLocked: fn must be a function');
     const r = check.range('withEntriesLocked', offset, length, this.size);
     const { first, last } = this.table.entryRange(r.offset, r.length);
@@ -202,7 +249,7 @@ export class DaxFile {
 
   /** The dirty parts of the file, as merged [offset, length) ranges. */
   dirtyRanges(): { offset: number; length: number }[] {
-    this.assertOpen('dirtyRanges');
+    this.assertOpen('msync');
     const ranges: { offset: number; length: number }[] = [];
     const size = this.entrySize;
     this.table.forEachMaybeDirty(0, this.table.count - 1, (i) => {
@@ -217,34 +264,17 @@ export class DaxFile {
   }
 
   stats(): DaxStats {
-    this.assertOpen('stats');
-    const t = this.table;
-    let dirtyEntries = 0;
-    t.forEachMaybeDirty(0, t.count - 1, (i) => {
-      if (Atomics.load(t.words, i) & DIRTY) dirtyEntries++;
-    });
-    return {
-      writeFaults: t.stat('WRITE_FAULTS'),
-      faultTimeNs: t.stat('FAULT_NS'),
-      coarsenedBlocks: t.stat('COARSEN_BLOCK'),
-      coarsenedMappings: t.stat('COARSEN_MAPPING'),
-      syncs: t.stat('SYNCS'),
-      entriesCleaned: t.stat('ENTRIES_CLEANED'),
-      bytesFlushed: t.stat('BYTES_FLUSHED'),
-      syncTimeNs: t.stat('FLUSH_NS'),
-      preparedEntries: t.stat('PREPARE_WRITES'),
-      earlyWritebacks: t.stat('EARLY_WRITEBACKS'),
-      dirtyEntries,
-      persistence: persistStats(this),
-    };
+    this.assertOpen('fstat');
+    const counters = Object.fromEntries(STAT_NAMES.map((name) => [name, this.table.stat(name)])) as { [K in StatName]: number };
+    return { ...counters, dirtyEntries: this.table.dirtyCount(), persistence: this.#persistence.statsSnapshot() };
   }
 
   /** A plain object to post to a worker, which calls attach() with it. */
   handle(): DaxFileHandle {
-    this.assertOpen('handle');
+    this.assertOpen('open');
     return {
-      path: this.path, tableId: this.table.id, size: this.size, entrySize: this.entrySize,
-      readOnly: this.readOnly, isPmem: this.isPmem, persist: persistHandle(this),
+      path: this.path, file: this.fileId, inode: this.table.id, size: this.size, entrySize: this.entrySize,
+      readOnly: this.readOnly, isPmem: this.isPmem,
     };
   }
 
@@ -252,19 +282,20 @@ export class DaxFile {
 
   /** Where flushed data goes: 'shadow' media file, 'pmem' (the file), 'none'. */
   get media(): MediaInfo {
-    return mediaInfo(this);
+    return this.persistence.info();
   }
 
   /** Open another handle (fd) on this file: its sync reports each writeback
    * error once, independently of other handles (errseq_t). */
   openHandle(): DaxHandle {
-    this.assertOpen('openHandle');
-    return new DaxHandle(this);
+    return new DaxHandle(this, this.persistence.cursor());
   }
 
   /** Make the next writebacks that touch a range fail (see InjectOptions). */
   injectWritebackError(opts: InjectOptions): void {
-    injectWritebackError(this, opts);
+    this.assertOpen('fsync');
+    if (this.readOnly) throw errnoError('EINVAL', 'fsync', this.path, 'file is readOnly');
+    this.#persistence.inject(opts);
   }
 
   /** Write to path the file as a power failure now could leave it. */
@@ -278,35 +309,49 @@ export class DaxFile {
   }
 
   /** Unmap this thread's mappings (views are detached) and close the file.
-   * Like the kernel's close, it does not write back: sync first. */
+   * Like the kernel's close, it does not write back: sync first. The file's
+   * slots are given back at once. Closing in the thread that opened the file
+   * closes it for every thread (their calls then throw EBADF). */
   close(): void {
     if (this.#closed) return;
     assertNoEntryLocksHeld('close', this.path);
     for (const m of [...this.#mappings]) m.unmap();
-    closePersistence(this);
-    nativeCall(this.path, () => native.unmapRegion(this.fallbackSlot));
     this.#closed = true;
-    nativeCall(this.path, () => native.closeFd(this.fd));
+    this.#persistence.close();
+    native.unmapRegion(this.fallbackRegion);
+    this.table.release();
+    if (this.#owner) native.fileClose(this.fileId);
+  }
+
+  /** `using file = open(...)` closes at the end of the block. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 
-function statFile(fd: number, path: string) {
-  const st = nativeCall(path, () => native.statFd(fd));
-  if (!st.isFile) throw errnoError(22, 'open', path, 'not a regular file');
-  return st;
+/** A path argument: a non-empty string without NUL bytes (as node:fs). */
+export function checkPath(name: string, path: unknown): string {
+  if (typeof path !== 'string' || path === '') throw typeError(`${name} must be a non-empty string`);
+  if (path.includes('\0')) throw argValueError(`${name} must be a string without null bytes, got ${JSON.stringify(path)}`);
+  return path;
 }
 
-function openFd(path: string, readOnly: boolean, create: boolean, mode: number): number {
-  const flags = (readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR) | (create ? fsConstants.O_CREAT : 0);
-  return nativeCall(path, () => native.openFile(path, flags, mode));
+function checkMappingHandle(handle: unknown): MappingHandle {
+  const h = handle as Partial<MappingHandle> | null;
+  if (!h || typeof h !== 'object') throw typeError('attachMapping: expected the result of mapping.handle()');
+  for (const key of ['inode', 'region', 'offset', 'length'] as const) check.integer(`mapping handle ${key}`, h[key], 0);
+  if (typeof h.private !== 'boolean') throw typeError('mapping handle private must be a boolean');
+  return h as MappingHandle;
 }
 
-/** Open (or create) a file for DAX-style access. */
+/** Open (or create) a file for DAX-style access. A call that fails leaves
+ * the file as it was (a file it created is removed again). */
 export function open(path: string, opts?: OpenOptions): DaxFile {
-  if (typeof path !== 'string' || path === '') throw typeError('path must be a non-empty string');
+  checkPath('path', path);
   const o = check.options<OpenOptions>('open options', opts);
   const create = check.boolean('create', o.create, false);
   const readOnly = check.boolean('readOnly', o.readOnly, false);
+  const allocate = check.boolean('allocate', o.allocate, false);
   const entrySize = o.entrySize ?? PAGE_SIZE;
   if (entrySize !== PAGE_SIZE && entrySize !== PMD_SIZE) {
     throw rangeError(`entrySize must be ${PAGE_SIZE} or ${PMD_SIZE}, got ${String(entrySize)}`);
@@ -315,55 +360,94 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
   const mode = check.integer('mode', o.mode ?? 0o644, 0, 0o7777);
   if (create && readOnly) throw typeError('create and readOnly cannot be combined');
   if (create && wanted === undefined) throw typeError('create needs a size');
+  if (o.mediaPath !== undefined) checkPath('mediaPath', o.mediaPath);
   const persist = parsePersistOptions(o);
   flushChoice();  // fails early on a bad UDAX_FLUSH
   tracker.ensureInstalled();
 
-  const fd = openFd(path, readOnly, create, mode);
-  let file: DaxFile;
+  const access = readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR;
+  let created = false;
+  let st: FileStat & { id: number };
   try {
-    const st = statFile(fd, path);
-    let size = st.size;
-    if (wanted !== undefined && size < wanted) {
-      if (readOnly) throw errnoError(22, 'ftruncate', path, `file is ${size} bytes, less than size ${wanted}, and readOnly`);
-      nativeCall(path, () => native.truncateFd(fd, wanted));
-      size = wanted;
-    }
-    if (size === 0) throw errnoError(22, 'mmap', path, 'file is empty: pass a size');
-    if (size % PAGE_SIZE !== 0) throw errnoError(22, 'mmap', path, `file size ${size} is not a multiple of ${PAGE_SIZE}`);
-    const shift = Math.log2(entrySize);
-    const entries = Math.ceil(size / entrySize);
-    if (entries > 0x7fffffff) throw errnoError(27, 'open', path, 'file too large');
-    const isPmem = !readOnly && nativeCall(path, () => native.probeMapSync(fd));
-    const table = new EntryTable(nativeCall(path, () => native.tableCreate(entries, shift, path)));
-    file = new DaxFile(path, fd, size, table, readOnly, isPmem, st.fsType === TMPFS_MAGIC);
+    st = native.fileOpen(path, access, mode);
   } catch (e) {
-    native.closeFd(fd);
+    if (!create || (e as { code?: string }).code !== 'ENOENT') throw e;
+    st = native.fileOpen(path, access | fsConstants.O_CREAT | fsConstants.O_EXCL, mode);
+    created = true;
+  }
+  const file = st.id;
+  const originalSize = st.size;
+  let resized = false;
+  let table: EntryTable | undefined;
+  try {
+    if (!st.isFile) throw errnoError('EINVAL', 'open', path, 'not a regular file');
+    const size = Math.max(st.size, wanted ?? 0);
+    if (size === 0) throw errnoError('EINVAL', 'mmap', path, 'file is empty: pass a size');
+    if (size % PAGE_SIZE !== 0) throw errnoError('EINVAL', 'mmap', path, `file size ${size} is not a multiple of ${PAGE_SIZE}`);
+    if (Math.ceil(size / entrySize) > native.constants.MAX_ENTRIES) {
+      throw errnoError('EFBIG', 'open', path, `${size} bytes is more than ${native.constants.MAX_ENTRIES} entries of ${entrySize} bytes`);
+    }
+    if (size > st.size) {
+      if (readOnly) throw errnoError('EINVAL', 'ftruncate', path, `file is ${st.size} bytes, less than size ${size}, and readOnly`);
+      if (size - st.size > st.freeBytes && !allocate) {
+        throw errnoError('ENOSPC', 'ftruncate', path,
+          `${size - st.size} more bytes do not fit: the file system has ${st.freeBytes} free (a store past that would die of SIGBUS)`);
+      }
+      native.fileTruncate(file, size);
+      resized = true;
+      if (allocate) native.fileAllocate(file, st.size, size - st.size);
+    }
+    const view = native.inodeBind(file, size, Math.log2(entrySize), st.dev, st.ino);
+    if ('conflict' in view) {
+      throw udaxError('ERR_UDAX_ALREADY_OPEN',
+        `the file is open in this process already with ${view.size} bytes in ${2 ** view.entryShift}-byte entries; ` +
+        `this open asks for ${size} bytes in ${entrySize}-byte entries (close the other first):`, { syscall: 'open', path });
+    }
+    table = new EntryTable(view);
+    const isPmem = !readOnly && native.fileProbeMapSync(file);
+    return new DaxFile({ path, file, table, stat: { ...st, size: view.size }, readOnly, isPmem, owner: true }, persist);
+  } catch (e) {
+    table?.release();
+    if (resized) native.fileTruncate(file, originalSize);
+    native.fileClose(file);
+    if (created) unlinkSync(path);
     throw e;
   }
-  return withPersistence(file, persist);
 }
 
-/** In a worker thread: attach to a file another thread opened, sharing its
- * entry table (so stores and syncs on either side see the same tags). */
+/** In a worker thread: use a file another thread opened (the same open file,
+ * sharing its entry table: stores and syncs on either side see the same
+ * tags). Closing it here releases this thread's views and mappings only. */
 export function attach(handle: DaxFileHandle): DaxFile {
-  if (!handle || typeof handle !== 'object' || typeof handle.tableId !== 'number') {
-    throw typeError('attach: expected the result of file.handle()');
-  }
+  const h = handle as Partial<DaxFileHandle> | null;
+  if (!h || typeof h !== 'object') throw typeError('attach: expected the result of file.handle()');
+  checkPath('handle path', h.path);
+  for (const key of ['file', 'inode', 'size', 'entrySize'] as const) check.integer(`file handle ${key}`, h[key], 0);
+  if (typeof h.readOnly !== 'boolean' || typeof h.isPmem !== 'boolean') throw typeError('attach: expected the result of file.handle()');
   flushChoice();
   tracker.ensureInstalled();
-  const fd = openFd(handle.path, handle.readOnly, false, 0);
-  let file: DaxFile;
+  if (!native.fileIsOpen(h.file!)) throw errnoError('EBADF', 'open', h.path, 'the file was closed by the thread that opened it');
+  const table = new EntryTable(native.inodeView(h.inode!));
   try {
-    const st = statFile(fd, handle.path);
-    if (st.size < handle.size) throw errnoError(22, 'attach', handle.path, 'file shrank since it was opened');
-    const table = new EntryTable(nativeCall(handle.path, () => native.tableAttach(handle.tableId)));
-    file = new DaxFile(handle.path, fd, handle.size, table, handle.readOnly, handle.isPmem, st.fsType === TMPFS_MAGIC);
+    if (2 ** table.shift !== h.entrySize || table.count !== Math.ceil(h.size! / h.entrySize!)) {
+      throw errnoError('EBADF', 'open', h.path, 'the handle does not match the open file');
+    }
+    const stat = native.fileStat(h.file!);
+    return new DaxFile({ path: h.path!, file: h.file!, table, stat: { ...stat, size: h.size! }, readOnly: h.readOnly!, isPmem: h.isPmem!, owner: false }, undefined);
   } catch (e) {
-    native.closeFd(fd);
+    table.release();
     throw e;
   }
-  return attachPersistence(file, handle.persist);
 }
 
-export { DaxError };
+/** The file system object at path, if any (for identity checks). */
+export function statIdentity(path: string): FileIdentity | undefined {
+  try {
+    const st = statSync(path);
+    return { dev: st.dev, ino: st.ino };
+  } catch {
+    return undefined;
+  }
+}
+
+export { DaxError } from './errors.js';

@@ -1,11 +1,12 @@
 // What `udax info` reports: the CPU's flush instructions and udax's choice,
 // what kind of file system a path is on, and the kernel features and limits
 // udax depends on. Reads only; writes nothing.
-import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync, realpathSync, statSync, statfsSync } from 'node:fs';
+import { constants as fsConstants, existsSync, readFileSync, realpathSync, statSync, statfsSync } from 'node:fs';
 import { release } from 'node:os';
+import { TMPFS_MAGIC } from './constants.js';
 import { flushChoice, type FlushChoice } from './flush.js';
 import { native } from './native.js';
-import { defaultVmaBudget } from './tracker.js';
+import { defaultVmaPolicy } from './vma.js';
 
 export interface PathInfo {
   path: string;
@@ -62,7 +63,7 @@ export function pathInfo(path: string): PathInfo {
   if (!existsSync(path)) return { path, exists: false };
   const real = realpathSync(path);
   const mount = mountOf(real);
-  const isTmpfs = statfsSync(real).type === 0x01021994;
+  const isTmpfs = statfsSync(real).type === TMPFS_MAGIC;
   const dax = mount !== undefined && /(^|,)dax(=always|=inode)?(,|$)/.test(mount.options);
   const info: PathInfo = {
     path, exists: true, fileSystem: mount?.fs ?? (isTmpfs ? 'tmpfs' : undefined), mountPoint: mount?.point,
@@ -70,11 +71,11 @@ export function pathInfo(path: string): PathInfo {
   };
   if (statSync(real).isFile()) {
     try {
-      const fd = openSync(real, fsConstants.O_RDWR);
+      const file = native.fileOpen(real, fsConstants.O_RDWR, 0).id;
       try {
-        info.mapSync = native.probeMapSync(fd);
+        info.mapSync = native.fileProbeMapSync(file);
       } finally {
-        closeSync(fd);
+        native.fileClose(file);
       }
     } catch {
       // not writable by us: leave mapSync unknown
@@ -102,6 +103,6 @@ export function systemInfo(path: string): SystemInfo {
       shmemHugePages: shmem?.match(/\[(\w+)\]/)?.[1] ?? shmem,
       maxMapCount: maxMap === undefined ? undefined : Number(maxMap),
     },
-    udax: { vmaBudget: defaultVmaBudget(), faultHandler: 'sigsegv (SIGSEGV + mprotect)' },
+    udax: { vmaBudget: defaultVmaPolicy().budget, faultHandler: 'sigsegv (SIGSEGV + mprotect)' },
   };
 }

@@ -1,6 +1,7 @@
 // Writeback fault injection: rules "the next `times` syncs that write back an
-// entry overlapping [offset, offset+length) fail with errno", kept in shared
-// memory so every thread's writeback of the file honours them.
+// entry overlapping [offset, offset+length) fail with errno", kept in the
+// entry table's persistence area so every thread's and every open's
+// writeback of the file honours them.
 import { constants as osConstants } from 'node:os';
 import { rangeError, typeError } from './errors.js';
 import * as check from './validate.js';
@@ -23,7 +24,10 @@ export interface InjectOptions {
 
 /** Slots for rules; exhausted rules free theirs. */
 export const MAX_RULES = 16;
-const INT_BASE = 8;  // ints[INT_BASE + 4r ..]: errno, times (-1 = forever), keepDirty
+/** Int32 words per rule: errno, times (-1 = forever), keepDirty, unused. */
+export const RULE_INTS = 4;
+/** Float64 words per rule: [offset, end). */
+export const RULE_RANGES = 2;
 const FOREVER = -1;
 
 /** A failure decided for one entry in one sync. */
@@ -33,10 +37,11 @@ export interface Failure {
 }
 
 export class InjectionTable {
-  readonly #ints: Int32Array;
-  readonly #ranges: Float64Array;  // [offset, end) per rule
+  readonly #ints: Int32Array;       // MAX_RULES * RULE_INTS
+  readonly #ranges: Float64Array;  // MAX_RULES * RULE_RANGES
 
   constructor(ints: Int32Array, ranges: Float64Array) {
+    if (ints.length < MAX_RULES * RULE_INTS || ranges.length < MAX_RULES * RULE_RANGES) throw new Error('udax: injection table too small');
     this.#ints = ints;
     this.#ranges = ranges;
   }
@@ -51,12 +56,12 @@ export class InjectionTable {
     if (data !== 'mark-clean' && data !== 'keep-dirty') throw rangeError(`data must be 'mark-clean' or 'keep-dirty', got ${String(data)}`);
     let slot = -1;
     for (let s = 0; s < MAX_RULES; s++) {
-      if (Atomics.load(this.#ints, INT_BASE + 4 * s + 1) === 0) { slot = s; break; }
+      if (Atomics.load(this.#ints, RULE_INTS * s + 1) === 0) { slot = s; break; }
     }
     if (slot < 0) throw rangeError(`at most ${MAX_RULES} injected writeback errors may be pending`);
-    const b = INT_BASE + 4 * slot;
-    this.#ranges[2 * slot] = r.offset;
-    this.#ranges[2 * slot + 1] = r.offset + r.length;
+    const b = RULE_INTS * slot;
+    this.#ranges[RULE_RANGES * slot] = r.offset;
+    this.#ranges[RULE_RANGES * slot + 1] = r.offset + r.length;
     Atomics.store(this.#ints, b, errno);
     Atomics.store(this.#ints, b + 2, data === 'keep-dirty' ? 1 : 0);
     Atomics.store(this.#ints, b + 1, times);  // publishes the rule
@@ -64,7 +69,7 @@ export class InjectionTable {
 
   /** Whether any rule is pending (the fast path skips injection entirely). */
   pending(): boolean {
-    for (let s = 0; s < MAX_RULES; s++) if (Atomics.load(this.#ints, INT_BASE + 4 * s + 1) !== 0) return true;
+    for (let s = 0; s < MAX_RULES; s++) if (Atomics.load(this.#ints, RULE_INTS * s + 1) !== 0) return true;
     return false;
   }
 
@@ -72,11 +77,11 @@ export class InjectionTable {
   list(): { offset: number; length: number; errno: number; times: number; data: 'mark-clean' | 'keep-dirty' }[] {
     const out = [];
     for (let s = 0; s < MAX_RULES; s++) {
-      const b = INT_BASE + 4 * s;
+      const b = RULE_INTS * s;
       const times = Atomics.load(this.#ints, b + 1);
       if (times === 0) continue;
       out.push({
-        offset: this.#ranges[2 * s], length: this.#ranges[2 * s + 1] - this.#ranges[2 * s],
+        offset: this.#ranges[RULE_RANGES * s], length: this.#ranges[RULE_RANGES * s + 1] - this.#ranges[RULE_RANGES * s],
         errno: Atomics.load(this.#ints, b), times: times === FOREVER ? Infinity : times,
         data: Atomics.load(this.#ints, b + 2) ? 'keep-dirty' as const : 'mark-clean' as const,
       });
@@ -91,16 +96,16 @@ export class InjectionTable {
     const decided = new Map<number, boolean>();
     return (from, to) => {
       for (let s = 0; s < MAX_RULES; s++) {
-        const b = INT_BASE + 4 * s;
+        const b = RULE_INTS * s;
         let claimed = decided.get(s);
         if (claimed === false) continue;
         if (claimed === undefined) {
           if (Atomics.load(this.#ints, b + 1) === 0) continue;
-          if (!(from < this.#ranges[2 * s + 1] && this.#ranges[2 * s] < to)) continue;
+          if (!(from < this.#ranges[RULE_RANGES * s + 1] && this.#ranges[RULE_RANGES * s] < to)) continue;
           claimed = claim(this.#ints, b + 1);
           decided.set(s, claimed);
           if (!claimed) continue;
-        } else if (!(from < this.#ranges[2 * s + 1] && this.#ranges[2 * s] < to)) {
+        } else if (!(from < this.#ranges[RULE_RANGES * s + 1] && this.#ranges[RULE_RANGES * s] < to)) {
           continue;
         }
         return { errno: Atomics.load(this.#ints, b), keepDirty: Atomics.load(this.#ints, b + 2) === 1 };

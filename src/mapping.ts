@@ -1,12 +1,14 @@
 // Mapping: one mapping of a DaxFile into the process (the kernel's vma).
-import { readSync } from 'node:fs';
+import { fstatSync, readSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import type { FileHandle } from 'node:fs/promises';
-import { errnoError, nativeCall, rangeError } from './errors.js';
-import type { DaxFile } from './file.js';
 import { assertNoEntryLocksHeld } from './entry.js';
-import { native } from './native.js';
+import { errnoError, rangeError } from './errors.js';
+import type { DaxFile } from './file.js';
+import { native, type HeldBuffer } from './native.js';
 import { tracker } from './tracker.js';
 import * as check from './validate.js';
+import { MAX_BUFFER, windowOf, windowSpan } from './window.js';
 
 export interface MapOptions {
   /** Page-aligned file offset (default 0). */
@@ -19,24 +21,17 @@ export interface MapOptions {
 
 /** A serialisable reference to a mapping, for file.attachMapping() in a worker. */
 export interface MappingHandle {
-  readonly tableId: number;
-  readonly slot: number;
+  readonly inode: number;
+  readonly region: number;
   readonly offset: number;
   readonly length: number;
   readonly private: boolean;
 }
 
-/** The largest single view: V8's typed-array limit on 64-bit. */
-const MAX_BUFFER = 2 ** 32;
-/** Larger mappings are reached through overlapping windows: one buffer per
- * WINDOW_STRIDE, each WINDOW_LENGTH long, so any view up to a stride fits. */
-const WINDOW_STRIDE = 2 ** 30;
-const WINDOW_LENGTH = 2 ** 31;
-
-interface Window {
-  buffer: ArrayBuffer;
-  hold: object;
-}
+/** How many times a read into the mapping is retried when a concurrent sync
+ * write-protects its range between prepareWrite and the read (EFAULT). */
+const READ_RETRIES = 100;
+const { ENOMEM } = osConstants.errno;
 
 export class Mapping {
   readonly file: DaxFile;
@@ -44,19 +39,23 @@ export class Mapping {
   readonly offset: number;
   readonly length: number;
   readonly private: boolean;
-  /** @internal */ readonly slot: number;
+  /** @internal The native region id (generation-checked). */
+  readonly region: number;
+  /** @internal Write-protected and fault-tracked (shared, of a writable file). */
+  readonly tracked: boolean;
   readonly #owner: boolean;
-  readonly #windows = new Map<number, Window>();
+  readonly #windows = new Map<number, HeldBuffer>();
   #bytes: Uint8Array | undefined;
   #unmapped = false;
 
-  /** @internal Use file.map(). */
-  constructor(file: DaxFile, slot: number, offset: number, length: number, isPrivate: boolean, owner: boolean) {
+  /** @internal Use file.map() or file.attachMapping(). */
+  constructor(file: DaxFile, region: number, offset: number, length: number, isPrivate: boolean, tracked: boolean, owner: boolean) {
     this.file = file;
-    this.slot = slot;
+    this.region = region;
     this.offset = offset;
     this.length = length;
     this.private = isPrivate;
+    this.tracked = tracked;
     this.#owner = owner;
   }
 
@@ -64,18 +63,19 @@ export class Mapping {
     return this.#unmapped;
   }
 
-  #assertMapped(op: string): void {
-    if (this.#unmapped) throw errnoError(9, op, this.file.path, 'mapping is unmapped');
-    this.file.assertOpen(op);
+  /** EBADF once unmapped here, or (an attached mapping) by its owner. */
+  #assertMapped(syscall: string): void {
+    if (this.#unmapped) throw errnoError('EBADF', syscall, this.file.path, 'mapping is unmapped');
+    this.file.assertOpen(syscall);
+    if (!this.#owner) native.regionInfo(this.region);  // EBADF once the owner unmapped it
   }
 
   /** This thread's buffer for window k (the whole mapping when it fits). */
-  #window(k: number): Window {
+  #window(k: number): HeldBuffer {
     let w = this.#windows.get(k);
     if (!w) {
-      const start = k * WINDOW_STRIDE;
-      const length = this.length <= MAX_BUFFER ? this.length : Math.min(WINDOW_LENGTH, this.length - start);
-      w = nativeCall(this.file.path, () => native.regionView(this.slot, start, length, 0));
+      const span = windowSpan(this.length, k);
+      w = native.regionView(this.region, span.start, span.length);
       this.#windows.set(k, w);
     }
     return w;
@@ -83,7 +83,7 @@ export class Mapping {
 
   /** The whole mapping as bytes (mappings up to 4 GiB; use view() beyond). */
   get bytes(): Uint8Array {
-    this.#assertMapped('bytes');
+    this.#assertMapped('mmap');
     if (this.length > MAX_BUFFER) {
       throw rangeError(`mapping is ${this.length} bytes; views are at most ${MAX_BUFFER}: use view(offset, length)`);
     }
@@ -93,17 +93,12 @@ export class Mapping {
 
   /** Bytes [offset, offset+length) of the mapping (offsets relative to it).
    * In mappings over 4 GiB a view may not cross a 1 GiB boundary unless it
-   * fits in the 2 GiB window that starts there. */
+   * fits in the 2 GiB window that starts there (src/window.ts). */
   view(offset?: number, length?: number): Uint8Array {
-    this.#assertMapped('view');
+    this.#assertMapped('mmap');
     const r = check.range('view', offset, length, this.length);
-    if (this.length <= MAX_BUFFER) return new Uint8Array(this.#window(0).buffer, r.offset, r.length);
-    const k = Math.floor(r.offset / WINDOW_STRIDE);
-    const start = k * WINDOW_STRIDE;
-    if (r.offset + r.length > start + WINDOW_LENGTH) {
-      throw rangeError(`view [${r.offset}, ${r.offset + r.length}) spans more than one ${WINDOW_LENGTH}-byte window`);
-    }
-    return new Uint8Array(this.#window(k).buffer, r.offset - start, r.length);
+    const k = windowOf(this.length, r.offset, r.length);
+    return new Uint8Array(this.#window(k).buffer, r.offset - windowSpan(this.length, k).start, r.length);
   }
 
   /** Make [offset, offset+length) writable and dirty without a fault, for
@@ -112,57 +107,68 @@ export class Mapping {
    * signal. Lock ascending -> DIRTY -> unprotect -> unlock, like a fault.
    * A later sync write-protects the range again. */
   prepareWrite(offset?: number, length?: number): void {
-    this.#assertMapped('prepareWrite');
+    this.#assertMapped('mprotect');
     const r = check.range('prepareWrite', offset, length, this.length);
     if (this.private) return;
-    if (this.file.readOnly) throw errnoError(13, 'mprotect', this.file.path, 'file was opened readOnly');
+    if (this.file.readOnly) throw errnoError('EACCES', 'mprotect', this.file.path, 'file was opened readOnly');
+    if (!this.tracked) return;
     tracker.check(this.file.path);
-    this.file.writebackIfNearVmaBudget();
+    this.file.writebackIfTrackerAsks();
     const table = this.file.table;
     const { first, last } = table.entryRange(this.offset + r.offset, r.length);
     let err = this.#dirtyAndUnprotect(first, last);
-    if (err === 12) {
-      // ENOMEM: the VMA budget is spent. Write back early (re-protecting
-      // merges the islands), then try once more.
-      this.file.sync();
+    if (err === ENOMEM) {
+      // The VMA budget is spent. Write back early (re-protecting merges the
+      // islands), then try once more.
+      this.file.writebackAll();
       err = this.#dirtyAndUnprotect(first, last);
     }
-    if (err !== 0) throw errnoError(err, 'mprotect', this.file.path);
-    table.addStat('PREPARE_WRITES', last - first + 1);
+    if (err) throw errnoError(err, 'mprotect', this.file.path);
+    table.addStat('preparedEntries', last - first + 1);
   }
 
-  /** The fault path for a range: lock -> DIRTY -> unprotect -> unlock. */
+  /** The fault path for a range: lock -> DIRTY -> unprotect -> unlock.
+   * Returns 0 or the errno mprotect failed with. */
   #dirtyAndUnprotect(first: number, last: number): number {
     const table = this.file.table;
     return table.withLocked(first, last, () => {
       for (let i = first; i <= last; i++) table.setDirty(i);
-      return native.regionProtect(this.slot, first, last, true);
+      return native.regionProtect(this.region, first, last, true);
     });
   }
 
   /** Read up to length bytes of fd at position into the mapping at offset,
-   * with prepareWrite first (a plain read would fail with EFAULT). Returns
-   * the bytes read (fewer at end of file). */
+   * with prepareWrite first (a plain read would fail with EFAULT). If a sync
+   * on another thread write-protects the range again meanwhile, prepare the
+   * rest and go on. Returns the bytes read (fewer at end of file). */
   readFromFile(fd: number, position: number, offset: number, length: number): number {
     const r = check.range('readFromFile', offset, length, this.length);
     check.integer('position', position, 0);
+    assertReadableFd(fd, this.file.path);
     let done = 0;
+    let efaults = 0;
     while (done < r.length) {
       const view = this.view(r.offset + done, r.length - done);
       this.prepareWrite(r.offset + done, r.length - done);
-      const n = readSync(fd, view, 0, view.length, position + done);
+      let n: number;
+      try {
+        n = readSync(fd, view, 0, view.length, position + done);
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'EFAULT' || ++efaults > READ_RETRIES) throw e;
+        continue;
+      }
       if (n === 0) break;
       done += n;
     }
     return done;
   }
 
-  /** The async form of readFromFile. While the read is in flight a sync on
-   * another thread may write-protect the range again; a short read or EFAULT
-   * then makes it prepare the rest and go on. */
+  /** The async form of readFromFile. */
   async readFromFileAsync(handle: FileHandle, position: number, offset: number, length: number): Promise<number> {
     const r = check.range('readFromFileAsync', offset, length, this.length);
     check.integer('position', position, 0);
+    if (!handle || typeof (handle as { read?: unknown }).read !== 'function') throw rangeError('readFromFileAsync: handle must be a FileHandle');
+    assertReadableFd(handle.fd, this.file.path);
     let done = 0;
     let efaults = 0;
     while (done < r.length) {
@@ -172,7 +178,7 @@ export class Mapping {
       try {
         ({ bytesRead: n } = await handle.read(view, 0, view.length, position + done));
       } catch (e) {
-        if ((e as { code?: string }).code !== 'EFAULT' || ++efaults > 100) throw e;
+        if ((e as { code?: string }).code !== 'EFAULT' || ++efaults > READ_RETRIES) throw e;
         continue;
       }
       if (n === 0) break;
@@ -183,8 +189,8 @@ export class Mapping {
 
   /** A plain object to post to a worker (see DaxFile.attachMapping). */
   handle(): MappingHandle {
-    this.#assertMapped('handle');
-    return { tableId: this.file.table.id, slot: this.slot, offset: this.offset, length: this.length, private: this.private };
+    this.#assertMapped('mmap');
+    return { inode: this.file.table.id, region: this.region, offset: this.offset, length: this.length, private: this.private };
   }
 
   /** Unmap (the owner) or release (an attached mapping). This thread's views
@@ -193,12 +199,27 @@ export class Mapping {
    * message naming the file, and never reaches another file's memory. */
   unmap(): void {
     if (this.#unmapped) return;
-    assertNoEntryLocksHeld('unmap', this.file.path);
+    assertNoEntryLocksHeld('munmap', this.file.path);
     this.#unmapped = true;
-    for (const w of this.#windows.values()) native.detachView(w.buffer, w.hold);
+    for (const w of this.#windows.values()) native.releaseBuffer(w.buffer, w.hold);
     this.#windows.clear();
     this.#bytes = undefined;
-    if (this.#owner) nativeCall(this.file.path, () => native.unmapRegion(this.slot));
+    if (this.#owner) native.unmapRegion(this.region);
     this.file.forgetMapping(this);
+  }
+
+  /** `using m = file.map()` unmaps at the end of the block. */
+  [Symbol.dispose](): void {
+    this.unmap();
+  }
+}
+
+/** fd must be an open descriptor (checked before anything is dirtied). */
+function assertReadableFd(fd: unknown, path: string): void {
+  check.integer('fd', fd, 0, 0x7fffffff);
+  try {
+    fstatSync(fd as number);
+  } catch (e) {
+    throw errnoError((e as { errno?: number }).errno !== undefined ? -(e as { errno: number }).errno : 'EBADF', 'read', path, `fd ${String(fd)} is not an open file`);
   }
 }

@@ -11,8 +11,9 @@
 // filesystem is durable and written back (not modelled: the media *is* the
 // model of durable storage).
 import { constants as fsConstants } from 'node:fs';
-import { errnoError, nativeCall, rangeError, typeError } from './errors.js';
-import { native, RegionMode } from './native.js';
+import { EntryTable } from './entry.js';
+import { errnoError, rangeError, typeError, udaxError } from './errors.js';
+import { native } from './native.js';
 
 export type Granularity = 'cache-line' | 'page' | 'byte8';
 
@@ -37,49 +38,81 @@ export function unitSizeOf(granularity: unknown, sectorSize: unknown): { granula
   throw rangeError(`granularity must be 'cache-line', 'page' or 'byte8', got ${String(g)}`);
 }
 
-/** Views are capped at 4 GiB; the media keeps one view of each file. */
+/** Crash images are built in one buffer; the media keeps to that size. */
 export const MAX_MEDIA_SIZE = 2 ** 32;
 
-/** The media file, mapped shared and writable (untracked: stores to it never fault). */
+/** The identity of a file: two paths name the same file when these agree. */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+}
+
+export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/** The media file, mapped shared and writable (untracked: stores to it never
+ * fault). Writeback copies into it through native code, under a SIGBUS
+ * guard, so a media file truncated underneath is an error, not a crash. */
 export class MediaShadow {
   readonly path: string;
   readonly size: number;
-  readonly bytes: Uint8Array;
-  readonly #fd: number;
-  readonly #slot: number;
-  readonly #view: { buffer: ArrayBuffer; hold: object };
+  readonly identity: FileIdentity;
+  readonly #file: number;
+  readonly #table: EntryTable;
+  readonly #region: number;
   #closed = false;
 
-  /** Open (creating it, sized like the data file) and map the media file. */
-  constructor(path: string, size: number, tableId: number) {
-    if (size > MAX_MEDIA_SIZE) throw errnoError(95, 'open', path, `media: 'shadow' supports files up to ${MAX_MEDIA_SIZE} bytes`);
+  /** Open (creating it, sized like the data file) and map the media file.
+   * Refuses a path that names the data file itself. */
+  constructor(path: string, size: number, data: FileIdentity) {
+    if (size > MAX_MEDIA_SIZE) throw errnoError('EOPNOTSUPP', 'open', path, `media: 'shadow' supports files up to ${MAX_MEDIA_SIZE} bytes`);
     this.path = path;
     this.size = size;
-    this.#fd = nativeCall(path, () => native.openFile(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644));
+    const st = native.fileOpen(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
+    this.#file = st.id;
     try {
-      const st = nativeCall(path, () => native.statFd(this.#fd));
-      if (!st.isFile) throw errnoError(22, 'open', path, 'media is not a regular file');
-      if (st.size !== size) nativeCall(path, () => native.truncateFd(this.#fd, size));
-      this.#slot = nativeCall(path, () => native.mapRegion(this.#fd, 0, size, true, true, RegionMode.Untracked, tableId, false));
+      if (!st.isFile) throw errnoError('EINVAL', 'open', path, 'media is not a regular file');
+      if (sameFile(st, data)) throw udaxError('ERR_UDAX_SAME_FILE', 'mediaPath names the data file:', { syscall: 'open', path });
+      this.identity = { dev: st.dev, ino: st.ino };
+      if (st.size !== size) native.fileTruncate(this.#file, size);
+      const view = native.inodeBind(this.#file, size, 12, st.dev, st.ino);
+      if ('conflict' in view) throw udaxError('ERR_UDAX_ALREADY_OPEN', 'the media file is open in this process as another file:', { syscall: 'open', path });
+      this.#table = new EntryTable(view);
+      try {
+        this.#region = native.mapRegion(this.#file, this.#table.id, 0, size, true, true, false, false);
+      } catch (e) {
+        this.#table.release();
+        throw e;
+      }
     } catch (e) {
-      native.closeFd(this.#fd);
+      native.fileClose(this.#file);
       throw e;
     }
-    this.#view = nativeCall(path, () => native.regionView(this.#slot, 0, size, 0));
-    this.bytes = new Uint8Array(this.#view.buffer);
   }
 
-  /** Copy bytes [from, to) of live into the media. Caller holds the entry
-   * locks of that range, and those entries are write-protected. */
-  copy(live: Uint8Array, from: number, to: number): void {
-    this.bytes.set(live.subarray(from, to), from);
+  /** Copy bytes [from, to) of the data file (through its region) into the
+   * media. Caller holds the entry locks of that range, and those entries are
+   * write-protected. */
+  copyFrom(dataRegion: number, from: number, to: number): void {
+    native.regionCopy(this.#region, dataRegion, from, to - from);
+  }
+
+  /** Copy the media from offset into target. */
+  read(offset: number, target: Uint8Array): void {
+    native.regionRead(this.#region, offset, target);
+  }
+
+  /** The media file's size on disk now (shrunk underneath if < size). */
+  currentSize(): number {
+    return native.fileStat(this.#file).size;
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    native.detachView(this.#view.buffer, this.#view.hold);
-    nativeCall(this.path, () => native.unmapRegion(this.#slot));
-    nativeCall(this.path, () => native.closeFd(this.#fd));
+    native.unmapRegion(this.#region);
+    this.#table.release();
+    native.fileClose(this.#file);
   }
 }

@@ -1,28 +1,44 @@
-// The only file that loads the addon. Everything native goes through here.
+// The only file that loads the addon, and the one error boundary: every
+// native call that fails throws a DaxError (code = errno name, syscall, path).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { DaxError, errnoError } from './errors.js';
 
+/** An entry table as one thread sees it (native/inode.cc inode_view). */
 export interface TableView {
   id: number;
+  /** True when this call created the table (the first open of the inode). */
+  created: boolean;
   buffer: ArrayBuffer;
+  hold: object;
+  size: number;
   entries: number;
   entryShift: number;
   summaryOffset: number;
   summaryGroups: number;
   statsOffset: number;
+  persistOffset: number;
   path: string;
 }
 
-/** What a write fault in a region does (udax.h udax_region_mode). */
-export enum RegionMode {
-  Untracked = 0,
-  Tracked = 1,
-  /** Benchmark baseline only: mprotect the page writable, no lock or tag. */
-  Bare = 2,
+/** The inode is open already, tracking a different size or entry size. */
+export interface TableConflict {
+  conflict: true;
+  size: number;
+  entryShift: number;
 }
 
-export interface RegionViewResult {
+export interface FileStat {
+  size: number;
+  isFile: boolean;
+  fsType: number;
+  dev: number;
+  ino: number;
+  freeBytes: number;
+}
+
+export interface HeldBuffer {
   buffer: ArrayBuffer;
   hold: object;
 }
@@ -37,47 +53,58 @@ export interface NativeConstants {
   FLAGS_MASK: number;
   SUMMARY_SHIFT: number;
   SUMMARY2_SHIFT: number;
-  STATS: Record<
-    | 'WRITE_FAULTS' | 'FAULT_NS' | 'COARSEN_BLOCK' | 'COARSEN_MAPPING' | 'SYNCS'
-    | 'ENTRIES_CLEANED' | 'BYTES_FLUSHED' | 'FLUSH_NS' | 'PREPARE_WRITES' | 'EARLY_WRITEBACKS' | 'COUNT',
-    number
-  >;
+  PERSIST_BYTES: number;
+  MAX_ENTRIES: number;
+  PAGE_SIZE: number;
+  /** The statistics in entry-table order (native/entry.h UDAX_STATS). */
+  STATS: readonly string[];
 }
 
+/** The addon's functions; each one's comment is in the .cc file named. */
 export interface NativeAddon {
   constants: NativeConstants;
-  openFile(path: string, flags: number, mode: number): number;
-  statFd(fd: number): { size: number; isFile: boolean; fsType: number };
-  truncateFd(fd: number, size: number): void;
-  closeFd(fd: number): void;
-  probeMapSync(fd: number): boolean;
-  tableCreate(entries: number, entryShift: number, path: string): TableView;
-  tableAttach(id: number): TableView;
-  mapRegion(
-    fd: number, fileOffset: number, length: number, shared: boolean,
-    writable: boolean, mode: RegionMode, tableId: number, mapSync: boolean,
-  ): number;
-  regionView(slot: number, offset: number, length: number, what: 0 | 1): RegionViewResult;
-  detachView(buffer: ArrayBuffer, hold: object): void;
-  unmapRegion(slot: number): void;
-  regionProtect(slot: number, firstEntry: number, lastEntry: number, writable: boolean): number;
-  mkcleanFlush(tableId: number, firstEntry: number, lastEntry: number, fallbackSlot: number): number;
-  regionAddress(slot: number): number;
+  // native/file.cc
+  fileOpen(path: string, flags: number, mode: number): FileStat & { id: number };
+  fileStat(file: number): FileStat;
+  fileTruncate(file: number, size: number): void;
+  fileAllocate(file: number, offset: number, length: number): void;
+  fileClose(file: number): void;
+  fileIsOpen(file: number): boolean;
+  fileProbeMapSync(file: number): boolean;
+  fileDescriptor(file: number): number;
+  // native/inode.cc
+  inodeBind(file: number, size: number, entryShift: number, dev: number, ino: number): TableView | TableConflict;
+  inodeView(inode: number): TableView;
+  releaseBuffer(buffer: ArrayBuffer, hold: object): void;
+  // native/region.cc
+  mapRegion(file: number, inode: number, fileOffset: number, length: number, shared: boolean,
+    writable: boolean, tracked: boolean, mapSync: boolean): number;
+  regionView(region: number, offset: number, length: number): HeldBuffer;
+  unmapRegion(region: number): void;
+  regionProtect(region: number, firstEntry: number, lastEntry: number, writable: boolean): number;
+  regionMsync(region: number, offset: number, length: number): void;
+  regionInfo(region: number): { address: number; inode: number; fileOffset: number; length: number; tracked: boolean };
+  setVmaPolicy(budget: number, wholeMapping: number): void;
+  vmaUsage(): { used: number; budget: number; wholeMapping: number };
+  // native/writeback.cc
+  mkcleanFlush(inode: number, firstEntry: number, lastEntry: number, fallbackRegion: number): number;
+  regionCopy(dstRegion: number, srcRegion: number, offset: number, length: number): void;
+  regionRead(region: number, offset: number, target: Uint8Array): void;
+  // native/lock.cc
+  entryLockWait(inode: number, index: number, ownerTag: number): boolean;
+  entryWake(inode: number, index: number): void;
+  gettid(): number;
+  // native/flush.cc
   cpuFlushFeatures(): { clflush: boolean; clflushopt: boolean; clwb: boolean };
   setFlushInstruction(name: string): void;
   flushInstruction(): string;
   fence(): void;
   flushBuffer(bytes: ArrayBufferView): void;
-  futexWait(tableId: number, index: number, expected: number): void;
-  futexWake(tableId: number, index: number): void;
-  gettid(): number;
+  // native/fault.cc
   installFaultHandler(): boolean;
   faultHandlerIsOurs(): boolean;
-  setVmaBudget(n: number): void;
-  vmaUsage(): { used: number; budget: number };
-  /** Tests only: sleep after tagging DIRTY in the fault handler, and/or use
-   * the 2016 ordering (unlock before making the page writable). */
-  setFaultTestHooks(delayAfterDirtyNs: number, order2016: boolean): void;
+  // native/testing.cc (udax/testing only)
+  testingSetWriteFault(region: number, kind: string, delayNs: number): void;
 }
 
 /** build/ sits at the package root: one level up from src/, two from dist/src/. */
@@ -86,8 +113,31 @@ function addonPath(): string {
     const path = fileURLToPath(new URL(`${up}build/Release/udax.node`, import.meta.url));
     if (existsSync(path)) return path;
   }
-  throw new Error('udax: the native addon is not built; run `npm install` (or `npx node-gyp rebuild`)');
+  throw new DaxError('ERR_UDAX_NO_ADDON: the native addon is not built; run `npm rebuild udax`', { code: 'ERR_UDAX_NO_ADDON' });
 }
 
-const require = createRequire(import.meta.url);
-export const native: NativeAddon = require(addonPath());
+/** A native failure (errno, syscall, path set by native/addon.cc errno_error) as a DaxError. */
+function toDaxError(e: unknown): unknown {
+  const err = e as { errno?: unknown; syscall?: unknown; path?: unknown };
+  if (typeof err?.errno !== 'number' || typeof err.syscall !== 'string') return e;
+  return errnoError(err.errno, err.syscall, typeof err.path === 'string' ? err.path : undefined);
+}
+
+function withErrorBoundary(raw: NativeAddon): NativeAddon {
+  const wrapped: Record<string, unknown> = { constants: raw.constants };
+  for (const [name, value] of Object.entries(raw)) {
+    if (typeof value !== 'function') continue;
+    const fn = value as (...args: unknown[]) => unknown;
+    wrapped[name] = (...args: unknown[]) => {
+      try {
+        return fn(...args);
+      } catch (e) {
+        throw toDaxError(e);
+      }
+    };
+  }
+  return wrapped as unknown as NativeAddon;
+}
+
+const raw = createRequire(import.meta.url)(addonPath()) as NativeAddon;
+export const native: NativeAddon = withErrorBoundary(raw);

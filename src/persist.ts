@@ -1,8 +1,8 @@
-// The persistence model of one open file: its media (persistence domain),
+// The persistence model of one file: its media (persistence domain),
 // granularity, timing model, injected writeback errors, errseq word and
-// counters, and the hooks writeback calls. One Persistence per DaxFile (per
-// thread); the mutable state is in a SharedArrayBuffer that workers share
-// through file.handle().
+// counters, and the hooks writeback calls. Its shared state lives in the
+// entry table's persistence area, so every open of the file and every thread
+// sees one model, as every process sees one inode.
 //
 // Writeback calls, for each run of entries it holds locked:
 //   flushed(first, last, bytes)  after mkclean + cache-line flush, before the
@@ -10,24 +10,23 @@
 //                                other entries to the media, charge line delay;
 //                                returns the entries writeback must leave DIRTY
 //   fenced()                     after the fence: charge the fence delay
-// and file.sync() calls endSync() after the writeback: it reports a new
-// writeback error once to the syncing handle (errseq).
+// Writeback *records* an error in the errseq word (mapping_set_error); only
+// sync *reports* it, through the syncing handle's cursor (file.ts, handle.ts).
 import { ErrCursor, errseqSet } from './errseq.js';
-import { errnoError, nativeCall, typeError } from './errors.js';
-import type { DaxFile } from './file.js';
-import { InjectionTable, type InjectOptions } from './inject.js';
-import { MediaShadow, unitSizeOf, type Granularity } from './media.js';
+import { errnoError, typeError, udaxError } from './errors.js';
+import type { EntryTable } from './entry.js';
+import { InjectionTable, MAX_RULES, RULE_INTS, RULE_RANGES, type InjectOptions } from './inject.js';
+import { MediaShadow, unitSizeOf, type FileIdentity, type Granularity } from './media.js';
 import { native } from './native.js';
 import { parseTiming, spin, type TimingModel } from './timing.js';
-import type { SyncResult } from './writeback.js';
 
 export interface PersistOptions {
   /** 'shadow': keep a media file updated only by flushes (the persistence
    * domain); on a real DAX mount the file itself is the media. Default 'none'. */
   media?: 'none' | 'shadow';
   /** Where the media file lives (default `<path>.media`). It is (re)initialised
-   * from the data file at open: what is in the file when it is opened counts
-   * as durable. */
+   * from the data file when the file is first opened in the process: what is
+   * in the file then counts as durable. */
   mediaPath?: string;
   /** What persists as a unit in crash images: 'cache-line' (64 B, pmem, the
    * default), 'page' (a 4 KiB page, or `sectorSize`, the page cache and the
@@ -66,114 +65,171 @@ export interface PersistStats {
   errorsReported: number;
 }
 
-/** What a worker needs to share the model (inside DaxFileHandle). */
-export interface PersistHandle {
-  readonly shared: SharedArrayBuffer;
-  readonly kind: MediaKind;
-  readonly mediaPath: string | undefined;
-  readonly granularity: Granularity;
-  readonly unitSize: number;
-  readonly timing: TimingModel | undefined;
-}
-
 /** Writeback's callbacks (see the top of this file). Caller holds the locks. */
 export interface WritebackHooks {
   flushed(first: number, last: number, bytes: number): number[] | undefined;
   fenced(): void;
 }
 
-const SHARED_BYTES = 1024;
-const ERRSEQ = 0;  // ints[0]; ints[8..] are the injection rules (inject.ts)
-const STAT = { MEDIA_BYTES: 0, MEDIA_COPY_NS: 1, DELAY_NS: 2, FAILED: 3, LOST: 4, REPORTED: 5 } as const;
+/** Checked form of the open options (validated before the file is opened). */
+export interface ParsedPersistOptions {
+  /** False when the caller passed no persistence option (a second open
+   * then takes the model the file already has). */
+  given: boolean;
+  media: 'none' | 'shadow';
+  mediaPath: string | undefined;
+  granularity: Granularity;
+  unitSize: number;
+  timing: TimingModel | undefined;
+}
 
-/** @internal */
+const PERSIST_KEYS = ['media', 'mediaPath', 'granularity', 'sectorSize', 'timing'] as const;
+
+export function parsePersistOptions(o: PersistOptions): ParsedPersistOptions {
+  const media = o.media ?? 'none';
+  if (media !== 'none' && media !== 'shadow') throw typeError(`media must be 'none' or 'shadow', got ${String(media)}`);
+  if (o.mediaPath !== undefined && (typeof o.mediaPath !== 'string' || o.mediaPath === '')) {
+    throw typeError('mediaPath must be a non-empty string');
+  }
+  if (o.mediaPath !== undefined && media !== 'shadow') throw typeError('mediaPath needs media: \'shadow\'');
+  const { granularity, unitSize } = unitSizeOf(o.granularity, o.sectorSize);
+  const given = PERSIST_KEYS.some((k) => o[k] !== undefined);
+  return { given, media, mediaPath: o.mediaPath, granularity, unitSize, timing: parseTiming(o.timing) };
+}
+
+// ---- the shared area: offsets derived from counts, checked to fit ---------
+
+const STAT = { MEDIA_BYTES: 0, MEDIA_COPY_NS: 1, DELAY_NS: 2, FAILED: 3, LOST: 4, REPORTED: 5 } as const;
+const MEDIA_PATH_BYTES = 512;
+const KINDS: readonly MediaKind[] = ['none', 'shadow', 'pmem'];
+const GRANULARITIES: readonly Granularity[] = ['cache-line', 'page', 'byte8'];
+
+/** Int32 words, then Float64, then BigInt64, then bytes. */
+const INTS = { STATE: 0, ERRSEQ: 1, KIND: 2, GRANULARITY: 3, UNIT_SIZE: 4, TIMED: 5, RULES: 6 } as const;
+const INT_COUNT = INTS.RULES + MAX_RULES * RULE_INTS;
+const FLOATS = { LINE_NS: 0, FENCE_NS: 1, RANGES: 2 } as const;
+const FLOAT_COUNT = FLOATS.RANGES + MAX_RULES * RULE_RANGES;
+const STAT_COUNT = Object.keys(STAT).length;
+const FLOAT_OFFSET = Math.ceil((INT_COUNT * 4) / 8) * 8;
+const STAT_OFFSET = FLOAT_OFFSET + FLOAT_COUNT * 8;
+const PATH_OFFSET = STAT_OFFSET + STAT_COUNT * 8;
+const AREA_BYTES = PATH_OFFSET + MEDIA_PATH_BYTES;
+if (AREA_BYTES > native.constants.PERSIST_BYTES) {
+  throw new Error(`udax: the persistence area needs ${AREA_BYTES} bytes; native/entry.h reserves ${native.constants.PERSIST_BYTES}`);
+}
+
+/** STATE: who set the model up. */
+const UNSET = 0, SETTING = 1, SET = 2;
+
+/** The area's typed views, over the entry table's memory. */
+class SharedArea {
+  readonly ints: Int32Array;
+  readonly floats: Float64Array;
+  readonly stats: BigInt64Array;
+  readonly path: Uint8Array;
+
+  constructor(table: EntryTable) {
+    const base = table.persistOffset;
+    this.ints = new Int32Array(table.persist, base, INT_COUNT);
+    this.floats = new Float64Array(table.persist, base + FLOAT_OFFSET, FLOAT_COUNT);
+    this.stats = new BigInt64Array(table.persist, base + STAT_OFFSET, STAT_COUNT);
+    this.path = new Uint8Array(table.persist, base + PATH_OFFSET, MEDIA_PATH_BYTES);
+  }
+}
+
+/** What a DaxFile tells its Persistence about itself. */
+export interface PersistedFile {
+  readonly path: string;
+  readonly size: number;
+  readonly entrySize: number;
+  readonly readOnly: boolean;
+  readonly isPmem: boolean;
+  readonly identity: FileIdentity;
+  readonly table: EntryTable;
+  /** The read-only mapping of the whole file (native region id). */
+  readonly fallbackRegion: number;
+}
+
+/** @internal The persistence model as one DaxFile (one open, one thread) uses it. */
 export class Persistence {
-  readonly file: DaxFile;
   readonly kind: MediaKind;
   readonly granularity: Granularity;
   readonly unitSize: number;
   readonly timing: TimingModel | undefined;
-  readonly shared: SharedArrayBuffer;
-  readonly ints: Int32Array;
-  readonly stats: BigInt64Array;
-  readonly injections: InjectionTable;
-  /** This DaxFile's own errseq cursor (it is an open file, like an fd). */
-  readonly cursor: ErrCursor;
   readonly media: MediaShadow | undefined;
+  readonly injections: InjectionTable;
+  readonly #area: SharedArea;
+  readonly #file: PersistedFile;
   readonly #mediaPath: string | undefined;
-  #live: { buffer: ArrayBuffer; hold: object; bytes: Uint8Array } | undefined;
 
-  constructor(file: DaxFile, kind: MediaKind, mediaPath: string | undefined, granularity: Granularity, unitSize: number,
-    timing: TimingModel | undefined, shared: SharedArrayBuffer | undefined, initMedia: boolean) {
-    this.file = file;
-    this.kind = kind;
-    this.granularity = granularity;
-    this.unitSize = unitSize;
-    this.timing = timing;
-    this.shared = shared ?? new SharedArrayBuffer(SHARED_BYTES);
-    this.ints = new Int32Array(this.shared, 0, 128);
-    this.injections = new InjectionTable(this.ints, new Float64Array(this.shared, 512, 32));
-    this.stats = new BigInt64Array(this.shared, 768, 32);
-    this.cursor = new ErrCursor(this.ints, ERRSEQ);
-    this.#mediaPath = kind === 'pmem' ? file.path : mediaPath;
-    if (kind === 'shadow') {
-      this.media = new MediaShadow(mediaPath!, file.size, file.table.id);
+  /** Set the model up (the first open of the file in the process), or join
+   * the one it has. Throws, changing nothing, when options given disagree. */
+  constructor(file: PersistedFile, o: ParsedPersistOptions | undefined) {
+    this.#file = file;
+    const area = (this.#area = new SharedArea(file.table));
+    this.injections = new InjectionTable(area.ints.subarray(INTS.RULES), area.floats.subarray(FLOATS.RANGES));
+    const wanted = o && resolveModel(file, o);
+    const configure = claimModel(area, file.path);
+    if (configure) {
+      const model = wanted ?? { kind: 'none' as MediaKind, mediaPath: undefined, granularity: 'cache-line' as Granularity, unitSize: 64, timing: undefined };
       try {
-        if (initMedia) this.media.copy(this.live(), 0, file.size);
+        this.media = model.kind === 'shadow' ? new MediaShadow(model.mediaPath!, file.size, file.identity) : undefined;
+        if (this.media) this.media.copyFrom(file.fallbackRegion, 0, file.size);
       } catch (e) {
-        this.close();
+        this.media?.close();
+        Atomics.store(area.ints, INTS.STATE, UNSET);
         throw e;
       }
+      writeModel(area, model);
+      Atomics.store(area.ints, INTS.STATE, SET);
     }
+    const model = readModel(area);
+    if (!configure && wanted && o!.given && !sameModel(model, wanted)) {
+      throw udaxError('ERR_UDAX_ALREADY_OPEN',
+        `the file is open in this process with media '${model.kind}' (${model.mediaPath ?? 'no media file'}, ${model.granularity}); open it with the same persistence options or none:`,
+        { syscall: 'open', path: file.path });
+    }
+    this.kind = model.kind;
+    this.granularity = model.granularity;
+    this.unitSize = model.unitSize;
+    this.timing = model.timing;
+    this.#mediaPath = model.kind === 'pmem' ? file.path : model.mediaPath;
+    if (!configure && model.kind === 'shadow') this.media = new MediaShadow(model.mediaPath!, file.size, file.identity);
   }
 
-  /** This thread's one view of the whole file (through the fallback slot). */
-  live(): Uint8Array {
-    if (!this.#live) {
-      const v = nativeCall(this.file.path, () => native.regionView(this.file.fallbackSlot, 0, this.file.size, 0));
-      this.#live = { ...v, bytes: new Uint8Array(v.buffer) };
-    }
-    return this.#live.bytes;
+  /** A new errseq cursor over this file (an open handle's, sampled now). */
+  cursor(): ErrCursor {
+    return new ErrCursor(this.#area.ints, INTS.ERRSEQ);
   }
 
   info(): MediaInfo {
     return { kind: this.kind, path: this.#mediaPath, granularity: this.granularity, unitSize: this.unitSize };
   }
 
-  handle(): PersistHandle {
-    return {
-      shared: this.shared, kind: this.kind, mediaPath: this.#mediaPath, granularity: this.granularity,
-      unitSize: this.unitSize, timing: this.timing,
-    };
-  }
-
   addStat(which: keyof typeof STAT, n: number): void {
-    Atomics.add(this.stats, STAT[which], BigInt(Math.round(n)));
+    Atomics.add(this.#area.stats, STAT[which], BigInt(Math.round(n)));
   }
 
   statsSnapshot(): PersistStats {
-    const s = (k: keyof typeof STAT) => Number(Atomics.load(this.stats, STAT[k]));
+    const s = (k: keyof typeof STAT) => Number(Atomics.load(this.#area.stats, STAT[k]));
     return {
       media: this.kind, mediaBytes: s('MEDIA_BYTES'), mediaCopyNs: s('MEDIA_COPY_NS'), delayNs: s('DELAY_NS'),
       failedEntries: s('FAILED'), lostEntries: s('LOST'), errorsReported: s('REPORTED'),
     };
   }
 
-  /** Hooks for one sync, or undefined when there is nothing to do (no
+  /** Hooks for one writeback, or undefined when there is nothing to do (no
    * media copy, no delay, no injected error pending). */
-  beginSync(): WritebackHooks | undefined {
+  beginWriteback(): WritebackHooks | undefined {
     const media = this.media;
     const timing = this.timing;
     const inject = this.injections.pending() ? this.injections.forSync() : undefined;
     if (!media && !timing && !inject) return undefined;
-    const file = this.file;
-    const entrySize = file.entrySize;
-    const size = file.size;
-    const live = media ? this.live() : undefined;
+    const { entrySize, size, fallbackRegion } = this.#file;
     const copy = (from: number, to: number) => {
       if (!media || from >= to) return;
       const t0 = process.hrtime.bigint();
-      media.copy(live!, from, to);
+      media.copyFrom(fallbackRegion, from, to);
       this.addStat('MEDIA_BYTES', to - from);
       this.addStat('MEDIA_COPY_NS', Number(process.hrtime.bigint() - t0));
     };
@@ -194,7 +250,7 @@ export class Persistence {
           if (!failure) continue;
           copy(from, a);
           from = b;
-          errseqSet(this.ints, ERRSEQ, failure.errno);  // mapping_set_error
+          errseqSet(this.#area.ints, INTS.ERRSEQ, failure.errno);  // mapping_set_error
           this.addStat('FAILED', 1);
           // keep-dirty: writeback unlocks it still DIRTY; mark-clean:
           // writeback cleans it, never copied (the data is lost).
@@ -210,148 +266,84 @@ export class Persistence {
     };
   }
 
-  /** After a sync's writeback: report a writeback error not yet seen
-   * through cursor (file_check_and_advance_wb_err), as EIO etc. */
-  endSync(result: SyncResult, cursor: ErrCursor | undefined): SyncResult {
-    const errno = (cursor ?? this.cursor).checkAndAdvance();
+  /** file_check_and_advance_wb_err: throw (EIO etc.) a writeback error that
+   * cursor has not yet reported. */
+  report(cursor: ErrCursor): void {
+    const errno = cursor.checkAndAdvance();
     if (errno !== 0) {
       this.addStat('REPORTED', 1);
-      throw errnoError(errno, 'fsync', this.file.path, 'writeback of this file failed since this handle last synced (reported once per handle)');
+      throw errnoError(errno, 'fsync', this.#file.path, 'writeback of this file failed since this handle last synced (reported once per handle)');
     }
-    return result;
+  }
+
+  /** Fail the next writebacks of a range (see InjectOptions). */
+  inject(opts: InjectOptions): void {
+    this.injections.add(opts, this.#file.size);
   }
 
   close(): void {
-    if (this.#live) {
-      native.detachView(this.#live.buffer, this.#live.hold);
-      this.#live = undefined;
-    }
     this.media?.close();
   }
 }
 
-const registry = new WeakMap<DaxFile, Persistence>();
-
-/** @internal The persistence model of file (every open DaxFile has one). */
-export function persistenceOf(file: DaxFile): Persistence {
-  const p = registry.get(file);
-  if (!p) throw errnoError(9, 'persistence', file.path, 'file is closed');
-  return p;
-}
-
-/** Checked form of the open options (validated before the file is opened). */
-export interface ParsedPersistOptions {
-  media: 'none' | 'shadow';
+interface Model {
+  kind: MediaKind;
   mediaPath: string | undefined;
   granularity: Granularity;
   unitSize: number;
   timing: TimingModel | undefined;
 }
 
-export function parsePersistOptions(o: PersistOptions): ParsedPersistOptions {
-  const media = o.media ?? 'none';
-  if (media !== 'none' && media !== 'shadow') throw typeError(`media must be 'none' or 'shadow', got ${String(media)}`);
-  if (o.mediaPath !== undefined && (typeof o.mediaPath !== 'string' || o.mediaPath === '')) {
-    throw typeError('mediaPath must be a non-empty string');
+/** The model the options ask for, for this file (checks what depends on it). */
+function resolveModel(file: PersistedFile, o: ParsedPersistOptions): Model {
+  if (o.media === 'none') return { kind: 'none', mediaPath: undefined, granularity: o.granularity, unitSize: o.unitSize, timing: o.timing };
+  if (file.readOnly) throw errnoError('EINVAL', 'open', file.path, 'media: \'shadow\' needs a writable file');
+  // On a real DAX mount the file is the persistence domain: no copy.
+  const kind: MediaKind = file.isPmem ? 'pmem' : 'shadow';
+  const mediaPath = kind === 'pmem' ? undefined : o.mediaPath ?? `${file.path}.media`;
+  if (mediaPath !== undefined && Buffer.byteLength(mediaPath) >= MEDIA_PATH_BYTES) {
+    throw errnoError('ENAMETOOLONG', 'open', mediaPath, `media paths are at most ${MEDIA_PATH_BYTES - 1} bytes`);
   }
-  if (o.mediaPath !== undefined && media !== 'shadow') throw typeError('mediaPath needs media: \'shadow\'');
-  const { granularity, unitSize } = unitSizeOf(o.granularity, o.sectorSize);
-  return { media, mediaPath: o.mediaPath, granularity, unitSize, timing: parseTiming(o.timing) };
+  return { kind, mediaPath, granularity: o.granularity, unitSize: o.unitSize, timing: o.timing };
 }
 
-/** Called by open() once the file is open: set up its model (creating and
- * initialising the media). Closes the file if that fails. */
-export function withPersistence(file: DaxFile, o: ParsedPersistOptions): DaxFile {
-  try {
-    let kind: MediaKind = 'none';
-    let mediaPath: string | undefined;
-    if (o.media === 'shadow') {
-      // On a real DAX mount the file is the persistence domain: no copy.
-      kind = file.isPmem ? 'pmem' : 'shadow';
-      mediaPath = o.mediaPath ?? `${file.path}.media`;
-      if (kind === 'shadow' && mediaPath === file.path) throw errnoError(22, 'open', file.path, 'mediaPath is the data file');
-      if (file.readOnly) throw errnoError(22, 'open', file.path, 'media: \'shadow\' needs a writable file');
-    }
-    registry.set(file, new Persistence(file, kind, mediaPath, o.granularity, o.unitSize, o.timing, undefined, true));
-  } catch (e) {
-    file.close();
-    throw e;
+function sameModel(a: Model, b: Model): boolean {
+  return a.kind === b.kind && a.mediaPath === b.mediaPath && a.granularity === b.granularity && a.unitSize === b.unitSize &&
+    a.timing?.lineNs === b.timing?.lineNs && a.timing?.fenceNs === b.timing?.fenceNs;
+}
+
+function writeModel(area: SharedArea, m: Model): void {
+  area.ints[INTS.KIND] = KINDS.indexOf(m.kind);
+  area.ints[INTS.GRANULARITY] = GRANULARITIES.indexOf(m.granularity);
+  area.ints[INTS.UNIT_SIZE] = m.unitSize;
+  area.ints[INTS.TIMED] = m.timing ? 1 : 0;
+  area.floats[FLOATS.LINE_NS] = m.timing?.lineNs ?? 0;
+  area.floats[FLOATS.FENCE_NS] = m.timing?.fenceNs ?? 0;
+  area.path.fill(0);
+  if (m.mediaPath !== undefined) Buffer.from(area.path.buffer, area.path.byteOffset, MEDIA_PATH_BYTES).write(m.mediaPath, 'utf8');
+}
+
+function readModel(area: SharedArea): Model {
+  const end = area.path.indexOf(0);
+  const kind = KINDS[area.ints[INTS.KIND]];
+  const path = Buffer.from(area.path.subarray(0, end < 0 ? MEDIA_PATH_BYTES : end)).toString('utf8');
+  return {
+    kind,
+    mediaPath: kind === 'shadow' ? path : undefined,
+    granularity: GRANULARITIES[area.ints[INTS.GRANULARITY]],
+    unitSize: area.ints[INTS.UNIT_SIZE],
+    timing: area.ints[INTS.TIMED] ? { lineNs: area.floats[FLOATS.LINE_NS], fenceNs: area.floats[FLOATS.FENCE_NS] } : undefined,
+  };
+}
+
+/** Claim the right to set the model up (true), or wait until another open
+ * has set it (false). An open that failed halfway gives the claim back. */
+function claimModel(area: SharedArea, path: string): boolean {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const state = Atomics.compareExchange(area.ints, INTS.STATE, UNSET, SETTING);
+    if (state === UNSET) return true;
+    if (state === SET) return false;
+    if (Date.now() > deadline) throw errnoError('EBUSY', 'open', path, 'another thread has been opening this file for 10 s');
   }
-  return file;
-}
-
-/** Called by attach() in a worker: share the opener's model. */
-export function attachPersistence(file: DaxFile, h: PersistHandle | undefined): DaxFile {
-  try {
-    const p = h
-      ? new Persistence(file, h.kind, h.mediaPath, h.granularity, h.unitSize, h.timing, h.shared, false)
-      : new Persistence(file, 'none', undefined, 'cache-line', 64, undefined, undefined, false);
-    registry.set(file, p);
-  } catch (e) {
-    file.close();
-    throw e;
-  }
-  return file;
-}
-
-/** Hooks for one sync of file (undefined: plain writeback). */
-export function beginSync(file: DaxFile): WritebackHooks | undefined {
-  return registry.get(file)?.beginSync();
-}
-
-/** Report a new writeback error to the syncing handle; returns result. */
-export function endSync(file: DaxFile, result: SyncResult, cursor?: ErrCursor): SyncResult {
-  const p = registry.get(file);
-  return p ? p.endSync(result, cursor) : result;
-}
-
-export function closePersistence(file: DaxFile): void {
-  registry.get(file)?.close();
-  registry.delete(file);
-}
-
-export function persistHandle(file: DaxFile): PersistHandle | undefined {
-  return registry.get(file)?.handle();
-}
-
-export function persistStats(file: DaxFile): PersistStats {
-  return persistenceOf(file).statsSnapshot();
-}
-
-export function mediaInfo(file: DaxFile): MediaInfo {
-  return persistenceOf(file).info();
-}
-
-/** An open file handle (the kernel's struct file): its own errseq cursor,
- * sampled when it is opened, so each handle is told of each writeback
- * error once, on its next sync. */
-export class DaxHandle {
-  readonly file: DaxFile;
-  readonly #cursor: ErrCursor;
-  #closed = false;
-
-  /** @internal Use file.openHandle(). */
-  constructor(file: DaxFile) {
-    this.file = file;
-    this.#cursor = new ErrCursor(persistenceOf(file).ints, ERRSEQ);
-  }
-
-  /** fsync through this handle: the file's sync(offset, length), then throw a
-   * DaxError (code of the errno, e.g. 'EIO', syscall 'fsync') if a writeback
-   * error happened since this handle last reported one. */
-  sync(offset?: number, length?: number): SyncResult {
-    if (this.#closed) throw errnoError(9, 'fsync', this.file.path, 'handle is closed');
-    return this.file.syncReporting(this.#cursor, offset, length);
-  }
-
-  close(): void {
-    this.#closed = true;
-  }
-}
-
-/** Fail the next writebacks of a range (see InjectOptions). */
-export function injectWritebackError(file: DaxFile, opts: InjectOptions): void {
-  file.assertOpen('injectWritebackError');
-  if (file.readOnly) throw errnoError(22, 'injectWritebackError', file.path, 'file is readOnly');
-  persistenceOf(file).injections.add(opts, file.size);
 }

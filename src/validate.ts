@@ -1,9 +1,7 @@
 // Argument checks shared by the public entry points: misuse is caught here,
 // before it reaches native code.
+import { PAGE_SIZE } from './constants.js';
 import { rangeError, typeError } from './errors.js';
-
-export const PAGE_SIZE = 4096;
-export const PMD_SIZE = 2 * 1024 * 1024;
 
 /** A safe integer in [min, max], or a TypeError/RangeError naming it. */
 export function integer(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {

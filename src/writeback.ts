@@ -10,8 +10,11 @@
 //    snapshot: nothing left to do.
 // A store that arrives meanwhile faults on the read-only page, waits for the
 // entry lock, and re-dirties the entry after the flush: nothing is lost.
+// Writeback records errors (injected ones, in the errseq word, through the
+// hooks) and never reports them: only sync does (file.ts, handle.ts), so an
+// internal writeback (near the VMA budget) cannot swallow a user's error.
 import { DIRTY, TOWRITE, type EntryTable } from './entry.js';
-import { nativeCall } from './errors.js';
+import { DaxError, udaxError } from './errors.js';
 import { native } from './native.js';
 import type { WritebackHooks } from './persist.js';
 
@@ -43,7 +46,7 @@ export function tagForWriteback(table: EntryTable, first: number, last: number):
 
 /** Write back the tagged entries [first, last] (all tagged by the caller's
  * snapshot). Holds their locks, ascending, for the whole run. */
-function writebackRun(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, result: SyncResult, hooks?: WritebackHooks): void {
+function writebackRun(table: EntryTable, first: number, last: number, fallbackRegion: number, result: SyncResult, hooks?: WritebackHooks): void {
   const words = table.words;
   // Entries this run flushed: only these may be cleaned. TOWRITE alone is not
   // enough — a concurrent sync may tag an entry after we found it not due
@@ -58,7 +61,7 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
       const due = i <= last && (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
       if (due && start < 0) start = i;
       if (!due && start >= 0) {
-        const bytes = nativeCall(path, () => native.mkcleanFlush(table.id, start, i - 1, fallbackSlot));
+        const bytes = native.mkcleanFlush(table.id, start, i - 1, fallbackRegion);
         result.bytes += bytes;
         flushed.fill(1, start - first, i - first);
         // persist.ts: media copy, injected errors (entries to keep dirty), delay
@@ -71,8 +74,8 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
     native.fence();
     hooks?.fenced();
   } catch (e) {
-    for (let i = first; i < locked; i++) table.unlock(i);
-    throw e;
+    for (let i = first; i < locked; i++) table.unlock(i);  // still DIRTY: nothing is lost
+    throw shrankError(e, table.path);
   }
   for (let i = first; i <= last; i++) {
     if (flushed[i - first]) table.cleanAndUnlock(i);
@@ -82,7 +85,7 @@ function writebackRun(table: EntryTable, path: string, first: number, last: numb
 
 /** sync: write back every entry of [first, last] that is dirty now. Returns
  * once each has been flushed and fenced, by this call or a concurrent one. */
-export function writeback(table: EntryTable, path: string, first: number, last: number, fallbackSlot: number, hooks?: WritebackHooks): SyncResult {
+export function writeback(table: EntryTable, first: number, last: number, fallbackRegion: number, hooks?: WritebackHooks): SyncResult {
   const started = process.hrtime.bigint();
   const result: SyncResult = { entries: 0, bytes: 0 };
   const tagged = tagForWriteback(table, first, last);
@@ -90,12 +93,21 @@ export function writeback(table: EntryTable, path: string, first: number, last: 
   for (let k = 0; k < tagged.length; ) {
     let end = k;
     while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
-    writebackRun(table, path, tagged[k], tagged[end], fallbackSlot, result, hooks);
+    writebackRun(table, tagged[k], tagged[end], fallbackRegion, result, hooks);
     k = end + 1;
   }
-  table.addStat('SYNCS', 1);
-  table.addStat('ENTRIES_CLEANED', result.entries);
-  table.addStat('BYTES_FLUSHED', result.bytes);
-  table.addStat('FLUSH_NS', Number(process.hrtime.bigint() - started));
+  table.addStat('syncs', 1);
+  table.addStat('entriesCleaned', result.entries);
+  table.addStat('bytesFlushed', result.bytes);
+  table.addStat('syncTimeNs', Number(process.hrtime.bigint() - started));
   return result;
+}
+
+/** EFAULT from a guarded native copy or flush means SIGBUS: the pages past
+ * the file's (or its media's) new end are gone. Say so. */
+function shrankError(e: unknown, path: string): unknown {
+  if (!(e instanceof DaxError) || e.code !== 'EFAULT') return e;
+  return udaxError('ERR_UDAX_FILE_SHRANK',
+    'the file or its media was truncated underneath udax (another process?): its tail is gone; the dirty entries stay dirty:',
+    { syscall: e.syscall, path: e.path ?? path, errno: e.errno });
 }

@@ -1,14 +1,14 @@
 // Layer 1: the addon's constants, the flush choice, the fault handler install.
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { chooseFlushInstruction, flushChoice } from '../src/index.js';
-import { native } from '../src/native.js';
+import { chooseFlushInstruction, flushChoice } from 'udax';
+import { flushInstructionInUse, NATIVE_CONSTANTS } from 'udax/testing';
 
 describe('entry word layout', () => {
   test('native/entry.h and the exported constants agree', () => {
     const header = readFileSync(new URL('../native/entry.h', import.meta.url), 'utf8');
     const define = (name: string) => Number(header.match(new RegExp(`#define ${name} (0x[0-9a-f]+|\\d+)u?`))![1]);
-    const c = native.constants;
+    const c = NATIVE_CONSTANTS;
     expect(c.LOCKED).toBe(define('UDAX_ENTRY_LOCKED'));
     expect(c.DIRTY).toBe(define('UDAX_ENTRY_DIRTY'));
     expect(c.TOWRITE).toBe(define('UDAX_ENTRY_TOWRITE'));
@@ -18,8 +18,9 @@ describe('entry word layout', () => {
     expect(c.FLAGS_MASK).toBe(define('UDAX_ENTRY_FLAGS_MASK'));
     expect(c.SUMMARY_SHIFT).toBe(define('UDAX_SUMMARY_SHIFT'));
     expect(c.SUMMARY2_SHIFT).toBe(define('UDAX_SUMMARY2_SHIFT'));
-    const stats = header.slice(header.indexOf('enum udax_stat')).match(/UDAX_STAT_(\w+)/g)!.map((s) => s.slice(10));
-    stats.forEach((name, i) => expect(c.STATS[name as keyof typeof c.STATS], name).toBe(i));
+    expect(c.PERSIST_BYTES).toBe(define('UDAX_PERSIST_BYTES'));
+    const block = header.slice(header.indexOf('#define UDAX_STATS(X)'), header.indexOf('enum udax_stat'));
+    expect(c.STATS).toEqual([...block.matchAll(/X\(\w+, (\w+)\)/g)].map((m) => m[1]));
     // flags and owner bits do not overlap
     expect(c.OWNER_MASK & c.FLAGS_MASK).toBe(0);
   });
@@ -44,7 +45,7 @@ describe('flush instruction', () => {
   });
   test('the process choice is set in the addon and matches this CPU', () => {
     const choice = flushChoice();
-    expect(native.flushInstruction()).toBe(choice.instruction);
+    expect(flushInstructionInUse()).toBe(choice.instruction);
     const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
     expect(choice.available.clwb).toBe(/\bclwb\b/.test(cpuinfo));
     expect(choice.available.clflushopt).toBe(/\bclflushopt\b/.test(cpuinfo));

@@ -1,6 +1,6 @@
 // Layer 2: dirty tracking and writeback on one thread.
 import { afterAll, describe, expect, test } from 'vitest';
-import { open, PMD_SIZE, type DaxFile } from '../src/index.js';
+import { open, PMD_SIZE, type DaxFile } from 'udax';
 import { removeScratch, scratchPath, writablePages } from './helpers.js';
 
 afterAll(removeScratch);

@@ -1,7 +1,7 @@
 // Layer 3: bad input gets a clear, typed error and loses nothing.
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
-import { DaxError, open, PMD_SIZE } from '../src/index.js';
+import { DaxError, open, PMD_SIZE } from 'udax';
 import { removeScratch, scratchPath } from './helpers.js';
 
 afterAll(removeScratch);
@@ -134,14 +134,15 @@ describe('use after unmap or close', () => {
     m.bytes[0] = 1;
     m.unmap();
     m.unmap();  // idempotent
-    expect(() => m.bytes).toThrow(dax('EBADF', 'bytes'));
-    expect(() => m.view(0, 1)).toThrow(dax('EBADF', 'view'));
-    expect(() => m.prepareWrite(0, 1)).toThrow(dax('EBADF', 'prepareWrite'));
+    // syscall names the system call the entry point stands for
+    expect(() => m.bytes).toThrow(dax('EBADF', 'mmap'));
+    expect(() => m.view(0, 1)).toThrow(dax('EBADF', 'mmap'));
+    expect(() => m.prepareWrite(0, 1)).toThrow(dax('EBADF', 'mprotect'));
     f.close();
     f.close();  // idempotent
-    for (const [op, call] of [['sync', () => f.sync()], ['map', () => f.map()], ['stats', () => f.stats()],
-      ['dirtyRanges', () => f.dirtyRanges()], ['handle', () => f.handle()]] as const) {
-      expect(call, op).toThrow(dax('EBADF', op));
+    for (const [syscall, call] of [['fsync', () => f.sync()], ['mmap', () => f.map()], ['fstat', () => f.stats()],
+      ['msync', () => f.dirtyRanges()], ['open', () => f.handle()], ['open', () => f.openHandle()]] as const) {
+      expect(call, syscall).toThrow(dax('EBADF', syscall));
     }
   });
 
@@ -149,7 +150,7 @@ describe('use after unmap or close', () => {
     const f = open(scratchPath(), { create: true, size: 4 * PAGE });
     const m = f.map();
     m.bytes[0] = 1;
-    expect(() => f.withEntriesLocked(0, PAGE, () => m.unmap())).toThrow(dax('ERR_UDAX_DEADLOCK', 'unmap'));
+    expect(() => f.withEntriesLocked(0, PAGE, () => m.unmap())).toThrow(dax('ERR_UDAX_DEADLOCK', 'munmap'));
     expect(() => f.withEntriesLocked(0, PAGE, () => f.close())).toThrow(dax('ERR_UDAX_DEADLOCK', 'close'));
     m.bytes[PAGE] = 2;  // still mapped and tracked
     expect(f.sync()).toEqual({ entries: 2, bytes: 2 * PAGE });

@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import * as udax from '../dist/src/index.js';
+import * as udax from 'udax';
 import { errseqCheckAndAdvance, errseqSample, errseqSet } from '../dist/src/errseq.js';
 // @ts-expect-error: a plain .mjs example without types
 import { Wal, recoverWal } from '../examples/wal.mjs';

@@ -3,15 +3,14 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
-import { open, PMD_SIZE, type DaxFile, type Mapping } from '../src/index.js';
-import { native } from '../src/native.js';
+import { open, PMD_SIZE, type DaxFile, type Mapping } from 'udax';
+import { ENTRY_BITS, entryWord, mappingAddress, setVmaBudget, setWriteFault, vmaUsage } from 'udax/testing';
 import { distIndex, removeScratch, runChild, scratchPath, writablePages } from './helpers.js';
 
 afterAll(removeScratch);
 
 const PAGE = 4096;
-const DIRTY = native.constants.DIRTY;
-const LOCKED = native.constants.LOCKED;
+const { DIRTY, LOCKED } = ENTRY_BITS;
 const workerUrl = (name: string) => new URL(`./workers/${name}`, import.meta.url);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -28,7 +27,7 @@ function nextMessage(w: Worker, match?: (m: unknown) => boolean): Promise<any> {
   });
 }
 
-interface MappingRef { slot: number; offset: number; length: number }
+interface MappingRef { address: number; offset: number; length: number }
 
 /** The checked point: with every entry lock held (no fault or writeback can
  * change any entry), no page of any mapping is writable behind a clean entry.
@@ -42,12 +41,12 @@ function checkInvariant(file: DaxFile, mappings: MappingRef[]): number {
     });
     let checked = 0;
     for (const m of mappings) {
-      const base = native.regionAddress(m.slot);
+      const base = m.address;
       for (const vma of maps) {
         if (!vma.w || vma.b <= base || vma.a >= base + m.length) continue;
         for (let addr = Math.max(vma.a, base); addr < Math.min(vma.b, base + m.length); addr += PAGE) {
           const entry = Math.floor((m.offset + addr - base) / file.entrySize);
-          if (!(file.table.words[entry] & DIRTY)) {
+          if (!(entryWord(file, entry) & DIRTY)) {
             throw new Error(`writable page with a clean entry: file offset ${m.offset + addr - base}`);
           }
           checked++;
@@ -89,12 +88,12 @@ describe('the 2016 race, forced', () => {
     const m = f.map();
     const w = new Worker(workerUrl('race-worker.mjs'), { workerData: { fileHandle: f.handle(), mappingHandle: m.handle() } });
     await nextMessage(w, (x) => x === 'ready');
-    native.setFaultTestHooks(400e6, order2016);
+    setWriteFault(m, order2016 ? '2016' : 'delayed', 400e6);
     try {
       w.postMessage('store');
       await nextMessage(w, (x) => x === 'storing');
       await sleep(100);  // the fault is inside its window now
-      const during = f.table.words[1];
+      const during = entryWord(f, 1);
       const synced = f.sync();
       await nextMessage(w, (x) => x === 'stored');
       const writable = writablePages(m, PAGE, PAGE)[0];
@@ -107,7 +106,7 @@ describe('the 2016 race, forced', () => {
       f.close();
       return result;
     } finally {
-      native.setFaultTestHooks(0, false);
+      if (!m.unmapped) setWriteFault(m, 'dax');
     }
   }
 
@@ -151,11 +150,11 @@ describe('stress: writers and syncers on many threads', () => {
       const stop = new Int32Array(control);
       const common = { fileHandle: f.handle(), mappingHandle: m.handle(), control, expected, writers, pages };
       const threads: Worker[] = [];
-      const mappings: MappingRef[] = [{ slot: m.slot, offset: m.offset, length: m.length }];
+      const mappings: MappingRef[] = [{ address: mappingAddress(m), offset: m.offset, length: m.length }];
       for (let id = 0; id < writers; id++) {
         const w = new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'writer', id, ownMapping: id === 0, seed: 7 + id } });
         const ref = await nextMessage(w);
-        if (ref.slot !== m.slot) mappings.push(ref);
+        if (ref.address !== mappings[0].address) mappings.push(ref);
         threads.push(w);
       }
       const syncer = new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'syncer', id: 99, seed: 99 } });
@@ -303,7 +302,7 @@ describe('VMA budget', () => {
   }
 
   function mappingVmas(m: Mapping): number {
-    const base = native.regionAddress(m.slot);
+    const base = mappingAddress(m);
     return readFileSync('/proc/self/maps', 'utf8').trim().split('\n').filter((l) => {
       const [a, b] = l.split(' ')[0].split('-').map((x) => parseInt(x, 16));
       return a >= base && b <= base + m.length;
@@ -313,31 +312,31 @@ describe('VMA budget', () => {
   test('past a small budget, faults coarsen to 2 MiB blocks; nothing is lost', () => {
     const pages = 16384;
     const f = open(scratchPath(), { create: true, size: pages * PAGE });  // installs the tracker first
-    const { budget, used: usedBefore } = native.vmaUsage();  // used: other tests' live islands
-    native.setVmaBudget(400 + usedBefore);
+    const { budget, used: usedBefore } = vmaUsage();  // used: other tests' live islands
+    setVmaBudget(400 + usedBefore);
     try {
       const m = f.map();
       const stored = scatteredStores(m, pages, 3000, 12345);
       const s = f.stats();
       expect(s.coarsenedBlocks).toBeGreaterThan(0);
       expect(mappingVmas(m)).toBeLessThan(400 + 2 * 32 + 10);  // a block past the budget adds at most 2
-      expect(native.vmaUsage().used - usedBefore).toBeLessThanOrEqual(400 + 2 * 32);
+      expect(vmaUsage().used - usedBefore).toBeLessThanOrEqual(400 + 2 * 32);
       f.sync();
       expect(f.dirtyRanges()).toEqual([]);
       expect(mappingVmas(m)).toBe(1);
-      expect(native.vmaUsage().used).toBe(usedBefore);
+      expect(vmaUsage().used).toBe(usedBefore);
       expect(verify(m, pages, stored)).toBe(0);
       f.close();
     } finally {
-      native.setVmaBudget(budget);
+      setVmaBudget(budget);
     }
   });
 
   test('near the budget, map and prepareWrite write the file back early', () => {
     const pages = 4096;
     const f = open(scratchPath(), { create: true, size: pages * PAGE });
-    const { budget, used: usedBefore } = native.vmaUsage();
-    native.setVmaBudget(usedBefore + 400);
+    const { budget, used: usedBefore } = vmaUsage();
+    setVmaBudget(usedBefore + 400);
     try {
       const m = f.map();
       for (let p = 0; p < 120; p++) m.bytes[p * 2 * PAGE] = 1;  // 120 islands: ~240 VMAs, under 3/4
@@ -354,7 +353,7 @@ describe('VMA budget', () => {
       expect(f.stats().earlyWritebacks).toBe(2);
       f.close();
     } finally {
-      native.setVmaBudget(budget);
+      setVmaBudget(budget);
     }
   });
 
@@ -367,7 +366,7 @@ describe('VMA budget', () => {
     const stored = scatteredStores(m, pages, 200_000, 987654321);
     const t1 = performance.now();
     const s = f.stats();
-    expect(native.vmaUsage().used).toBeLessThanOrEqual(native.vmaUsage().budget + 2 * 4096);
+    expect(vmaUsage().used).toBeLessThanOrEqual(vmaUsage().budget + 2 * 4096);
     const synced = f.sync();
     const t2 = performance.now();
     expect(f.dirtyRanges()).toEqual([]);

@@ -2,8 +2,8 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Mapping } from '../src/index.js';
-import { native } from '../src/native.js';
+import type { Mapping } from 'udax';
+import { mappingAddress } from 'udax/testing';
 
 let counter = 0;
 const made: string[] = [];
@@ -32,7 +32,7 @@ function vmas(): Vma[] {
 /** The kernel's protection of each page of [offset, offset+length) of a
  * mapping, from /proc/self/maps: true = writable. */
 export function writablePages(m: Mapping, offset = 0, length = m.length): boolean[] {
-  const base = native.regionAddress(m.slot);
+  const base = mappingAddress(m);
   const all = vmas();
   const out: boolean[] = [];
   for (let p = offset; p < offset + length; p += 4096) {

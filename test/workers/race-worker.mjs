@@ -1,6 +1,6 @@
 // Stores one byte into page 1 of the attached mapping when told to.
 import { parentPort, workerData } from 'node:worker_threads';
-import { attach } from '../../dist/src/index.js';
+import { attach } from 'udax';
 
 const file = attach(workerData.fileHandle);
 const mapping = file.attachMapping(workerData.mappingHandle);

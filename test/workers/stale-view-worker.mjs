@@ -1,6 +1,6 @@
 // Keeps a view of a mapping another thread will unmap, then stores into it.
 import { parentPort, workerData } from 'node:worker_threads';
-import { attach } from '../../dist/src/index.js';
+import { attach } from 'udax';
 
 const file = attach(workerData.fileHandle);
 const bytes = file.attachMapping(workerData.mappingHandle).bytes;

@@ -1,7 +1,8 @@
 // A stress-test thread: a writer storing sequence numbers into random pages,
 // or a syncer writing back random ranges, until told to stop.
 import { parentPort, workerData } from 'node:worker_threads';
-import { attach } from '../../dist/src/index.js';
+import { attach } from 'udax';
+import { mappingAddress } from 'udax/testing';
 
 const { role, id, fileHandle, mappingHandle, ownMapping, control, expected, writers, pages, seed } = workerData;
 const stop = new Int32Array(control);        // [0] = stop flag
@@ -16,7 +17,7 @@ const random = (n) => {
 
 if (role === 'writer') {
   const mapping = ownMapping ? file.map() : file.attachMapping(mappingHandle);
-  parentPort.postMessage({ slot: mapping.slot, offset: mapping.offset, length: mapping.length });
+  parentPort.postMessage({ address: mappingAddress(mapping), offset: mapping.offset, length: mapping.length });
   const words = new Int32Array(mapping.bytes.buffer, mapping.bytes.byteOffset, mapping.length / 4);
   let seq = 0;
   while (Atomics.load(stop, 0) === 0) {

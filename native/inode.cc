@@ -1,0 +1,195 @@
+// Inodes: the entry table of one file (the kernel's address_space), shared by
+// every open of that file in the process, found by device and inode number.
+#include "udax.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static udax_inode *g_inodes[UDAX_MAX_INODES];
+static uint32_t g_inode_gen[UDAX_MAX_INODES];
+static int g_inode_next = 0;
+
+udax_inode *inode_get(int id) {
+  if (id < 0) return nullptr;
+  std::lock_guard<std::mutex> lock(g_objects_mutex);
+  int slot = id_slot(id, UDAX_MAX_INODES);
+  udax_inode *t = g_inodes[slot];
+  if (!t || t->id != id) return nullptr;
+  inode_ref(t);
+  return t;
+}
+
+void inode_ref(udax_inode *t) { t->refs.fetch_add(1, std::memory_order_relaxed); }
+
+void inode_unref(udax_inode *t) {
+  if (t->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  munmap(t->mem, t->mem_len);
+  delete t;
+}
+
+InodeArg::InodeArg(const Napi::CallbackInfo &info, int i, const char *syscall) {
+  t_ = inode_get(arg_id(info, i));
+  if (!t_) throw errno_error(info.Env(), EBADF, syscall);
+}
+
+void inode_unbind_locked(int id) {
+  int slot = id_slot(id, UDAX_MAX_INODES);
+  udax_inode *t = g_inodes[slot];
+  if (!t || t->id != id || --t->opens > 0) return;
+  g_inodes[slot] = nullptr;  // no new open finds it; views and regions keep the memory
+  g_inode_gen[slot]++;
+  inode_unref(t);
+}
+
+static void buffer_finalize(napi_env, void *, void *hint) {
+  buffer_hold *h = (buffer_hold *)hint;
+  if (!h->released.exchange(true)) h->release(h->arg);
+  delete h;
+}
+
+Napi::Object held_buffer(Napi::Env env, void *data, size_t len, void (*release)(void *), void *arg) {
+  buffer_hold *h = new buffer_hold{{false}, release, arg};
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, data, len, buffer_finalize, h, &ab) != napi_ok) {
+    release(arg);
+    delete h;
+    throw Napi::Error::New(env, "napi_create_external_arraybuffer failed");
+  }
+  napi_value holder;
+  napi_create_external(env, h, nullptr, nullptr, &holder);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("buffer", Napi::Value(env, ab));
+  o.Set("hold", Napi::Value(env, holder));
+  return o;
+}
+
+static void inode_release(void *arg) { inode_unref((udax_inode *)arg); }
+
+// The table as one external ArrayBuffer (entries, summary, stats, persistence
+// area) with its layout; the buffer holds a reference.
+static Napi::Object inode_view(Napi::Env env, udax_inode *t, bool created) {
+  inode_ref(t);
+  Napi::Object o = held_buffer(env, t->mem, t->mem_len, inode_release, t);
+  o.Set("id", Napi::Number::New(env, t->id));
+  o.Set("created", Napi::Boolean::New(env, created));
+  o.Set("size", Napi::Number::New(env, (double)t->size));
+  o.Set("entries", Napi::Number::New(env, t->n_entries));
+  o.Set("entryShift", Napi::Number::New(env, t->entry_shift));
+  o.Set("summaryOffset", Napi::Number::New(env, (double)t->entries_bytes));
+  o.Set("summaryGroups", Napi::Number::New(env, (double)t->groups));
+  o.Set("statsOffset", Napi::Number::New(env, (double)(t->entries_bytes + t->summary_bytes)));
+  o.Set("persistOffset", Napi::Number::New(env, (double)(t->entries_bytes + t->summary_bytes + UDAX_STAT_COUNT * 8)));
+  o.Set("path", Napi::String::New(env, t->path));
+  return o;
+}
+
+static udax_inode *inode_create(uint64_t size, uint32_t shift, dev_t dev, ino_t ino, const char *path, int *err) {
+  uint64_t n = (size + (1ull << shift) - 1) >> shift;
+  if (n == 0 || n > UDAX_MAX_ENTRIES) { *err = EFBIG; return nullptr; }
+  udax_inode *t = new udax_inode();
+  t->n_entries = (uint32_t)n;
+  t->entry_shift = shift;
+  t->size = size;
+  t->dev = dev;
+  t->ino = ino;
+  t->entries_bytes = ((size_t)n * 4 + 7) & ~(size_t)7;
+  size_t groups = ((size_t)n + (1u << UDAX_SUMMARY_SHIFT) - 1) >> UDAX_SUMMARY_SHIFT;
+  size_t groups2 = (groups + (1u << UDAX_SUMMARY2_SHIFT) - 1) >> UDAX_SUMMARY2_SHIFT;
+  t->groups = (uint32_t)groups;
+  t->summary_bytes = ((groups + groups2) * 4 + 7) & ~(size_t)7;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  t->mem_len = (t->entries_bytes + t->summary_bytes + UDAX_STAT_COUNT * 8 + UDAX_PERSIST_BYTES + page - 1) & ~(page - 1);
+  t->mem = mmap(nullptr, t->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (t->mem == MAP_FAILED) {
+    *err = errno;
+    delete t;
+    return nullptr;
+  }
+  t->entries = (int32_t *)t->mem;
+  t->summary = (int32_t *)((char *)t->mem + t->entries_bytes);
+  t->stats = (int64_t *)((char *)t->mem + t->entries_bytes + t->summary_bytes);
+  t->persist = (uint8_t *)t->stats + UDAX_STAT_COUNT * 8;
+  strncpy(t->path, path, sizeof t->path - 1);
+  t->refs.store(1);  // the slot's
+  return t;
+}
+
+// inodeBind(fileId, size, entryShift, dev, ino) -> table view (see inode_view)
+// with created = true for a new table, or the existing table of the same
+// inode when it tracks at least size bytes with this entry size; else
+// { conflict: true, size, entryShift } and nothing is bound.
+static Napi::Value InodeBind(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int file_id = arg_id(info, 0);
+  uint64_t size = (uint64_t)info[1].As<Napi::Number>().Int64Value();
+  uint32_t shift = info[2].As<Napi::Number>().Uint32Value();
+  dev_t dev = (dev_t)info[3].As<Napi::Number>().Int64Value();
+  ino_t ino = (ino_t)info[4].As<Napi::Number>().Int64Value();
+  std::unique_lock<std::mutex> lock(g_objects_mutex);
+  udax_file *f = file_get(file_id);
+  if (!f) throw errno_error(env, EBADF, "open");
+  if (f->inode_id >= 0) throw errno_error(env, EINVAL, "open", f->path);
+  udax_inode *found = nullptr;
+  int free_slot = -1;
+  for (int k = 0; k < UDAX_MAX_INODES; k++) {
+    int slot = (g_inode_next + k) % UDAX_MAX_INODES;
+    udax_inode *t = g_inodes[slot];
+    if (!t) {
+      if (free_slot < 0) free_slot = slot;
+      continue;
+    }
+    if (t->dev == dev && t->ino == ino) { found = t; break; }
+  }
+  if (found) {
+    if (found->entry_shift != shift || found->size < size) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("conflict", true);
+      o.Set("size", Napi::Number::New(env, (double)found->size));
+      o.Set("entryShift", Napi::Number::New(env, found->entry_shift));
+      return o;
+    }
+    found->opens++;
+    f->inode_id = found->id;
+    return inode_view(env, found, false);
+  }
+  if (free_slot < 0) throw errno_error(env, ENFILE, "open", f->path);
+  int err = 0;
+  udax_inode *t = inode_create(size, shift, dev, ino, f->path, &err);
+  if (!t) throw errno_error(env, err, err == EFBIG ? "open" : "mmap", f->path);
+  t->id = make_id(g_inode_gen[free_slot], free_slot, UDAX_MAX_INODES);
+  t->opens = 1;
+  g_inodes[free_slot] = t;
+  g_inode_next = free_slot + 1;
+  f->inode_id = t->id;
+  return inode_view(env, t, true);
+}
+
+// inodeView(id) -> a table view for this thread (a worker using a file
+// opened in another thread).
+static Napi::Value InodeView(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "open");
+  return inode_view(info.Env(), t.get(), false);
+}
+
+// releaseBuffer(buffer, hold): detach an ArrayBuffer made by the addon (its
+// indexed stores become no-ops) and drop its hold now rather than at GC.
+static Napi::Value ReleaseBuffer(const Napi::CallbackInfo &info) {
+  // Release first: the finalizer may run (and free the hold) once detached.
+  buffer_hold *h = nullptr;
+  if (napi_get_value_external(info.Env(), info[1], (void **)&h) == napi_ok && h && !h->released.exchange(true))
+    h->release(h->arg);
+  napi_value ab = info[0];
+  bool is_ab = false, detached = false;
+  napi_is_arraybuffer(info.Env(), ab, &is_ab);
+  if (is_ab) napi_is_detached_arraybuffer(info.Env(), ab, &detached);
+  if (is_ab && !detached) napi_detach_arraybuffer(info.Env(), ab);
+  return info.Env().Undefined();
+}
+
+void init_inode(Napi::Env env, Napi::Object exports) {
+  exports.Set("inodeBind", Napi::Function::New(env, InodeBind, "inodeBind"));
+  exports.Set("inodeView", Napi::Function::New(env, InodeView, "inodeView"));
+  exports.Set("releaseBuffer", Napi::Function::New(env, ReleaseBuffer, "releaseBuffer"));
+}

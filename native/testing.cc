@@ -1,0 +1,72 @@
+// Write-fault paths that are not udax's, registered per region for the
+// benchmark baseline and the tests (udax/testing, src/testing.ts). The
+// production handler never branches on them: a region simply carries another
+// write-fault function.
+//   bare     mprotect the page writable; no entry lock, no tag (the floor of
+//            a SIGSEGV tracker)
+//   delayed  udax's ordering with a sleep between DIRTY and mprotect RW, so a
+//            test can run a sync inside the window
+//   2016     the 2016 patch's ordering: DIRTY, unlock, sleep, then mprotect
+//            RW — the race the design must not have
+#include "udax.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static std::atomic<int64_t> g_delay_ns{0};
+
+static void sleep_window() {
+  int64_t ns = g_delay_ns.load(std::memory_order_relaxed);
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (ns > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+static uint32_t entry_of(udax_region *r, uintptr_t addr) {
+  return (uint32_t)((r->file_offset + (addr - r->start)) >> r->inode->entry_shift);
+}
+
+static void bare_write_fault(udax_region *, uintptr_t addr) {
+  mprotect((void *)(addr & ~(uintptr_t)4095), 4096, PROT_READ | PROT_WRITE);
+}
+
+static void delayed_write_fault(udax_region *r, uintptr_t addr) {
+  uint32_t index = entry_of(r, addr);
+  entry_lock(r->inode, index);
+  entry_set_dirty(r->inode, index);
+  sleep_window();
+  region_set_prot(r, index, index, true);
+  entry_unlock(r->inode, index);
+  __atomic_fetch_add(&r->inode->stats[UDAX_STAT_WRITE_FAULTS], 1, __ATOMIC_RELAXED);
+}
+
+static void write_fault_2016(udax_region *r, uintptr_t addr) {
+  uint32_t index = entry_of(r, addr);
+  entry_lock(r->inode, index);
+  entry_set_dirty(r->inode, index);
+  entry_unlock(r->inode, index);
+  sleep_window();
+  region_set_prot(r, index, index, true);
+  __atomic_fetch_add(&r->inode->stats[UDAX_STAT_WRITE_FAULTS], 1, __ATOMIC_RELAXED);
+}
+
+// testingSetWriteFault(region, kind, delayNs): make region's write faults run
+// kind ('dax' restores udax's own). The region must be tracked.
+static Napi::Value TestingSetWriteFault(const Napi::CallbackInfo &info) {
+  PinnedRegion r(info, 0);
+  std::string kind = info[1].As<Napi::String>().Utf8Value();
+  g_delay_ns.store(info[2].As<Napi::Number>().Int64Value());
+  udax_write_fault_fn fn = kind == "dax" ? handle_write_fault
+                           : kind == "bare" ? bare_write_fault
+                           : kind == "delayed" ? delayed_write_fault
+                           : kind == "2016" ? write_fault_2016
+                           : nullptr;
+  if (!fn || !r->tracked) throw errno_error(info.Env(), EINVAL, "sigaction");
+  r->on_write_fault.store(fn, std::memory_order_release);
+  return info.Env().Undefined();
+}
+
+void init_testing(Napi::Env env, Napi::Object exports) {
+  exports.Set("testingSetWriteFault", Napi::Function::New(env, TestingSetWriteFault, "testingSetWriteFault"));
+}

@@ -1,0 +1,189 @@
+// Writeback mechanisms: dax_entry_mkclean + dax_flush for a run of entries,
+// and the copies the persistence model makes. Each runs under a SIGBUS guard:
+// a file truncated underneath (by another process) turns its pages past the
+// new end into SIGBUS, which here becomes an error instead of a dead process.
+#include "udax.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <vector>
+
+static const uint64_t kPage = 4096;
+
+// Flush [addr, addr+len) of a file with entries of 2^shift bytes. With PTE
+// entries a large piece comes from a coarsened 2 MiB block (VMA budget) that
+// may hold only a few written pages: skip pages not resident in the page
+// cache (holes: no cache line to write back; touching them would allocate
+// them). PMD entries are flushed whole, as the kernel does. Returns the bytes
+// flushed.
+static uint64_t flush_resident(void *addr, uint64_t len, uint32_t shift, std::vector<unsigned char> &resident) {
+  const uint64_t kMincoreMin = 16 * kPage;
+  if (len < kMincoreMin || shift != 12) {
+    flush_range(addr, len);
+    return len;
+  }
+  uint64_t pages = (len + kPage - 1) / kPage, flushed = 0;
+  if (resident.size() < pages) resident.resize(pages);
+  if (mincore(addr, len, resident.data()) != 0) {
+    flush_range(addr, len);
+    return len;
+  }
+  for (uint64_t p = 0; p < pages;) {
+    if (!(resident[p] & 1)) { p++; continue; }
+    uint64_t q = p;
+    while (q + 1 < pages && (resident[q + 1] & 1)) q++;
+    uint64_t from = p * kPage, to = (q + 1) * kPage < len ? (q + 1) * kPage : len;
+    flush_range((char *)addr + from, to - from);
+    flushed += to - from;
+    p = q + 1;
+  }
+  return flushed;
+}
+
+// Everything mkclean_flush allocates or pins lives here, outside the guarded
+// call, so a SIGBUS that jumps out of it leaks nothing and leaves no pin.
+struct mkclean_job {
+  udax_inode *t;
+  udax_region *fallback;
+  uint32_t first, last;
+  uint64_t flushed;
+  int err;                  // mprotect errno
+  udax_region *pinned;      // the region being worked on
+  std::vector<uint8_t> done;
+  std::vector<unsigned char> resident;
+};
+
+static uint64_t entry_end(const udax_inode *t, uint32_t e) {
+  uint64_t end = ((uint64_t)e + 1) << t->entry_shift;
+  return end < t->size ? end : t->size;
+}
+
+// Write-protect the job's entries that region r holds writable, and flush
+// those it covers whole. Caller pinned r.
+static void mkclean_region(mkclean_job *j, udax_region *r) {
+  const uint32_t first = j->first, shift = j->t->entry_shift;
+  std::vector<uint8_t> &done = j->done;
+  uint32_t region_last = r->first_entry + r->n_entries - 1;
+  uint32_t lo = first > r->first_entry ? first : r->first_entry;
+  uint32_t hi = j->last < region_last ? j->last : region_last;
+  uint64_t region_to = r->file_offset + (r->end - r->start);
+  for (uint32_t e = lo; lo <= hi && e <= hi;) {
+    if (!r->writable[e - r->first_entry]) { e++; continue; }
+    uint32_t run_end = e;
+    while (run_end < hi && r->writable[run_end + 1 - r->first_entry]) run_end++;
+    int err = region_set_prot(r, e, run_end, false);
+    if (err) { j->err = err; return; }
+    // Flush the entries this region covers whole, in contiguous pieces.
+    for (uint32_t k = e; k <= run_end;) {
+      uint64_t from = (uint64_t)k << shift;
+      if (done[k - first] || from < r->file_offset || entry_end(j->t, k) > region_to) { k++; continue; }
+      uint32_t piece_end = k;
+      while (piece_end < run_end && !done[piece_end + 1 - first] && entry_end(j->t, piece_end + 1) <= region_to) piece_end++;
+      uint64_t to = entry_end(j->t, piece_end);
+      j->flushed += flush_resident((void *)(r->start + (from - r->file_offset)), to - from, shift, j->resident);
+      memset(&done[k - first], 1, piece_end - k + 1);
+      k = piece_end + 1;
+    }
+    e = run_end + 1;
+  }
+}
+
+static void mkclean_flush(void *arg) {
+  mkclean_job *j = (mkclean_job *)arg;
+  udax_inode *t = j->t;
+  const uint32_t first = j->first, last = j->last, shift = t->entry_shift;
+  const uint64_t file_size = t->size;
+  std::vector<uint8_t> &done = j->done;
+  int high = g_regions_high.load(std::memory_order_acquire);
+  for (int i = 0; i < high && !j->err; i++) {
+    udax_region *r = &g_regions[i];
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->tracked || r->inode != t) continue;
+    if (!region_pin(r)) continue;  // being unmapped: its pages are going away
+    j->pinned = r;
+    if (r->inode == t) mkclean_region(j, r);
+    j->pinned = nullptr;
+    region_unpin(r);
+  }
+  // Entries no tracked mapping held whole and writable (dirtied through a
+  // mapping since unmapped, or partly covered PMD entries): the fallback.
+  udax_region *fb = j->fallback;
+  for (uint32_t e = first; e <= last && !j->err; e++) {
+    uint64_t from = (uint64_t)e << shift;
+    if (done[e - first] || from >= file_size) continue;
+    j->flushed += flush_resident((void *)(fb->start + from), entry_end(t, e) - from, shift, j->resident);
+  }
+}
+
+// mkcleanFlush(inodeId, firstEntry, lastEntry, fallbackRegion) -> bytes flushed.
+// dax_entry_mkclean + dax_flush for a run of entries: write-protect them in
+// every tracked mapping of the file that holds them writable, and flush each
+// entry's cache lines exactly once — through a mapping that holds the whole
+// entry writable (its pages are present there), else through fallbackRegion,
+// a read-only mapping of the whole file. No fence: the caller fences once per
+// batch. Caller holds the entry locks. Throws EFAULT when the file shrank
+// underneath (SIGBUS) and the mprotect errno when write-protecting failed.
+static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  InodeArg t(info, 0, "msync");
+  uint32_t first = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t last = info[2].As<Napi::Number>().Uint32Value();
+  PinnedRegion fallback(info, 3);
+  if (first > last || last >= t->n_entries || fallback->inode != t.get() ||
+      fallback->end - fallback->start < t->size)
+    throw errno_error(env, EINVAL, "msync", t->path);
+  mkclean_job j{t.get(), fallback.get(), first, last, 0, 0, nullptr, std::vector<uint8_t>(last - first + 1, 0), {}};
+  if (guard_sigbus(mkclean_flush, &j) != 0) {
+    if (j.pinned) region_unpin(j.pinned);
+    throw errno_error(env, EFAULT, "msync", t->path);
+  }
+  if (j.err) throw errno_error(env, j.err, "mprotect", t->path);
+  return Napi::Number::New(env, (double)j.flushed);
+}
+
+struct copy_job {
+  void *dst;
+  const void *src;
+  size_t len;
+};
+static void copy_bytes(void *arg) {
+  copy_job *j = (copy_job *)arg;
+  memcpy(j->dst, j->src, j->len);
+}
+
+// regionCopy(dstRegion, srcRegion, offset, length): copy bytes [offset,
+// offset+length) of one mapping into the same offsets of another (the media
+// copy of writeback). Throws EFAULT when either file shrank underneath.
+static Napi::Value RegionCopy(const Napi::CallbackInfo &info) {
+  PinnedRegion dst(info, 0);
+  PinnedRegion src(info, 1);
+  size_t offset = (size_t)info[2].As<Napi::Number>().Int64Value();
+  size_t length = (size_t)info[3].As<Napi::Number>().Int64Value();
+  size_t limit = std::min(dst->end - dst->start, src->end - src->start);
+  if (offset > limit || length > limit - offset) throw errno_error(info.Env(), EINVAL, "write", src->inode->path);
+  copy_job j{(void *)(dst->start + offset), (const void *)(src->start + offset), length};
+  if (guard_sigbus(copy_bytes, &j) != 0) throw errno_error(info.Env(), EFAULT, "write", src->inode->path);
+  return info.Env().Undefined();
+}
+
+// regionRead(region, offset, target): copy bytes of a mapping from offset
+// into the typed array target. Throws EFAULT when the file shrank underneath.
+static Napi::Value RegionRead(const Napi::CallbackInfo &info) {
+  PinnedRegion r(info, 0);
+  size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
+  Napi::TypedArray target = info[2].As<Napi::TypedArray>();
+  size_t length = target.ByteLength();
+  size_t limit = r->end - r->start;
+  if (offset > limit || length > limit - offset) throw errno_error(info.Env(), EINVAL, "read", r->inode->path);
+  uint8_t *dst = static_cast<uint8_t *>(target.ArrayBuffer().Data()) + target.ByteOffset();
+  copy_job j{dst, (const void *)(r->start + offset), length};
+  if (guard_sigbus(copy_bytes, &j) != 0) throw errno_error(info.Env(), EFAULT, "read", r->inode->path);
+  return info.Env().Undefined();
+}
+
+void init_writeback(Napi::Env env, Napi::Object exports) {
+  exports.Set("mkcleanFlush", Napi::Function::New(env, MkcleanFlush, "mkcleanFlush"));
+  exports.Set("regionCopy", Napi::Function::New(env, RegionCopy, "regionCopy"));
+  exports.Set("regionRead", Napi::Function::New(env, RegionRead, "regionRead"));
+}

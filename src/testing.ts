@@ -1,0 +1,100 @@
+// udax/testing: mechanisms for benchmarks and tests, beside the public API.
+// Nothing here is needed to use udax; everything here is real (the same
+// native code), only not policy: the benchmark's bare baseline, the forced
+// 2016 ordering, the VMA budget, raw flushes, and views of the entry words.
+import type { DaxFile } from './file.js';
+import { DIRTY, LOCKED, TOWRITE, WAITERS } from './entry.js';
+import type { Mapping } from './mapping.js';
+import { native } from './native.js';
+import { activeVmaPolicy, applyVmaPolicy, vmaPolicy, type VmaPolicy } from './vma.js';
+import { tagForWriteback as tag } from './writeback.js';
+import * as check from './validate.js';
+
+export type { VmaPolicy } from './vma.js';
+export { mulberry32 } from './prng.js';
+export { fileSystemName, TMPFS_MAGIC } from './constants.js';
+
+/** The addon's constants, as native/entry.h defines them. */
+export const NATIVE_CONSTANTS = native.constants;
+
+/** The flush instruction the addon runs now. */
+export function flushInstructionInUse(): string {
+  return native.flushInstruction();
+}
+
+/** The entry word's bits (native/entry.h). */
+export const ENTRY_BITS = Object.freeze({ LOCKED, DIRTY, TOWRITE, WAITERS });
+
+/** What a write fault in a tracked mapping runs (native/testing.cc):
+ * 'dax' udax's own; 'delayed' udax's ordering with a sleep between DIRTY and
+ * making the page writable; '2016' the 2016 patch's ordering (DIRTY, unlock,
+ * sleep, then writable); 'bare' mprotect only (no lock, no tag). */
+export type WriteFaultKind = 'dax' | 'delayed' | '2016' | 'bare';
+
+export function setWriteFault(mapping: Mapping, kind: WriteFaultKind, delayNs = 0): void {
+  check.integer('delayNs', delayNs, 0);
+  native.testingSetWriteFault(mapping.region, kind, delayNs);
+}
+
+/** The entry word of entry index (an atomic load). */
+export function entryWord(file: DaxFile, index: number): number {
+  return Atomics.load(file.table.words, check.integer('index', index, 0, file.table.count - 1));
+}
+
+/** The mapping's start address (to read its protections in /proc/self/maps). */
+export function mappingAddress(mapping: Mapping): number {
+  return native.regionInfo(mapping.region).address;
+}
+
+/** VMAs udax's writable islands add now (estimated), and the policy. */
+export function vmaUsage(): { used: number } & VmaPolicy {
+  return { used: native.vmaUsage().used, ...activeVmaPolicy() };
+}
+
+/** Change the VMA budget of this process (every threshold follows it). */
+export function setVmaBudget(budget: number): void {
+  applyVmaPolicy(vmaPolicy(check.integer('budget', budget, 1), 'udax/testing'));
+}
+
+/** A shared mapping of the whole file that udax does not track: stores never
+ * fault, sync never sees them (the benchmark's raw baselines). */
+export function mapUntracked(file: DaxFile): Mapping {
+  file.assertOpen('mmap');
+  return file.mapRange(0, file.size, false, false);
+}
+
+/** A tracked mapping whose write faults only mprotect the page writable
+ * (the benchmark's bare SIGSEGV + mprotect baseline). */
+export function mapBare(file: DaxFile): Mapping {
+  file.assertOpen('mmap');
+  const m = file.mapRange(0, file.size, false, true);
+  setWriteFault(m, 'bare');
+  return m;
+}
+
+/** mprotect entries [first, last] of a mapping read-only (the bare baseline's sync). */
+export function writeProtect(mapping: Mapping, first: number, last: number): void {
+  const err = native.regionProtect(mapping.region, first, last, false);
+  if (err !== 0) throw new Error(`mprotect failed with errno ${err}`);
+}
+
+/** msync(MS_SYNC) of part of a mapping: the kernel's own writeback. */
+export function msync(mapping: Mapping, offset: number, length: number): void {
+  native.regionMsync(mapping.region, offset, length);
+}
+
+/** clwb (or the chosen instruction) every cache line behind bytes; no fence. */
+export function flushBytes(bytes: ArrayBufferView): void {
+  native.flushBuffer(bytes);
+}
+
+/** sfence. */
+export function fence(): void {
+  native.fence();
+}
+
+/** Writeback's first step alone: tag the DIRTY entries of [first, last]
+ * TOWRITE; returns them (the benchmark's phase breakdown). */
+export function tagForWriteback(file: DaxFile, first: number, last: number): number[] {
+  return tag(file.table, first, last);
+}

@@ -339,7 +339,8 @@ export function checkPath(name: string, path: unknown): string {
 function checkMappingHandle(handle: unknown): MappingHandle {
   const h = handle as Partial<MappingHandle> | null;
   if (!h || typeof h !== 'object') throw typeError('attachMapping: expected the result of mapping.handle()');
-  for (const key of ['inode', 'region', 'offset', 'length'] as const) check.integer(`mapping handle ${key}`, h[key], 0);
+  for (const key of ['inode', 'region'] as const) check.integer(`mapping handle ${key}`, h[key], 0, 0x7fffffff);
+  for (const key of ['offset', 'length'] as const) check.integer(`mapping handle ${key}`, h[key], 0);
   if (typeof h.private !== 'boolean') throw typeError('mapping handle private must be a boolean');
   return h as MappingHandle;
 }
@@ -422,7 +423,8 @@ export function attach(handle: DaxFileHandle): DaxFile {
   const h = handle as Partial<DaxFileHandle> | null;
   if (!h || typeof h !== 'object') throw typeError('attach: expected the result of file.handle()');
   checkPath('handle path', h.path);
-  for (const key of ['file', 'inode', 'size', 'entrySize'] as const) check.integer(`file handle ${key}`, h[key], 0);
+  for (const key of ['file', 'inode'] as const) check.integer(`file handle ${key}`, h[key], 0, 0x7fffffff);
+  for (const key of ['size', 'entrySize'] as const) check.integer(`file handle ${key}`, h[key], 1);
   if (typeof h.readOnly !== 'boolean' || typeof h.isPmem !== 'boolean') throw typeError('attach: expected the result of file.handle()');
   flushChoice();
   tracker.ensureInstalled();

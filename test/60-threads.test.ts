@@ -5,28 +5,12 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
 import { open, PMD_SIZE, type DaxFile, type Mapping } from 'udax';
 import { ENTRY_BITS, entryWord, mappingAddress, setVmaBudget, setWriteFault, vmaUsage } from 'udax/testing';
-import { distIndex, removeScratch, runChild, scratchPath, writablePages } from './helpers.js';
+import { distIndex, nextMessage, removeScratch, runChild, scratchPath, sleep, workerUrl, writablePages } from './helpers.js';
 
 afterAll(removeScratch);
 
 const PAGE = 4096;
 const { DIRTY, LOCKED } = ENTRY_BITS;
-const workerUrl = (name: string) => new URL(`./workers/${name}`, import.meta.url);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function nextMessage(w: Worker, match?: (m: unknown) => boolean): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: unknown) => {
-      if (match && !match(m)) return;
-      w.off('message', onMessage);
-      w.off('error', reject);
-      resolve(m);
-    };
-    w.on('message', onMessage);
-    w.once('error', reject);
-  });
-}
-
 interface MappingRef { address: number; offset: number; length: number }
 
 /** The checked point: with every entry lock held (no fault or writeback can

@@ -54,3 +54,22 @@ export function runChild(script: string, opts: { timeout?: number; env?: NodeJS.
     env: { ...process.env, ...opts.env },
   });
 }
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A worker script of test/workers/. */
+export const workerUrl = (name: string) => new URL(`./workers/${name}`, import.meta.url);
+
+/** The next message from w that match accepts (or the worker's error). */
+export function nextMessage(w: import('node:worker_threads').Worker, match?: (m: unknown) => boolean): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown) => {
+      if (match && !match(m)) return;
+      w.off('message', onMessage);
+      w.off('error', reject);
+      resolve(m);
+    };
+    w.on('message', onMessage);
+    w.once('error', reject);
+  });
+}

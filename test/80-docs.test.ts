@@ -39,3 +39,18 @@ describe('README', () => {
     }
   });
 });
+
+describe('error codes', () => {
+  test('the README lists exactly the ERR_UDAX_* codes udax defines', async () => {
+    const { UDAX_ERROR_CODES } = await import('udax');
+    const block = readme.slice(readme.indexOf('<!-- udax-codes:start -->'), readme.indexOf('<!-- udax-codes:end -->'));
+    const listed = [...block.matchAll(/`(ERR_UDAX_\w+)`/g)].map((m) => m[1]);
+    expect(listed.sort()).toEqual(Object.keys(UDAX_ERROR_CODES).sort());
+    // and the code uses no ERR_UDAX_* code the table does not have
+    const { readdirSync } = await import('node:fs');
+    for (const name of readdirSync(`${root}src`)) {
+      const source = readFileSync(`${root}src/${name}`, 'utf8');
+      for (const [, code] of source.matchAll(/'(ERR_UDAX_\w+)'/g)) expect(Object.keys(UDAX_ERROR_CODES), `${code} in src/${name}`).toContain(code);
+    }
+  });
+});

@@ -2,13 +2,12 @@
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { DaxError, open, PMD_SIZE } from 'udax';
-import { removeScratch, scratchPath } from './helpers.js';
+import { daxError, removeScratch, scratchPath } from './helpers.js';
 
 afterAll(removeScratch);
 
 const PAGE = 4096;
-const dax = (code: string, syscall?: string) =>
-  expect.objectContaining({ name: 'DaxError', code, ...(syscall ? { syscall } : {}) });
+const dax = daxError;
 
 describe('open', () => {
   test('a missing file: ENOENT with errno, syscall and path', () => {

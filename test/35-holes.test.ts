@@ -6,13 +6,12 @@ import { existsSync, readFileSync, statSync, symlinkSync, truncateSync, writeFil
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
 import { attach, DaxError, open, PMD_SIZE, type MappingHandle } from 'udax';
-import { distIndex, nextMessage, removeScratch, runChild, scratchPath, sleep } from './helpers.js';
+import { daxError, distIndex, nextMessage, removeScratch, runChild, scratchPath, sleep } from './helpers.js';
 
 afterAll(removeScratch);
 
 const PAGE = 4096;
-const dax = (code: string, syscall?: string) =>
-  expect.objectContaining({ name: 'DaxError', code, ...(syscall ? { syscall } : {}) });
+const dax = daxError;
 
 describe('handles: stale or forged, refused and never resolved elsewhere', () => {
   test('a mapping handle kept past unmap() is EBADF, even after its slot is reused by another file', () => {

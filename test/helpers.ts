@@ -1,5 +1,6 @@
 // Test helpers: scratch files, real page protections, child processes.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { expect } from 'vitest';
 import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Mapping } from 'udax';
@@ -73,3 +74,7 @@ export function nextMessage(w: import('node:worker_threads').Worker, match?: (m:
     w.once('error', reject);
   });
 }
+
+/** A matcher for a DaxError with this code (and syscall). */
+export const daxError = (code: string, syscall?: string) =>
+  expect.objectContaining({ name: 'DaxError', code, ...(syscall ? { syscall } : {}) });

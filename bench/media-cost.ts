@@ -7,6 +7,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type DaxFile, type Mapping, type OpenOptions } from '../src/index.js';
+import { mulberry32 } from '../src/testing.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => {
@@ -37,10 +38,9 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-let seed = 12345;
+const random = mulberry32(12345);
 function nextPage(): number {
-  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-  return seed % PAGES;
+  return Math.floor(random() * PAGES);
 }
 
 const results: Record<string, unknown>[] = [];

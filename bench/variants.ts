@@ -5,7 +5,7 @@
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { attach, open, PAGE_SIZE, type DaxFile, type DaxFileHandle, type DaxStats, type Mapping, type MappingHandle } from '../src/index.js';
-import { fence, flushBytes, mapBare, mapUntracked, msync, writeProtect } from '../src/testing.js';
+import { fence, flushBytes, mapBare, mapUntracked, msync, WINDOW_STRIDE, writeProtect } from '../src/testing.js';
 
 export type VariantName = 'udax' | 'raw' | 'bare' | 'flush-all' | 'msync-tmpfs' | 'msync-disk' | 'mmap-io';
 
@@ -92,9 +92,8 @@ function udaxTarget(file: DaxFile, mapping: Mapping): Target {
 
 /** Calls fn with views of [offset, offset+length), one per window the mapping allows. */
 function forEachView(m: Mapping, offset: number, length: number, fn: (bytes: Uint8Array) => void): void {
-  const stride = 2 ** 30;
   for (let at = offset; at < offset + length; ) {
-    const n = Math.min(offset + length - at, stride - (at % stride));
+    const n = Math.min(offset + length - at, WINDOW_STRIDE - (at % WINDOW_STRIDE));
     fn(m.view(at, n));
     at += n;
   }

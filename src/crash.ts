@@ -18,7 +18,7 @@
 import { writeFileSync } from 'node:fs';
 import { rangeError, typeError, udaxError } from './errors.js';
 import { checkPath, statIdentity, type DaxFile } from './file.js';
-import { sameFile } from './media.js';
+import { sameFile, type FileIdentity } from './media.js';
 import { native } from './native.js';
 import { mulberry32 } from './prng.js';
 import * as check from './validate.js';
@@ -54,6 +54,8 @@ interface Snapshot {
   base: Uint8Array;
   units: Unit[];
   data: Uint8Array[];
+  /** Refuses a path that names the live file or its media. */
+  checkPath: (path: unknown) => string;
 }
 
 /** Copy the media and the live file at one moment (through native code, so
@@ -72,7 +74,8 @@ function snapshot(file: DaxFile): Snapshot {
   const live = readWhole(file.size, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path);
   // On a real DAX mount the file is the media: no second copy exists, and
   // what is still in the CPU cache cannot be seen. The image is the file.
-  if (p.kind === 'pmem') return { base: live, units: [], data: [] };
+  const checkPath = imagePathCheck([file.identity, ...(p.media ? [p.media.identity] : [])]);
+  if (p.kind === 'pmem') return { base: live, units: [], data: [], checkPath };
   const media = readWhole(file.size, (into) => p.media!.read(0, into), p.media!.path);
   const u = p.unitSize;
   const words = u >>> 2;
@@ -96,7 +99,7 @@ function snapshot(file: DaxFile): Snapshot {
       }
     }
   });
-  return { base: media, units, data };
+  return { base: media, units, data, checkPath };
 }
 
 function readWhole(size: number, read: (into: Uint8Array) => void, path: string): Uint8Array {
@@ -110,15 +113,17 @@ function readWhole(size: number, read: (into: Uint8Array) => void, path: string)
   return bytes;
 }
 
-/** Refuse an image path that names the data file or its media. */
-function checkImagePath(file: DaxFile, path: unknown): string {
-  checkPath('crashImage: path', path);
-  const target = statIdentity(path as string);
-  const media = file.persistence.media;
-  if (target && (sameFile(target, file.identity) || (media && sameFile(target, media.identity)))) {
-    throw udaxError('ERR_UDAX_SAME_FILE', 'a crash image would overwrite the live file or its media:', { syscall: 'open', path: path as string });
-  }
-  return path as string;
+/** A check that refuses an image path naming one of these files (the data
+ * file and its media), taken when the snapshot is: it works after close. */
+function imagePathCheck(live: FileIdentity[]): (path: unknown) => string {
+  return (path) => {
+    checkPath('crash image path', path);
+    const target = statIdentity(path as string);
+    if (target && live.some((id) => sameFile(target, id))) {
+      throw udaxError('ERR_UDAX_SAME_FILE', 'a crash image would overwrite the live file or its media:', { syscall: 'open', path: path as string });
+    }
+    return path as string;
+  };
 }
 
 function build(s: Snapshot, chosen: readonly number[]): Uint8Array {
@@ -146,7 +151,7 @@ function parseProbability(p: unknown): number {
 
 /** Write to path the file as a power failure right now could leave it. */
 export function crashImage(file: DaxFile, path: string, opts?: CrashImageOptions): CrashImageResult {
-  checkImagePath(file, path);
+  checkPath('crashImage: path', path);
   const o = check.options<CrashImageOptions>('crashImage options', opts);
   const units = o.units ?? (o.seed !== undefined ? 'random' : 'none');
   if (units !== 'none' && units !== 'all' && units !== 'random') {
@@ -156,7 +161,7 @@ export function crashImage(file: DaxFile, path: string, opts?: CrashImageOptions
   const probability = parseProbability(o.probability);
   const s = snapshot(file);
   const chosen = units === 'none' ? [] : units === 'all' ? s.units.map((_, j) => j) : randomChoice(s.units.length, seed!, probability);
-  writeFileSync(path, build(s, chosen));
+  writeFileSync(s.checkPath(path), build(s, chosen));
   return { path, units, seed, differed: s.units, persisted: chosen.map((j) => s.units[j]) };
 }
 
@@ -203,7 +208,7 @@ function state(s: Snapshot, index: number, chosen: number[]): CrashState {
     index,
     persisted: chosen.map((j) => s.units[j]),
     image,
-    writeTo: (path: string) => writeFileSync(checkPath('writeTo: path', path), image),
+    writeTo: (path: string) => writeFileSync(s.checkPath(path), image),
   };
 }
 

@@ -13,6 +13,7 @@ import * as check from './validate.js';
 export type { VmaPolicy } from './vma.js';
 export { mulberry32 } from './prng.js';
 export { fileSystemName, TMPFS_MAGIC } from './constants.js';
+export { WINDOW_STRIDE } from './window.js';
 
 /** The addon's constants, as native/entry.h defines them. */
 export const NATIVE_CONSTANTS = native.constants;

@@ -221,8 +221,10 @@ describe('paths and identities', () => {
     f.map().bytes[0] = 5;
     const link = scratchPath('imglink');
     symlinkSync(`${path}.media`, link);
+    const [state] = f.crashStates({ k: 0, includeAll: false });
     for (const target of [path, `${path}.media`, link]) {
       expect(() => f.crashImage(target)).toThrow(dax('ERR_UDAX_SAME_FILE'));
+      expect(() => state.writeTo(target)).toThrow(dax('ERR_UDAX_SAME_FILE'));
     }
     f.sync();
     expect(readFileSync(path)[0]).toBe(5);

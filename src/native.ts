@@ -80,14 +80,22 @@ export interface NativeAddon {
   setFaultTestHooks(delayAfterDirtyNs: number, order2016: boolean): void;
 }
 
-/** build/ sits at the package root: one level up from src/, two from dist/src/. */
-function addonPath(): string {
-  for (const up of ['../', '../../']) {
-    const path = fileURLToPath(new URL(`${up}build/Release/udax.node`, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  throw new Error('udax: the native addon is not built; run `npm install` (or `npx node-gyp rebuild`)');
+/** The package root: one level up from src/, two from dist/src/. */
+function packageRoot(): string {
+  const up = existsSync(fileURLToPath(new URL('../package.json', import.meta.url))) ? '../' : '../../';
+  return fileURLToPath(new URL(up, import.meta.url));
 }
 
 const require = createRequire(import.meta.url);
-export const native: NativeAddon = require(addonPath());
+
+/** build/Release (a source build) first, then prebuilds/<platform>-<arch>/. */
+function loadAddon(): NativeAddon {
+  try {
+    return (require('node-gyp-build') as (dir: string) => NativeAddon)(packageRoot());
+  } catch (e) {
+    const why = (e as Error).message.split('\n')[0];
+    throw new Error(`udax: no native addon loads here (${why}); run \`npm rebuild udax\` to build it from source (needs python3, make and g++)`, { cause: e });
+  }
+}
+
+export const native: NativeAddon = loadAddon();

@@ -185,7 +185,7 @@ export function loadMmapIo(): MmapIo | undefined {
 
 export function mmapIoProblem(): string | undefined {
   loadMmapIo();
-  return mmapIoError && `@riaskov/mmap-io is not available (${mmapIoError}); it is an optional dependency that builds with node-gyp`;
+  return mmapIoError && `@riaskov/mmap-io is not available (${mmapIoError}); a development-time baseline, built by 'npm install' in a checkout of udax`;
 }
 
 function msyncTarget(path: string, size: number): Target {

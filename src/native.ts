@@ -1,7 +1,6 @@
 // The only file that loads the addon. Everything native goes through here.
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from './package.js';
 
 export interface TableView {
   id: number;
@@ -80,18 +79,12 @@ export interface NativeAddon {
   setFaultTestHooks(delayAfterDirtyNs: number, order2016: boolean): void;
 }
 
-/** The package root: one level up from src/, two from dist/src/. */
-function packageRoot(): string {
-  const up = existsSync(fileURLToPath(new URL('../package.json', import.meta.url))) ? '../' : '../../';
-  return fileURLToPath(new URL(up, import.meta.url));
-}
-
 const require = createRequire(import.meta.url);
 
 /** build/Release (a source build) first, then prebuilds/<platform>-<arch>/. */
 function loadAddon(): NativeAddon {
   try {
-    return (require('node-gyp-build') as (dir: string) => NativeAddon)(packageRoot());
+    return (require('node-gyp-build') as (dir: string) => NativeAddon)(packageRoot);
   } catch (e) {
     const why = (e as Error).message.split('\n')[0];
     throw new Error(`udax: no native addon loads here (${why}); run \`npm rebuild udax\` to build it from source (needs python3, make and g++)`, { cause: e });

@@ -60,7 +60,12 @@ describe('the packed tarball', () => {
   test('ships the prebuilt binary, the LICENSE and compiled code; no TypeScript sources, tests or build tree', () => {
     const shipped = files(installed);
     expect(shipped).toContain('LICENSE');
-    expect(shipped.filter((f) => /^prebuilds\/linux-x64\/[^/]+\.node$/.test(f))).toHaveLength(1);
+    const binaries = shipped.filter((f) => /^prebuilds\/linux-x64\/[^/]+\.node$/.test(f));
+    expect(binaries).toHaveLength(1);
+    // the README promises it loads with glibc 2.33 or newer
+    const needs = [...readFileSync(join(installed, binaries[0]), 'latin1').matchAll(/GLIBC_2\.(\d+)/g)].map((m) => Number(m[1]));
+    expect(Math.max(...needs)).toBeLessThanOrEqual(33);
+    expect(readFileSync(join(installed, 'README.md'), 'utf8')).toContain('glibc 2.33 or newer');
     expect(shipped.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
     expect(shipped.filter((f) => /^(test|src|build|scripts)\//.test(f) || f.endsWith('.map'))).toEqual([]);
     // with scripts ignored nothing was compiled: the prebuilt binary is what loads

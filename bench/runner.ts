@@ -43,6 +43,9 @@ export interface Row {
   medianNs: number;
   minNs: number;
   maxNs: number;
+  /** 5th and 95th percentiles of the samples. */
+  p5Ns: number;
+  p95Ns: number;
   /** udax's median divided by this row's: above 1, udax is slower. */
   udaxRatio?: number;
   /** udax's own counters, averaged over trials (udax row only). */
@@ -219,7 +222,8 @@ export async function runBench(o: BenchOptions, progressStream?: NodeJS.WriteStr
       const detail = details.length
         ? Object.fromEntries(Object.keys(details[0]).map((k) => [k, details.reduce((a, d) => a + d[k], 0) / details.length]))
         : undefined;
-      return { variant, description: VARIANT_INFO[variant], trials: trials.length, samples: s.count, medianNs: s.medianNs, minNs: s.minNs, maxNs: s.maxNs, detail };
+      return { variant, description: VARIANT_INFO[variant], trials: trials.length, samples: s.count, medianNs: s.medianNs, minNs: s.minNs, maxNs: s.maxNs,
+        p5Ns: s.p5Ns, p95Ns: s.p95Ns, detail };
     });
     const udax = rows.find((r) => r.variant === 'udax');
     if (udax) for (const r of rows) r.udaxRatio = udax.medianNs / r.medianNs;

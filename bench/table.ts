@@ -17,11 +17,11 @@ export function formatTable(result: BenchResult): string {
       `${o.repeat} fresh process${o.repeat > 1 ? 'es' : ''} per row, times per operation`,
     '',
   ];
-  const cells: string[][] = [['workload', 'variant', 'op', 'median', 'min', 'max', 'udax ÷ row']];
+  const cells: string[][] = [['workload', 'variant', 'op', 'median', 'p5', 'p95', 'min', 'max', 'udax ÷ row']];
   const notes: string[] = [];
   for (const w of result.workloads) {
     w.rows.forEach((r, k) => {
-      cells.push([k === 0 ? w.name : '', r.variant, k === 0 ? w.op : '', formatNs(r.medianNs), formatNs(r.minNs), formatNs(r.maxNs),
+      cells.push([k === 0 ? w.name : '', r.variant, k === 0 ? w.op : '', formatNs(r.medianNs), formatNs(r.p5Ns), formatNs(r.p95Ns), formatNs(r.minNs), formatNs(r.maxNs),
         r.variant === 'udax' ? '' : formatRatio(r.udaxRatio)]);
     });
     for (const s of w.skipped) notes.push(`  ${w.name} / ${s.variant} skipped: ${s.reason}`);
@@ -37,7 +37,7 @@ export function formatTable(result: BenchResult): string {
   lines.push('', 'targets (same run):');
   for (const t of result.targets) {
     const value = t.measured === undefined ? 'not measured' : t.kind === 'ratio' ? formatRatio(t.measured) : formatNs(t.measured);
-    const verdict = t.met === undefined ? '-' : t.met ? 'met' : 'MISSED';
+    const verdict = !t.applies ? 'n/a' : t.met === undefined ? '-' : t.met ? 'met' : 'MISSED';
     lines.push(`  ${verdict.padEnd(6)} ${t.goal}: ${value}${t.note ? ` (${t.note})` : ''}`);
   }
   return lines.join('\n') + '\n';

@@ -164,7 +164,7 @@ export function loadMmapIo(): MmapIo | undefined {
 
 export function mmapIoProblem(): string | undefined {
   loadMmapIo();
-  return mmapIoError && `@riaskov/mmap-io is not available (${mmapIoError}); it is a development dependency of udax, for this comparison row only`;
+  return mmapIoError && `@riaskov/mmap-io is not available (${mmapIoError}); a development-time baseline, built by 'npm install' in a checkout of udax`;
 }
 
 function mmapIoTarget(path: string, size: number): Target {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -76,8 +77,7 @@ static Napi::Value FileOpen(const Napi::CallbackInfo &info) {
       g_file_used[slot] = true;
       g_files[slot].fd = fd;
       g_files[slot].inode_id = -1;
-      strncpy(g_files[slot].path, path.c_str(), sizeof g_files[slot].path - 1);
-      g_files[slot].path[sizeof g_files[slot].path - 1] = 0;
+      snprintf(g_files[slot].path, sizeof g_files[slot].path, "%s", path.c_str());
       g_file_next = slot + 1;
       id = make_id(g_file_gen[slot], slot, UDAX_MAX_FILES);
       break;

@@ -3,6 +3,7 @@
 #include "udax.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -111,7 +112,7 @@ static udax_inode *inode_create(uint64_t size, uint32_t shift, dev_t dev, ino_t 
   t->summary = (int32_t *)((char *)t->mem + t->entries_bytes);
   t->stats = (int64_t *)((char *)t->mem + t->entries_bytes + t->summary_bytes);
   t->persist = (uint8_t *)t->stats + UDAX_STAT_COUNT * 8;
-  strncpy(t->path, path, sizeof t->path - 1);
+  snprintf(t->path, sizeof t->path, "%s", path);
   t->refs.store(1);  // the slot's
   return t;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The udax command: `udax bench` (the benchmark suite) and `udax info`.
-import { writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderChart } from '../bench/chart.js';
 import { runBench, type BenchOptions } from '../bench/runner.js';
@@ -10,6 +11,7 @@ import { mmapIoProblem } from '../bench/variants.js';
 import { WORKLOADS } from '../bench/workloads.js';
 import { systemInfo } from './info.js';
 import { PAGE_SIZE, PMD_SIZE } from './constants.js';
+import { version } from './package.js';
 
 const MAIN_HELP = `usage: udax <command> [options]
 
@@ -17,14 +19,21 @@ commands:
   bench   run the benchmark suite: udax beside raw, flush-all and msync baselines
   info    flush instructions, file system of a path, kernel features and limits
 
+options:
+  -V, --version   print udax's version
+  -h, --help      this help
+
 Run 'udax <command> --help' for a command's options.
 `;
 
 const BENCH_HELP = `usage: udax bench [options]
 
 Runs each workload through udax and through the baselines, every trial in a
-fresh node process, and prints median, min and max time per operation with
-the ratio of udax to each baseline. Scratch files are created and removed.
+fresh node process, and prints median, 5th and 95th percentile, min and max
+time per operation with the ratio of udax to each baseline, then the
+performance targets (n/a where the run's settings are not the targets'
+1 thread, 4 KiB entries and 16 GiB --huge). Scratch files are created and
+removed. Paths are checked before anything runs.
 
 options:
   --file PATH        scratch file for udax and the untracked baselines; must
@@ -39,7 +48,8 @@ options:
   --disk-dir DIR     directory on a disk for the msync-disk row (default: the OS
                      temp directory when it is not tmpfs)
   --json FILE        also write the results as JSON
-  --chart FILE.svg   also write an SVG chart of the results
+  --chart FILE.svg   also write an SVG chart of the results (whiskers: 5th to
+                     95th percentile)
   -h, --help         this help
 
 workloads:
@@ -48,9 +58,10 @@ ${WORKLOADS.map((w) => `  ${w.name.padEnd(16)} ${w.summary}`).join('\n')}
 
 const INFO_HELP = `usage: udax info [PATH] [--json]
 
-Prints the CPU's cache-flush instructions and the one udax uses, whether PATH
-(default /dev/shm) is on a DAX mount, tmpfs or a disk, the kernel features udax
-can use, and vm.max_map_count. Writes nothing.
+Prints udax's version, the CPU's cache-flush instructions and the one udax
+uses, whether PATH (default /dev/shm) is on a DAX mount, tmpfs or a disk and
+the space free there (for a PATH that does not exist yet: in its directory),
+the kernel features udax can use, and vm.max_map_count. Writes nothing.
 
 options:
   --json       print JSON instead of text
@@ -90,6 +101,23 @@ function counted(option: string, text: string | undefined, fallback: number, max
   }
 }
 
+/** A usage error unless dir is an existing directory we may write in. */
+function writableDirectory(option: string, dir: string, file?: string): void {
+  const what = file === undefined ? `'${dir}'` : `the directory of '${file}' (${dir})`;
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    usage(`${option}: ${what} does not exist`);
+  }
+  if (!isDir) usage(`${option}: ${what} is not a directory`);
+  try {
+    accessSync(dir, fsConstants.W_OK);
+  } catch {
+    usage(`${option}: ${what} is not writable`);
+  }
+}
+
 async function bench(args: string[]): Promise<number> {
   const { values } = parse(args, {
     file: { type: 'string' }, size: { type: 'string' }, huge: { type: 'string' }, workload: { type: 'string' },
@@ -116,6 +144,12 @@ async function bench(args: string[]): Promise<number> {
     if (!WORKLOADS.some((w) => w.name === n)) usage(`--workload: unknown workload '${n}' (expected ${WORKLOADS.map((w) => w.name).join(', ')} or all)`);
   }
   if (values.chart !== undefined && !values.chart.endsWith('.svg')) usage(`--chart: expected a file name ending in .svg, got '${values.chart}'`);
+  // Checked now, not after a run of minutes.
+  if (values['disk-dir'] !== undefined) writableDirectory('--disk-dir', values['disk-dir']);
+  for (const option of ['json', 'chart'] as const) {
+    const file = values[option];
+    if (file !== undefined) writableDirectory(`--${option}`, dirname(resolve(file)), file);
+  }
   const options: BenchOptions = {
     file: values.file, diskDir: values['disk-dir'], size, hugeSize, workloads, entrySize, threads,
     repeat: counted('--repeat', values.repeat, 3, 1000), budgetMs: counted('--time', values.time, 200, 600_000),
@@ -137,7 +171,7 @@ function info(args: string[]): number {
   const i = systemInfo(positionals[0] ?? '/dev/shm');
   const mmapIo = mmapIoProblem() ?? 'available (@riaskov/mmap-io)';
   if (values.json) {
-    process.stdout.write(JSON.stringify({ ...i, msyncBaseline: mmapIo }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ version, ...i, msyncBaseline: mmapIo }, null, 2) + '\n');
     return 0;
   }
   const a = i.flush.available;
@@ -146,12 +180,16 @@ function info(args: string[]): number {
     : p.kind === 'dax' ? 'a DAX mount (persistent memory: MAP_SYNC)'
     : p.kind === 'tmpfs' ? 'tmpfs (memory: nothing survives a reboot; udax emulates DAX over it)'
     : 'a disk file system (page cache; udax works, with the file system\'s own fault cost)';
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
+  const free = p.space ? `${gib(p.space.free)} free of ${gib(p.space.total)}${p.exists ? '' : ` (in ${p.space.at})`}` : 'unknown';
   const lines = [
+    `udax:               ${version}`,
     `flush instructions: clwb ${a.clwb ? 'yes' : 'no'}, clflushopt ${a.clflushopt ? 'yes' : 'no'}, clflush ${a.clflush ? 'yes' : 'no'}`,
     `udax uses:          ${i.flush.instruction} (${i.flush.reason === 'cpuid' ? 'best the CPU has' : `set by ${i.flush.reason}`})`,
     `path:               ${p.path}: ${kind}`,
     ...(p.exists ? [`  file system:      ${p.fileSystem ?? 'unknown'} mounted on ${p.mountPoint ?? '?'} (${p.mountOptions ?? ''})`] : []),
     ...(p.mapSync !== undefined ? [`  MAP_SYNC:         ${p.mapSync ? 'works' : 'not supported'}`] : []),
+    `  space:            ${free}`,
     `kernel:             Linux ${i.kernel.release}`,
     `  userfaultfd:      ${i.kernel.userfaultfd ? 'present' : 'absent'}; write-protect async + PAGEMAP_SCAN: ${i.kernel.pagemapScan ? 'yes (6.7+)' : 'no'}`,
     `  shmem huge pages: ${i.kernel.shmemHugePages ?? 'unknown'}`,
@@ -165,6 +203,10 @@ function info(args: string[]): number {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === '-V' || command === '--version') {
+    process.stdout.write(`${version}\n`);
+    return 0;
+  }
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
     process.stdout.write(MAIN_HELP);
     return command === undefined ? 2 : 0;

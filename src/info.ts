@@ -4,6 +4,7 @@
 import { constants as fsConstants, existsSync, readFileSync, realpathSync, statSync, statfsSync } from 'node:fs';
 import { release } from 'node:os';
 import { TMPFS_MAGIC } from './constants.js';
+import { dirname, resolve } from 'node:path';
 import { flushChoice, type FlushChoice } from './flush.js';
 import { native } from './native.js';
 import { defaultVmaPolicy } from './vma.js';
@@ -18,6 +19,9 @@ export interface PathInfo {
   kind?: 'dax' | 'tmpfs' | 'disk';
   /** MAP_SYNC probed on the file itself (regular files only). */
   mapSync?: boolean;
+  /** Bytes free (to us) and in all on the file system of path or, if path
+   * does not exist, of the nearest directory above it that does (at). */
+  space?: { free: number; total: number; at: string };
 }
 
 export interface SystemInfo {
@@ -59,15 +63,26 @@ function mountOf(path: string): { point: string; fs: string; options: string } |
   return best;
 }
 
+function spaceAt(path: string): PathInfo['space'] {
+  let at = resolve(path);
+  while (!existsSync(at) && at !== dirname(at)) at = dirname(at);
+  try {
+    const s = statfsSync(at);
+    return { free: s.bavail * s.bsize, total: s.blocks * s.bsize, at };
+  } catch {
+    return undefined;
+  }
+}
+
 export function pathInfo(path: string): PathInfo {
-  if (!existsSync(path)) return { path, exists: false };
+  if (!existsSync(path)) return { path, exists: false, space: spaceAt(path) };
   const real = realpathSync(path);
   const mount = mountOf(real);
   const isTmpfs = statfsSync(real).type === TMPFS_MAGIC;
   const dax = mount !== undefined && /(^|,)dax(=always|=inode)?(,|$)/.test(mount.options);
   const info: PathInfo = {
     path, exists: true, fileSystem: mount?.fs ?? (isTmpfs ? 'tmpfs' : undefined), mountPoint: mount?.point,
-    mountOptions: mount?.options, kind: dax ? 'dax' : isTmpfs ? 'tmpfs' : 'disk',
+    mountOptions: mount?.options, kind: dax ? 'dax' : isTmpfs ? 'tmpfs' : 'disk', space: spaceAt(real),
   };
   if (statSync(real).isFile()) {
     try {

@@ -1,9 +1,8 @@
 // The only file that loads the addon, and the one error boundary: every
 // native call that fails throws a DaxError (code = errno name, syscall, path).
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { DaxError, errnoError } from './errors.js';
+import { errnoError, udaxError } from './errors.js';
+import { packageRoot } from './package.js';
 
 /** An entry table as one thread sees it (native/inode.cc inode_view). */
 export interface TableView {
@@ -107,13 +106,17 @@ export interface NativeAddon {
   testingSetWriteFault(region: number, kind: string, delayNs: number): void;
 }
 
-/** build/ sits at the package root: one level up from src/, two from dist/src/. */
-function addonPath(): string {
-  for (const up of ['../', '../../']) {
-    const path = fileURLToPath(new URL(`${up}build/Release/udax.node`, import.meta.url));
-    if (existsSync(path)) return path;
+const require = createRequire(import.meta.url);
+
+/** build/Release (a source build) first, then prebuilds/<platform>-<arch>/. */
+function loadAddon(): NativeAddon {
+  try {
+    return (require('node-gyp-build') as (dir: string) => NativeAddon)(packageRoot);
+  } catch (e) {
+    const why = (e as Error).message.split('\n')[0];
+    throw Object.assign(udaxError('ERR_UDAX_NO_ADDON',
+      `no native addon loads here (${why}); run \`npm rebuild udax\` to build it from source (needs python3, make and g++)`), { cause: e });
   }
-  throw new DaxError('ERR_UDAX_NO_ADDON: the native addon is not built; run `npm rebuild udax`', { code: 'ERR_UDAX_NO_ADDON' });
 }
 
 /** A native failure (errno, syscall, path set by native/addon.cc errno_error) as a DaxError. */
@@ -139,5 +142,4 @@ function withErrorBoundary(raw: NativeAddon): NativeAddon {
   return wrapped as unknown as NativeAddon;
 }
 
-const raw = createRequire(import.meta.url)(addonPath()) as NativeAddon;
-export const native: NativeAddon = withErrorBoundary(raw);
+export const native: NativeAddon = withErrorBoundary(loadAddon());

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const CLI = resolve(__dirname, '../dist/src/cli.js');
+const { version } = JSON.parse(readFileSync(resolve(__dirname, '../package.json'), 'utf8')) as { version: string };
 const out = mkdtempSync(join(tmpdir(), 'udax-smoke-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
@@ -17,12 +18,12 @@ function udax(...args: string[]) {
 
 const WORKLOADS = ['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge', 'wal', 'btree'];
 
-interface Row { variant: string; medianNs: number; minNs: number; maxNs: number; samples: number; trials: number; udaxRatio?: number }
+interface Row { variant: string; medianNs: number; minNs: number; maxNs: number; p5Ns: number; p95Ns: number; samples: number; trials: number; udaxRatio?: number }
 interface Result {
   tool: string;
   options: { file: string };
   workloads: { name: string; op: string; rows: Row[]; skipped: { variant: string; reason: string }[] }[];
-  targets: { name: string; limit: number; met?: boolean }[];
+  targets: { name: string; limit: number; applies: boolean; met?: boolean }[];
 }
 
 function checkResult(r: Result, workloads: string[], threads: number) {
@@ -35,9 +36,9 @@ function checkResult(r: Result, workloads: string[], threads: number) {
     for (const row of w.rows) {
       expect(row.trials).toBe(1);
       expect(row.samples).toBeGreaterThanOrEqual(5 * threads);
-      for (const v of [row.medianNs, row.minNs, row.maxNs]) expect(Number.isFinite(v) && v >= 0).toBe(true);
-      expect(row.minNs).toBeLessThanOrEqual(row.medianNs);
-      expect(row.medianNs).toBeLessThanOrEqual(row.maxNs);
+      for (const v of [row.medianNs, row.minNs, row.maxNs, row.p5Ns, row.p95Ns]) expect(Number.isFinite(v) && v >= 0).toBe(true);
+      const ordered = [row.minNs, row.p5Ns, row.medianNs, row.p95Ns, row.maxNs];
+      expect(ordered).toEqual([...ordered].sort((a, b) => a - b));
       expect(Number.isFinite(row.udaxRatio)).toBe(true);
     }
     for (const s of w.skipped) expect(s.reason.length).toBeGreaterThan(0);
@@ -65,6 +66,10 @@ describe('udax bench (smoke)', () => {
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg.trim().endsWith('</svg>')).toBe(true);
     for (const w of WORKLOADS) expect(svg).toContain(`>${w}<`);
+    expect(svg).toContain('whiskers: 5th–95th percentile');
+    // --huge 64M is not the target's 16 GiB: that target does not apply
+    expect(result.targets.find((t) => t.name === 'sync-clean-huge')).toMatchObject({ applies: false });
+    expect(r.stdout).toMatch(/^ {2}n\/a +sync of a 16 GiB sparse file/m);
   }, 60_000);
 
   it('runs with two writer threads', () => {
@@ -72,7 +77,12 @@ describe('udax bench (smoke)', () => {
     const r = udax('bench', '--workload', 'fault,wal', '--threads', '2', '--size', '2M', '--huge', '64M', '--repeat', '1', '--time', '5', '--json', json);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    checkResult(JSON.parse(readFileSync(json, 'utf8')) as Result, ['fault', 'wal'], 2);
+    const result = JSON.parse(readFileSync(json, 'utf8')) as Result;
+    checkResult(result, ['fault', 'wal'], 2);
+    // the targets are set for one thread: n/a, never MISSED
+    for (const t of result.targets) expect([t.applies, t.met]).toEqual([false, undefined]);
+    expect(r.stdout).not.toMatch(/MISSED/);
+    expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(4);
   }, 60_000);
 
   it('rejects bad arguments with a message and exit code 2', () => {
@@ -82,6 +92,16 @@ describe('udax bench (smoke)', () => {
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/^udax: .+/);
       expect(r.stdout).toBe('');
+    }
+    // Paths are checked before the run: fails at once, creates nothing.
+    for (const args of [['--disk-dir', '/nonexistent-udax'], ['--disk-dir', CLI], ['--json', '/nonexistent-udax/r.json'], ['--chart', `${CLI}/r.svg`]]) {
+      const started = Date.now();
+      const r = udax('bench', ...args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^udax: ${args[0]}: .*(does not exist|is not a directory)`));
+      expect(r.stdout).toBe('');
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(leftovers(r.pid!)).toEqual([]);
     }
     // --file must not exist: the bench writes into it.
     const taken = udax('bench', '--file', CLI, '--workload', 'fault');
@@ -104,6 +124,19 @@ describe('udax bench (smoke)', () => {
     expect(['clwb', 'clflushopt', 'clflush', 'none']).toContain(info.flush.instruction);
     expect(info.path.kind).toBe('tmpfs');
     expect(typeof info.kernel.maxMapCount).toBe('number');
-    expect(udax('info').stdout).toMatch(/vm\.max_map_count/);
+    expect(info.version).toBe(version);
+    expect(info.path.space.free).toBeGreaterThan(0);
+    const text = udax('info', '/dev/shm/udax-not-yet/file').stdout;
+    expect(text).toMatch(/vm\.max_map_count/);
+    expect(text).toContain(`udax:               ${version}`);
+    expect(text).toMatch(/space: +[\d.]+ GiB free of [\d.]+ GiB \(in \/dev\/shm\)/);
+  });
+
+  it('udax --version and -V print the version from package.json', () => {
+    for (const flag of ['--version', '-V']) {
+      const r = udax(flag);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe(`${version}\n`);
+    }
   });
 });

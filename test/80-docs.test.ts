@@ -16,6 +16,14 @@ describe('README', () => {
     expect(ci).toMatch(/npm test/);
   });
 
+  test('the Node versions the README names are the ones .ci/run smoke-tests', () => {
+    const ci = readFileSync(`${root}.ci/run`, 'utf8');
+    const versions = ci.match(/^for version in ([\d. ]+); do$/m)![1].trim().split(' ');
+    expect(versions.map((v) => v.split('.')[0])).toEqual(['22', '24']);
+    const named = readme.match(/CI tests ([\d., and]+)\./)![1];
+    for (const v of versions) expect(named).toContain(v.split('.').slice(0, 2).join('.'));
+  });
+
   test('the usage example is examples/quickstart.mjs, and it runs as documented', () => {
     const example = readFileSync(`${root}examples/quickstart.mjs`, 'utf8');
     const block = readme.match(/## Usage\n\n```js\n([\s\S]*?)```/)![1];

@@ -1,10 +1,26 @@
 // Test helpers: scratch files, real page protections, child processes.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { readFileSync, rmSync, statfsSync } from 'node:fs';
 import { expect } from 'vitest';
-import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Mapping } from 'udax';
 import { mappingAddress } from 'udax/testing';
+
+/** Bytes free on /dev/shm, where the scratch files go. */
+export function shmFree(): number {
+  const s = statfsSync('/dev/shm');
+  return s.bavail * s.bsize;
+}
+
+/** For test.skipIf: true (and says why) when /dev/shm has less than bytes
+ * free, since a store past a full tmpfs kills the worker with SIGBUS. */
+export function shortOfShm(bytes: number, test: string): boolean {
+  const free = shmFree();
+  if (free >= bytes) return false;
+  const mib = (n: number) => Math.floor(n / 2 ** 20);
+  console.warn(`skipped '${test}': it needs ${mib(bytes)} MiB free on /dev/shm, ${mib(free)} MiB are (docker: --shm-size=1g)`);
+  return true;
+}
 
 let counter = 0;
 const made: string[] = [];

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-const CLI = resolve(__dirname, '../dist/src/cli.js');
+const CLI = resolve(__dirname, '../dist/cli/udax.js');
 const { version } = JSON.parse(readFileSync(resolve(__dirname, '../package.json'), 'utf8')) as { version: string };
 const out = mkdtempSync(join(tmpdir(), 'udax-smoke-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));

@@ -1,6 +1,6 @@
 // Layer 8: the README stays true to the code.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 
@@ -39,7 +39,7 @@ describe('README', () => {
   });
 
   test('the commands the README names exist in --help', () => {
-    const r = spawnSync(process.execPath, ['dist/src/cli.js', '--help'], { cwd: root, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['dist/cli/udax.js', '--help'], { cwd: root, encoding: 'utf8' });
     expect(r.status).toBe(0);
     for (const command of ['bench', 'info']) {
       expect(r.stdout).toMatch(new RegExp(`^\\s+${command}\\s`, 'm'));
@@ -59,6 +59,21 @@ describe('error codes', () => {
     for (const name of readdirSync(`${root}src`)) {
       const source = readFileSync(`${root}src/${name}`, 'utf8');
       for (const [, code] of source.matchAll(/'(ERR_UDAX_\w+)'/g)) expect(Object.keys(UDAX_ERROR_CODES), `${code} in src/${name}`).toContain(code);
+    }
+  });
+});
+
+describe('layering', () => {
+  const imports = (dir: string) => readdirSync(`${root}${dir}`).filter((n) => n.endsWith('.ts')).flatMap((name) =>
+    [...readFileSync(`${root}${dir}/${name}`, 'utf8').matchAll(/^import .* from '([^']+)';$/gm)].map((m) => ({ file: `${dir}/${name}`, from: m[1] })));
+
+  test('src/ imports only src/ (never bench/ or cli/)', () => {
+    for (const { file, from } of imports('src')) expect(from.startsWith('./') || from.startsWith('node:') || from === 'node-gyp-build', `${file}: ${from}`).toBe(true);
+  });
+
+  test('bench/ and cli/ use udax only through its public API and udax/testing', () => {
+    for (const { file, from } of [...imports('bench'), ...imports('cli')]) {
+      if (from.startsWith('../src/')) expect(['../src/index.js', '../src/testing.js'], `${file}: ${from}`).toContain(from);
     }
   });
 });

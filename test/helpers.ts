@@ -32,8 +32,9 @@ export function scratchPath(tag = 'f'): string {
   return path;
 }
 
+/** Remove the scratch files, with the media and images udax made beside them. */
 export function removeScratch(): void {
-  for (const p of made.splice(0)) rmSync(p, { force: true });
+  for (const p of made.splice(0)) for (const q of [p, `${p}.media`, `${p}.img`]) rmSync(q, { force: true });
 }
 
 interface Vma { start: number; end: number; perms: string }

@@ -9,9 +9,7 @@ import { formatTable } from '../bench/table.js';
 import { formatBytes, parseCount, parseSize } from '../bench/units.js';
 import { mmapIoProblem } from '../bench/variants.js';
 import { WORKLOADS } from '../bench/workloads.js';
-import { systemInfo } from './info.js';
-import { PAGE_SIZE, PMD_SIZE } from './constants.js';
-import { version } from './package.js';
+import { PAGE_SIZE, PMD_SIZE, systemInfo, version } from '../src/index.js';
 
 const MAIN_HELP = `usage: udax <command> [options]
 

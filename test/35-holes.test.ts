@@ -6,12 +6,33 @@ import { existsSync, readFileSync, statSync, symlinkSync, truncateSync, writeFil
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
 import { attach, DaxError, open, PMD_SIZE, type MappingHandle } from 'udax';
+import { setVmaBudget, vmaUsage } from 'udax/testing';
 import { daxError, distIndex, nextMessage, removeScratch, runChild, scratchPath, sleep } from './helpers.js';
 
 afterAll(removeScratch);
 
 const PAGE = 4096;
 const dax = daxError;
+
+describe('writeback records, sync reports', () => {
+  test('an early writeback near the VMA budget never reports: the error reaches the user\'s next sync', () => {
+    const f = open(scratchPath('early'), { create: true, size: 64 * PAGE, media: 'shadow' });
+    const m = f.map();
+    const { used, budget } = vmaUsage();
+    setVmaBudget(used + 16);  // 8 islands reach 3/4 of it
+    try {
+      for (let p = 0; p < 16; p += 2) m.bytes[p * PAGE] = 1;
+      f.injectWritebackError({ offset: 0, length: PAGE });
+      expect(() => f.map({ length: PAGE })).not.toThrow();   // udax's own writeback: records the error
+      expect(f.stats()).toMatchObject({ earlyWritebacks: 1, persistence: { failedEntries: 1, errorsReported: 0 } });
+      expect(() => f.sync()).toThrow(dax('EIO', 'fsync'));     // the user's sync reports it
+      expect(() => f.sync()).not.toThrow();                    // once
+    } finally {
+      setVmaBudget(budget);
+    }
+    f.close();
+  });
+});
 
 describe('handles: stale or forged, refused and never resolved elsewhere', () => {
   test('a mapping handle kept past unmap() is EBADF, even after its slot is reused by another file', () => {

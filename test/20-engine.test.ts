@@ -228,3 +228,17 @@ describe('unmap and close', () => {
     g.close();
   });
 });
+
+describe('explicit resource management', () => {
+  test('DaxFile, Mapping and DaxHandle dispose (using): unmap, close, close', () => {
+    const f = freshFile();
+    const m = f.map();
+    const h = f.openHandle();
+    m[Symbol.dispose]();
+    expect(m.unmapped).toBe(true);
+    h[Symbol.dispose]();
+    expect(() => h.sync()).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    f[Symbol.dispose]();
+    expect(f.closed).toBe(true);
+  });
+});

@@ -157,6 +157,63 @@ static Napi::Value FileProbeMapSync(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// The bytes of a typed array argument.
+static void typed_bytes(const Napi::CallbackInfo &info, int i, uint8_t **data, size_t *len) {
+  Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
+  *data = static_cast<uint8_t *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  *len = ta.ByteLength();
+}
+
+// filePwrite(id, bytes, position) -> bytes written: pwrite until all is
+// written (the kernel's write path; a DAX file system copies to the media).
+static Napi::Value FilePwrite(const Napi::CallbackInfo &info) {
+  int fd;
+  char path[512];
+  {
+    std::lock_guard<std::mutex> lock(g_objects_mutex);
+    udax_file *f = file_arg(info, 0, "pwrite");
+    fd = f->fd;
+    memcpy(path, f->path, sizeof path);
+  }
+  uint8_t *data;
+  size_t len;
+  typed_bytes(info, 1, &data, &len);
+  off_t pos = (off_t)info[2].As<Napi::Number>().Int64Value();
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pwrite(fd, data + done, len - done, pos + (off_t)done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw errno_error(info.Env(), errno, "pwrite", path);
+    done += (size_t)n;
+  }
+  return Napi::Number::New(info.Env(), (double)done);
+}
+
+// filePread(id, bytes, position) -> bytes read (fewer at the end of the file).
+static Napi::Value FilePread(const Napi::CallbackInfo &info) {
+  int fd;
+  char path[512];
+  {
+    std::lock_guard<std::mutex> lock(g_objects_mutex);
+    udax_file *f = file_arg(info, 0, "pread");
+    fd = f->fd;
+    memcpy(path, f->path, sizeof path);
+  }
+  uint8_t *data;
+  size_t len;
+  typed_bytes(info, 1, &data, &len);
+  off_t pos = (off_t)info[2].As<Napi::Number>().Int64Value();
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(fd, data + done, len - done, pos + (off_t)done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw errno_error(info.Env(), errno, "pread", path);
+    if (n == 0) break;
+    done += (size_t)n;
+  }
+  return Napi::Number::New(info.Env(), (double)done);
+}
+
 // fileDescriptor(id) -> the fd (for node:fs calls on the same open file).
 static Napi::Value FileDescriptor(const Napi::CallbackInfo &info) {
   std::lock_guard<std::mutex> lock(g_objects_mutex);
@@ -172,4 +229,6 @@ void init_file(Napi::Env env, Napi::Object exports) {
   exports.Set("fileIsOpen", Napi::Function::New(env, FileIsOpen, "fileIsOpen"));
   exports.Set("fileProbeMapSync", Napi::Function::New(env, FileProbeMapSync, "fileProbeMapSync"));
   exports.Set("fileDescriptor", Napi::Function::New(env, FileDescriptor, "fileDescriptor"));
+  exports.Set("filePwrite", Napi::Function::New(env, FilePwrite, "filePwrite"));
+  exports.Set("filePread", Napi::Function::New(env, FilePread, "filePread"));
 }

@@ -182,7 +182,32 @@ static Napi::Value RegionRead(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+struct flush_job {
+  const void *addr;
+  size_t len;
+};
+static void flush_and_fence(void *arg) {
+  flush_job *j = (flush_job *)arg;
+  flush_range(j->addr, j->len);
+  flush_fence();
+}
+
+// regionFlush(region, offset, length): flush the cache lines of part of a
+// mapping and fence (the end of a DAX write: data durable on return).
+// Throws EFAULT when the file shrank underneath.
+static Napi::Value RegionFlush(const Napi::CallbackInfo &info) {
+  PinnedRegion r(info, 0);
+  size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
+  size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
+  size_t limit = r->end - r->start;
+  if (offset > limit || length > limit - offset) throw errno_error(info.Env(), EINVAL, "pwrite", r->inode->path);
+  flush_job j{(const void *)(r->start + offset), length};
+  if (guard_sigbus(flush_and_fence, &j) != 0) throw errno_error(info.Env(), EFAULT, "pwrite", r->inode->path);
+  return info.Env().Undefined();
+}
+
 void init_writeback(Napi::Env env, Napi::Object exports) {
+  exports.Set("regionFlush", Napi::Function::New(env, RegionFlush, "regionFlush"));
   exports.Set("mkcleanFlush", Napi::Function::New(env, MkcleanFlush, "mkcleanFlush"));
   exports.Set("regionCopy", Napi::Function::New(env, RegionCopy, "regionCopy"));
   exports.Set("regionRead", Napi::Function::New(env, RegionRead, "regionRead"));

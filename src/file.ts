@@ -235,6 +235,42 @@ export class DaxFile {
     this.table.addStat('earlyWritebacks', 1);
   }
 
+  /** The DAX write path (dax_iomap_rw): copy bytes to the file at position,
+   * flush their cache lines and fence, so they are durable when this returns
+   * — with no mapping, no fault and no dirty entry. Stores made through
+   * mappings to the same entries stay dirty (their other bytes are still in
+   * the cache). Holds the entry locks of the range, as writeback does.
+   * Returns the bytes written. The file does not grow: a write past its end
+   * is a RangeError. */
+  write(data: ArrayBufferView, position: number): number {
+    this.assertOpen('pwrite');
+    const bytes = byteView('write: data', data);
+    check.integer('position', position, 0);
+    if (this.readOnly) throw errnoError('EBADF', 'pwrite', this.path, 'file was opened readOnly');
+    if (bytes.length === 0) return 0;
+    if (position + bytes.length > this.size) {
+      throw rangeError(`write [${position}, ${position + bytes.length}) is past the end of the file (${this.size} bytes): files do not grow yet`);
+    }
+    const { first, last } = this.table.entryRange(position, bytes.length);
+    return this.table.withLocked(first, last, () => {
+      const n = native.filePwrite(this.fileId, bytes, position);
+      native.regionFlush(this.fallbackRegion, position, n);
+      this.#persistence.written(position, position + n);
+      return n;
+    });
+  }
+
+  /** Read bytes of the file at position into data (what any reader of the
+   * file sees: the live bytes, synced or not). Returns the bytes read, fewer
+   * at the end of the file. */
+  read(data: ArrayBufferView, position: number): number {
+    this.assertOpen('pread');
+    const bytes = byteView('read: data', data);
+    check.integer('position', position, 0);
+    if (bytes.length === 0 || position >= this.size) return 0;
+    return native.filePread(this.fileId, bytes.subarray(0, Math.min(bytes.length, this.size - position)), position);
+  }
+
   /** Run fn while holding the entry locks of [offset, offset+length), as a
    * writeback would: stores to those entries from other threads wait. A
    * store from this thread to a locked, write-protected entry aborts the
@@ -327,6 +363,12 @@ export class DaxFile {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** The bytes of a Buffer, typed array or DataView. */
+function byteView(name: string, data: unknown): Uint8Array {
+  if (!ArrayBuffer.isView(data)) throw typeError(`${name} must be a Buffer, TypedArray or DataView`);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /** A path argument: a non-empty string without NUL bytes (as node:fs). */

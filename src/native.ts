@@ -71,6 +71,8 @@ export interface NativeAddon {
   fileIsOpen(file: number): boolean;
   fileProbeMapSync(file: number): boolean;
   fileDescriptor(file: number): number;
+  filePwrite(file: number, bytes: Uint8Array, position: number): number;
+  filePread(file: number, bytes: Uint8Array, position: number): number;
   // native/inode.cc
   inodeBind(file: number, size: number, entryShift: number, dev: number, ino: number): TableView | TableConflict;
   inodeView(inode: number): TableView;
@@ -89,6 +91,7 @@ export interface NativeAddon {
   mkcleanFlush(inode: number, firstEntry: number, lastEntry: number, fallbackRegion: number): number;
   regionCopy(dstRegion: number, srcRegion: number, offset: number, length: number): void;
   regionRead(region: number, offset: number, target: Uint8Array): void;
+  regionFlush(region: number, offset: number, length: number): void;
   // native/lock.cc
   entryLockWait(inode: number, index: number, ownerTag: number): boolean;
   entryWake(inode: number, index: number): void;

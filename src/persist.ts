@@ -266,6 +266,23 @@ export class Persistence {
     };
   }
 
+  /** A DAX write (file.write) put bytes [from, to) in the persistence
+   * domain: copy them to the media and charge their flush and fence.
+   * Caller holds the entry locks of the range. */
+  written(from: number, to: number): void {
+    const t0 = process.hrtime.bigint();
+    this.media?.copyFrom(this.#file.fallbackRegion, from, to);
+    if (this.media) {
+      this.addStat('MEDIA_BYTES', to - from);
+      this.addStat('MEDIA_COPY_NS', Number(process.hrtime.bigint() - t0));
+    }
+    const timing = this.timing;
+    if (timing) {
+      const lines = Math.ceil(to / 64) - Math.floor(from / 64);
+      this.addStat('DELAY_NS', spin(lines * timing.lineNs) + spin(timing.fenceNs));
+    }
+  }
+
   /** file_check_and_advance_wb_err: throw (EIO etc.) a writeback error that
    * cursor has not yet reported. */
   report(cursor: ErrCursor): void {

@@ -14,6 +14,8 @@ export type { VmaPolicy } from './vma.js';
 export { mulberry32 } from './prng.js';
 export { fileSystemName, TMPFS_MAGIC } from './constants.js';
 export { WINDOW_STRIDE } from './window.js';
+/** errseq_t, as lib/errseq.c (src/errseq.ts). */
+export { errseqCheckAndAdvance, errseqSample, errseqSet } from './errseq.js';
 
 /** The addon's constants, as native/entry.h defines them. */
 export const NATIVE_CONSTANTS = native.constants;

@@ -2,26 +2,18 @@
 // errors, injected failures, timing, and a write-ahead log checked over every
 // enumerated crash state. Uses the compiled package, like the child processes.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import * as udax from 'udax';
-import { errseqCheckAndAdvance, errseqSample, errseqSet } from '../dist/src/errseq.js';
+import { errseqCheckAndAdvance, errseqSample, errseqSet } from 'udax/testing';
+import { distIndex, removeScratch, scratchPath } from './helpers.js';
 // @ts-expect-error: a plain .mjs example without types
 import { Wal, recoverWal } from '../examples/wal.mjs';
 
-const distIndex = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 const PAGE = 4096;
-let counter = 0;
-const made: string[] = [];
-function scratch(tag = 'p'): string {
-  const path = `/dev/shm/udax-test-${process.pid}-${tag}-${counter++}`;
-  made.push(path, `${path}.media`, `${path}.img`);
-  return path;
-}
-afterAll(() => {
-  for (const p of made.splice(0)) rmSync(p, { force: true });
-});
+const scratch = (tag = 'p') => scratchPath(tag);
+afterAll(removeScratch);
 
 function shadowFile(opts: Partial<udax.OpenOptions> = {}): udax.DaxFile {
   return udax.open(scratch(), { create: true, size: 16 * PAGE, media: 'shadow', ...opts });
@@ -382,5 +374,59 @@ describe('the fsync-semantics walkthrough', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('experiment complete');
+  });
+});
+
+describe('the DAX write path: file.write and file.read', () => {
+  test('a write is durable on return, with no mapping, no fault and no dirty entry', () => {
+    const f = shadowFile();
+    const path = f.path;
+    expect(f.write(Buffer.from('durable'), PAGE + 10)).toBe(7);
+    expect(f.dirtyRanges()).toEqual([]);
+    expect(f.stats()).toMatchObject({ writeFaults: 0, syncs: 0 });
+    expect(Buffer.from(read(`${path}.media`).subarray(PAGE + 10, PAGE + 17)).toString()).toBe('durable');
+    const [none] = f.crashStates({ k: 0, includeAll: false });
+    expect(Buffer.from(none.image.subarray(PAGE + 10, PAGE + 17)).toString()).toBe('durable');
+    const back = Buffer.alloc(7);
+    expect(f.read(back, PAGE + 10)).toBe(7);
+    expect(back.toString()).toBe('durable');
+    expect(Buffer.from(f.map().view(PAGE + 10, 7)).toString()).toBe('durable');  // mappings see it
+    f.close();
+  });
+
+  test('stores made through a mapping stay undurable beside a write to the same entry', () => {
+    const f = shadowFile();
+    const m = f.map();
+    m.bytes[0] = 1;                                   // a store: dirty, in the cache
+    f.write(new Uint8Array([2, 2]), 100);             // a write to the same page: durable
+    const [none] = f.crashStates({ k: 0, includeAll: false });
+    expect([none.image[0], none.image[100], none.image[101]]).toEqual([0, 2, 2]);
+    expect(f.dirtyRanges()).toEqual([{ offset: 0, length: PAGE }]);
+    f.sync();
+    expect(read(`${f.path}.media`)[0]).toBe(1);
+    f.close();
+  });
+
+  test('read stops at the end of the file; the timing model charges a write', () => {
+    const f = shadowFile({ timing: { lineNs: 1000, fenceNs: 500 } });
+    f.write(Buffer.alloc(128, 3), 64);                // 2 lines + a fence
+    expect(f.stats().persistence.delayNs).toBeGreaterThanOrEqual(2500);
+    const tail = Buffer.alloc(100);
+    expect(f.read(tail, f.size - 10)).toBe(10);
+    expect(f.read(tail, f.size)).toBe(0);
+    f.close();
+  });
+
+  test('bad writes: past the end, bad data, a read-only file; nothing changes', () => {
+    const f = shadowFile();
+    expect(() => f.write(Buffer.alloc(10), f.size - 5)).toThrow(RangeError);
+    expect(() => f.write('text' as unknown as Uint8Array, 0)).toThrow(TypeError);
+    expect(() => f.write(Buffer.alloc(1), -1)).toThrow(RangeError);
+    expect(read(f.path).every((b) => b === 0)).toBe(true);
+    f.close();
+    expect(() => f.write(Buffer.alloc(1), 0)).toThrow(expect.objectContaining({ code: 'EBADF', syscall: 'pwrite' }));
+    const ro = udax.open(f.path, { readOnly: true });
+    expect(() => ro.write(Buffer.alloc(1), 0)).toThrow(expect.objectContaining({ code: 'EBADF', syscall: 'pwrite' }));
+    ro.close();
   });
 });

@@ -61,7 +61,8 @@ export function renderChart(result: BenchResult): string {
     y += 34;
   }
   const m = result.machine;
-  const targets = result.targets.map((t) => `${!t.applies ? 'n/a' : t.met === undefined ? '–' : t.met ? '✓' : '✗'} ${t.name}`).join('   ');
+  const mark = { met: '✓', missed: '✗', inconclusive: '?', 'n/a': 'n/a', 'not measured': '–' } as const;
+  const targets = result.targets.map((t) => `${mark[t.verdict]} ${t.name}`).join('   ');
   y += 4;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y + 20}" viewBox="0 0 ${width} ${y + 20}" font-family="system-ui, sans-serif">
 <style>.h{font-size:15px;font-weight:600}.s{font-size:11px;fill:#555}.l{font-size:12px;fill:#333}.u{font-size:12px;font-weight:700;fill:#d9480f}.v{font-size:11px;fill:#222}.a{font-size:10px;fill:#888}.w{stroke:#000;stroke-width:1}.g{stroke:#ddd;stroke-width:1}</style>

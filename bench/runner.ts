@@ -241,6 +241,6 @@ export async function runBench(o: BenchOptions, progressStream?: NodeJS.WriteStr
     },
     options: { ...o, file: paths.main },
     workloads,
-    targets: evaluateTargets(workloads, o),
+    targets: evaluateTargets(workloads, o, (w, v) => results.get(`${w}/${v}`)?.map((t) => t.samples)),
   };
 }

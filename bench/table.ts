@@ -36,9 +36,11 @@ export function formatTable(result: BenchResult): string {
   if (notes.length) lines.push('', ...notes);
   lines.push('', 'targets (same run):');
   for (const t of result.targets) {
-    const value = t.measured === undefined ? 'not measured' : t.kind === 'ratio' ? formatRatio(t.measured) : formatNs(t.measured);
-    const verdict = !t.applies ? 'n/a' : t.met === undefined ? '-' : t.met ? 'met' : 'MISSED';
-    lines.push(`  ${verdict.padEnd(6)} ${t.goal}: ${value}${t.note ? ` (${t.note})` : ''}`);
+    const format = (x: number) => (t.kind === 'ratio' ? formatRatio(x) : formatNs(x));
+    const value = t.measured === undefined ? 'not measured' : format(t.measured);
+    const interval = t.interval ? ` [95% CI ${format(t.interval[0])}–${format(t.interval[1])}]` : '';
+    const verdict = t.verdict === 'missed' ? 'MISSED' : t.verdict === 'not measured' ? '-' : t.verdict;
+    lines.push(`  ${verdict.padEnd(12)} ${t.goal}: ${value}${interval}${t.note ? ` (${t.note})` : ''}`);
   }
   return lines.join('\n') + '\n';
 }

@@ -1,8 +1,20 @@
 // The performance targets of issue #5, checked against the baselines of the
 // same run. They are reported, never asserted: benchmarks are not tests.
+//
+// A target's verdict comes from a 95% confidence interval (a bootstrap over
+// the trials and their samples, bench/stats.ts), not from one median:
+// met when the whole interval is within the limit, missed when all of it
+// is beyond, inconclusive when it straddles the limit.
+import { mulberry32 } from '../src/testing.js';
 import type { BenchOptions, WorkloadResult } from './runner.js';
+import { medianInterval, ratioInterval, type TrialSamples } from './stats.js';
 import { formatBytes } from './units.js';
 import type { VariantName } from './variants.js';
+
+export type Verdict = 'met' | 'missed' | 'inconclusive' | 'n/a' | 'not measured';
+
+/** The samples of a row, per trial (undefined when the row did not run). */
+export type SamplesOf = (workload: string, variant: VariantName) => TrialSamples | undefined;
 
 export interface TargetResult {
   name: string;
@@ -16,6 +28,9 @@ export interface TargetResult {
    * (then met is undefined and the table says n/a). */
   applies: boolean;
   met?: boolean;
+  /** 95% confidence interval of measured. */
+  interval?: [number, number];
+  verdict: Verdict;
   note?: string;
 }
 
@@ -25,23 +40,40 @@ function median(ws: WorkloadResult[], workload: string, variant: VariantName): n
   return ws.find((w) => w.name === workload)?.rows.find((r) => r.variant === variant)?.medianNs;
 }
 
-function ratioTarget(ws: WorkloadResult[], name: string, workload: string, baseline: VariantName, limit: number, goal: string): TargetResult {
+/** The verdict of an interval against a limit (lower is better). */
+function judge(interval: [number, number] | undefined, measured: number | undefined, limit: number): Pick<TargetResult, 'met' | 'verdict'> {
+  if (measured === undefined) return { met: undefined, verdict: 'not measured' };
+  if (!interval) return { met: measured <= limit, verdict: measured <= limit ? 'met' : 'missed' };
+  if (interval[1] <= limit) return { met: true, verdict: 'met' };
+  if (interval[0] > limit) return { met: false, verdict: 'missed' };
+  return { met: undefined, verdict: 'inconclusive' };
+}
+
+function ratioTarget(ws: WorkloadResult[], samplesOf: SamplesOf, random: () => number, name: string, workload: string,
+  baseline: VariantName, limit: number, goal: string): TargetResult {
   const u = median(ws, workload, 'udax');
   const b = median(ws, workload, baseline);
   const measured = u !== undefined && b !== undefined ? u / b : undefined;
-  return { name, goal, measured, limit, kind: 'ratio', applies: true, met: measured === undefined ? undefined : measured <= limit };
+  const su = samplesOf(workload, 'udax');
+  const sb = samplesOf(workload, baseline);
+  const interval = measured !== undefined && su && sb ? ratioInterval(su, sb, random) : undefined;
+  return { name, goal, measured, limit, kind: 'ratio', applies: true, interval, ...judge(interval, measured, limit) };
 }
 
-export function evaluateTargets(ws: WorkloadResult[], o: Pick<BenchOptions, 'hugeSize' | 'threads' | 'entrySize'>): TargetResult[] {
+export function evaluateTargets(ws: WorkloadResult[], o: Pick<BenchOptions, 'hugeSize' | 'threads' | 'entrySize'>,
+  samplesOf: SamplesOf = () => undefined): TargetResult[] {
+  const random = mulberry32(0x5eed);
   const targets = [
-    ratioTarget(ws, 'fault', 'fault', 'bare', 1.3, 'tracked write fault ≤ 1.3× bare SIGSEGV + mprotect'),
-    ratioTarget(ws, 'sync-dense', 'sync-dense', 'raw', 1.5, 'sync of contiguous dirty pages ≤ 1.5× flushing them untracked'),
-    ratioTarget(ws, 'sync-sparse', 'sync-sparse', 'bare', 1.5, 'sync of scattered dirty pages ≤ 1.5× mprotect + flush per page'),
+    ratioTarget(ws, samplesOf, random, 'fault', 'fault', 'bare', 1.3, 'tracked write fault ≤ 1.3× bare SIGSEGV + mprotect'),
+    ratioTarget(ws, samplesOf, random, 'sync-dense', 'sync-dense', 'raw', 1.5, 'sync of contiguous dirty pages ≤ 1.5× flushing them untracked'),
+    ratioTarget(ws, samplesOf, random, 'sync-sparse', 'sync-sparse', 'bare', 1.5, 'sync of scattered dirty pages ≤ 1.5× mprotect + flush per page'),
   ];
   const huge = median(ws, 'sync-clean-huge', 'udax');
+  const hugeSamples = samplesOf('sync-clean-huge', 'udax');
+  const hugeInterval = huge !== undefined && hugeSamples ? medianInterval(hugeSamples, random) : undefined;
   targets.push({
     name: 'sync-clean-huge', goal: 'sync of a 16 GiB sparse file with 100 dirty pages < 2 ms',
-    measured: huge, limit: 2e6, kind: 'time', applies: true, met: huge === undefined ? undefined : huge < 2e6,
+    measured: huge, limit: 2e6, kind: 'time', applies: true, interval: hugeInterval, ...judge(hugeInterval, huge, 2e6),
   });
   // Targets are set for 1 thread, 4 KiB entries (and a 16 GiB huge file):
   // under other settings they are n/a, not met or missed.
@@ -51,6 +83,7 @@ export function evaluateTargets(ws: WorkloadResult[], o: Pick<BenchOptions, 'hug
     if (differs.length + file.length === 0) continue;
     t.applies = false;
     t.met = undefined;
+    t.verdict = 'n/a';
     t.note = `set for 1 thread, 4 KiB entries${t.name === 'sync-clean-huge' ? ', a 16 GiB file' : ''}; this run: ${[...differs, ...file].join(', ')}`;
   }
   return targets;

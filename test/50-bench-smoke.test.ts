@@ -23,7 +23,7 @@ interface Result {
   tool: string;
   options: { file: string };
   workloads: { name: string; op: string; rows: Row[]; skipped: { variant: string; reason: string }[] }[];
-  targets: { name: string; limit: number; applies: boolean; met?: boolean }[];
+  targets: { name: string; limit: number; applies: boolean; met?: boolean; verdict: string; interval?: [number, number] }[];
 }
 
 function checkResult(r: Result, workloads: string[], threads: number) {
@@ -44,6 +44,10 @@ function checkResult(r: Result, workloads: string[], threads: number) {
     for (const s of w.skipped) expect(s.reason.length).toBeGreaterThan(0);
   }
   expect(r.targets.map((t) => t.name)).toEqual(['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge']);
+  for (const t of r.targets) {
+    expect(['met', 'missed', 'inconclusive', 'n/a', 'not measured']).toContain(t.verdict);
+    if (t.interval) expect(t.interval[0]).toBeLessThanOrEqual(t.interval[1]);
+  }
 }
 
 /** Scratch files of the bench process pid (named after it). */
@@ -80,7 +84,7 @@ describe('udax bench (smoke)', () => {
     const result = JSON.parse(readFileSync(json, 'utf8')) as Result;
     checkResult(result, ['fault', 'wal'], 2);
     // the targets are set for one thread: n/a, never MISSED
-    for (const t of result.targets) expect([t.applies, t.met]).toEqual([false, undefined]);
+    for (const t of result.targets) expect([t.applies, t.met, t.verdict]).toEqual([false, undefined, 'n/a']);
     expect(r.stdout).not.toMatch(/MISSED/);
     expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(4);
   }, 60_000);
@@ -138,5 +142,20 @@ describe('udax bench (smoke)', () => {
       expect(r.status).toBe(0);
       expect(r.stdout).toBe(`${version}\n`);
     }
+  });
+});
+
+describe('target verdicts come from a bootstrap interval', () => {
+  it('an interval straddles 1 for the same distribution, and excludes it for one twice as slow', async () => {
+    const { ratioInterval } = await import('../dist/bench/stats.js');
+    const { mulberry32 } = await import('udax/testing');
+    const noise = mulberry32(7);
+    const trials = (scale: number) => [0, 1, 2].map(() => Array.from({ length: 300 }, () => scale * (100 + 20 * noise())));
+    const same = ratioInterval(trials(1), trials(1), mulberry32(1))!;
+    expect(same[0]).toBeLessThan(1);
+    expect(same[1]).toBeGreaterThan(1);
+    const slower = ratioInterval(trials(2), trials(1), mulberry32(1))!;
+    expect(slower[0]).toBeGreaterThan(1.8);
+    expect(slower[1]).toBeLessThan(2.2);
   });
 });

@@ -16,7 +16,7 @@ function udax(...args: string[]) {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
 }
 
-const WORKLOADS = ['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge', 'wal', 'btree'];
+const WORKLOADS = ['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge', 'wal', 'btree', 'sync-random-huge'];
 
 interface Row { variant: string; medianNs: number; minNs: number; maxNs: number; p5Ns: number; p95Ns: number; samples: number; trials: number; udaxRatio?: number }
 interface Result {
@@ -43,7 +43,7 @@ function checkResult(r: Result, workloads: string[], threads: number) {
     }
     for (const s of w.skipped) expect(s.reason.length).toBeGreaterThan(0);
   }
-  expect(r.targets.map((t) => t.name)).toEqual(['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge']);
+  expect(r.targets.map((t) => t.name)).toEqual(['fault', 'sync-dense', 'sync-sparse', 'sync-random-huge', 'sync-clean-huge']);
   for (const t of r.targets) {
     expect(['met', 'missed', 'inconclusive', 'n/a', 'not measured']).toContain(t.verdict);
     if (t.interval) expect(t.interval[0]).toBeLessThanOrEqual(t.interval[1]);
@@ -86,7 +86,7 @@ describe('udax bench (smoke)', () => {
     // the targets are set for one thread: n/a, never MISSED
     for (const t of result.targets) expect([t.applies, t.met, t.verdict]).toEqual([false, undefined, 'n/a']);
     expect(r.stdout).not.toMatch(/MISSED/);
-    expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(4);
+    expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(5);
   }, 60_000);
 
   it('rejects bad arguments with a message and exit code 2', () => {

@@ -42,9 +42,22 @@ interface WorkerInput {
   shared: SharedVariant;
   part: Partition;
   thread: number;
+  /** For the companion thread: the stop flag the writers' end sets. */
+  stop?: SharedArrayBuffer;
 }
 
-async function runThreads(spec: TrialSpec, shared: SharedVariant, parts: Partition[]): Promise<number[]> {
+/** The writers, each on its part, and the workload's companion thread, if
+ * any, on the whole file until the writers are done. */
+async function runThreads(spec: TrialSpec, shared: SharedVariant, parts: Partition[]): Promise<{ samples: number[]; companion?: Record<string, number> }> {
+  const workload = workloadByName(spec.workload)!;
+  const stop = new SharedArrayBuffer(4);
+  const companion = workload.companion
+    ? new Worker(new URL(import.meta.url), { workerData: { spec, shared, part: { offset: 0, length: spec.size }, thread: parts.length, stop } satisfies WorkerInput })
+    : undefined;
+  const companionDone = companion && new Promise<Record<string, number>>((resolve, reject) => {
+    companion.on('message', (m: unknown) => { if (m !== 'ready') resolve(m as Record<string, number>); });
+    companion.once('error', reject);
+  });
   const workers = parts.map((part, thread) => new Worker(new URL(import.meta.url), { workerData: { spec, shared, part, thread } satisfies WorkerInput }));
   const ready = workers.map((w) => new Promise<void>((resolve, reject) => {
     w.once('message', () => resolve());
@@ -55,10 +68,13 @@ async function runThreads(spec: TrialSpec, shared: SharedVariant, parts: Partiti
     w.once('message', (samples: number[]) => resolve(samples));
     w.once('error', reject);
   }));
+  companion?.postMessage('go');
   for (const w of workers) w.postMessage('go');  // start together
   const all = await Promise.all(done);
-  await Promise.all(workers.map((w) => w.terminate()));
-  return all.flat();
+  Atomics.store(new Int32Array(stop), 0, 1);
+  const measured = await companionDone;
+  await Promise.all([...workers, ...(companion ? [companion] : [])].map((w) => w.terminate()));
+  return { samples: all.flat(), companion: measured };
 }
 
 async function main(spec: TrialSpec): Promise<TrialResult> {
@@ -67,11 +83,13 @@ async function main(spec: TrialSpec): Promise<TrialResult> {
   rmSync(spec.path, { force: true });
   const owner = createOwner({ variant: spec.variant, path: spec.path, size: spec.size, entrySize: spec.entrySize });
   try {
-    const parts = partitions(spec.size, spec.threads);
+    const threads = workload.threads ?? spec.threads;
+    const parts = partitions(spec.size, threads);
     const before = owner.stats?.();
-    const samples = spec.threads === 1
-      ? workload.run(owner.target(parts[0]), parts[0], context(spec, 0))
+    const run = threads === 1 && !workload.companion
+      ? { samples: workload.run(owner.target(parts[0]), parts[0], context(spec, 0)), companion: undefined }
       : await runThreads(spec, owner.shared, parts);
+    const samples = run.samples;
     const after = owner.stats?.();
     let detail: Record<string, number> | undefined;
     if (before && after) {
@@ -86,6 +104,7 @@ async function main(spec: TrialSpec): Promise<TrialResult> {
         coarsened: after.coarsenedBlocks + after.coarsenedMappings,
       };
     }
+    if (run.companion) detail = { ...detail, ...run.companion };
     return { samples, detail };
   } finally {
     owner.dispose();
@@ -112,8 +131,10 @@ if (isMainThread) {
   const target = attachTarget(input.shared, input.part);
   parentPort!.postMessage('ready');
   parentPort!.once('message', () => {
-    const samples = workload.run(target, input.part, context(input.spec, input.thread));
+    const result = input.stop
+      ? workload.companion!(target, input.part, new Int32Array(input.stop))
+      : workload.run(target, input.part, context(input.spec, input.thread));
     target.close();
-    parentPort!.postMessage(samples);
+    parentPort!.postMessage(result);
   });
 }

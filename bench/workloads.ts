@@ -29,6 +29,11 @@ export interface Workload {
   /** Variants that make no sense here, with the reason shown. */
   skip?: Partial<Record<VariantName, string>>;
   fileSize(o: SizeOptions): number;
+  /** Writer threads this workload always runs (else --threads). */
+  threads?: number;
+  /** A thread that runs beside the writers until they finish (it gets the
+   * whole file); what it measures goes into the row's detail. */
+  companion?: (t: Target, all: Partition, stop: Int32Array) => Record<string, number>;
   /** Returns one sample (ns per operation) per measured round. */
   run(t: Target, part: Partition, ctx: RunContext): number[];
 }
@@ -89,6 +94,8 @@ const WAL_RECORDS_PER_COMMIT = 64;
 const WAL_LOG_MAX = 8 * 2 ** 20;
 const BTREE_UPDATES_PER_SYNC = 16;
 const RANDOM_STORES = 200_000;
+const THREADED_BATCH = 4096;
+const THREADED_SYNC_EVERY_NS = 1e6;
 
 export const WORKLOADS: readonly Workload[] = [
   {
@@ -229,6 +236,45 @@ export const WORKLOADS: readonly Workload[] = [
         t.sync(part.offset, part.length, pages);
         return [now() - t0, 1];
       });
+    },
+  },
+  {
+    name: 'threaded',
+    summary: '2 writer threads store to random pages while a third thread syncs the whole file every millisecond',
+    op: 'store',
+    variants: ['udax', 'flush-all', 'msync-tmpfs'],
+    skip: {
+      raw: 'the syncing thread cannot know which pages the writers dirtied',
+      bare: 'the syncing thread cannot know which pages the writers dirtied',
+      'msync-disk': 'a disk msync every millisecond measures the disk',
+      'mmap-io': 'the same kernel msync as msync-tmpfs',
+    },
+    fileSize: (o) => o.size,
+    threads: 2,
+    run(t, part, ctx) {
+      const rand = random(ctx.seed);
+      const words = Math.floor(part.length / 8);
+      const bytes = t.view(part.offset, words * 8);
+      const view = new Float64Array(bytes.buffer, bytes.byteOffset, words);
+      return measure(ctx, (i) => {
+        const t0 = now();
+        for (let k = 0; k < THREADED_BATCH; k++) view[Math.floor(rand() * words)] = i;
+        return [now() - t0, THREADED_BATCH];
+      });
+    },
+    companion(t, all, stop) {
+      const latencies: number[] = [];
+      let next = now();
+      while (Atomics.load(stop, 0) === 0) {
+        if (now() < next) continue;
+        const t0 = now();
+        t.sync(all.offset, all.length, []);
+        latencies.push(now() - t0);
+        next = t0 + THREADED_SYNC_EVERY_NS;
+      }
+      latencies.sort((a, b) => a - b);
+      const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
+      return { syncerSyncs: latencies.length, syncerMedianNs: q(0.5), syncerP95Ns: q(0.95), syncerMaxNs: latencies[latencies.length - 1] ?? 0 };
     },
   },
 ];

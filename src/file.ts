@@ -415,8 +415,13 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
     st = native.fileOpen(path, access, mode);
   } catch (e) {
     if (!create || (e as { code?: string }).code !== 'ENOENT') throw e;
-    st = native.fileOpen(path, access | fsConstants.O_CREAT | fsConstants.O_EXCL, mode);
-    created = true;
+    try {
+      st = native.fileOpen(path, access | fsConstants.O_CREAT | fsConstants.O_EXCL, mode);
+      created = true;
+    } catch (again) {
+      if ((again as { code?: string }).code !== 'EEXIST') throw again;
+      st = native.fileOpen(path, access, mode);  // another opener created it meanwhile
+    }
   }
   const file = st.id;
   const originalSize = st.size;

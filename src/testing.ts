@@ -8,6 +8,7 @@ import type { Mapping } from './mapping.js';
 import { native } from './native.js';
 import { activeVmaPolicy, applyVmaPolicy, vmaPolicy, type VmaPolicy } from './vma.js';
 import { tagForWriteback as tag } from './writeback.js';
+import { trackerNamed } from './tracker.js';
 import * as check from './validate.js';
 
 export type { VmaPolicy } from './vma.js';
@@ -68,7 +69,9 @@ export function mapUntracked(file: DaxFile): Mapping {
  * (the benchmark's bare SIGSEGV + mprotect baseline). */
 export function mapBare(file: DaxFile): Mapping {
   file.assertOpen('mmap');
-  const m = file.mapRange(0, file.size, false, true);
+  const sigsegv = trackerNamed('sigsegv');  // whichever tracker the file runs
+  sigsegv.ensureInstalled();
+  const m = file.mapRange(0, file.size, false, true, sigsegv);
   setWriteFault(m, 'bare');
   return m;
 }
@@ -99,3 +102,31 @@ export function fence(): void {
 export function tagForWriteback(file: DaxFile, first: number, last: number): number[] {
   return tag(file.table, first, last);
 }
+
+/** The async tracker's harvest alone (what every writeback runs first):
+ * DIRTY each entry with a page written since the last harvest; returns the
+ * written pages found (0 for a sigsegv file: nothing to harvest). */
+export function harvest(file: DaxFile): number {
+  file.assertOpen('ioctl');
+  return file.tracker === 'async' ? native.harvest(file.table.id) : 0;
+}
+
+/** madvise part of a mapping: 'pageout' or 'dontneed' zap its pages, as the
+ * kernel's reclaim does. */
+export function madvise(mapping: Mapping, offset: number, length: number, advice: 'pageout' | 'dontneed'): void {
+  native.testingMadvise(mapping.region, offset, length, advice);
+}
+
+/** Make userfaultfd() fail with EPERM in this process from now on (a
+ * seccomp filter, as Docker's profile: irreversible — child processes only). */
+export function refuseUserfaultfd(): void {
+  native.testingRefuseUserfaultfd();
+}
+
+/** The bare userfaultfd WP_ASYNC write fault, ns per page, measured on a
+ * memfd with no udax in the way (the benchmark's floor for async). */
+export function asyncFaultNs(pages: number): number {
+  return native.testingAsyncFault(check.integer('pages', pages, 1));
+}
+
+export { asyncTrackerAvailability } from './tracker.js';

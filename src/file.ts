@@ -231,7 +231,7 @@ export class DaxFile {
     this.faultTracker.check(this.path);
     // The whole file: harvesting a part would leave the rest's written bits
     // for later, correct but no cheaper.
-    this.faultTracker.harvest(this.table);
+    this.harvest();
     const { first, last } = this.table.entryRange(offset, length);
     return writeback(this.table, first, last, this.fallbackRegion, this.#persistence.beginWriteback());
   }
@@ -267,9 +267,17 @@ export class DaxFile {
     return this.table.withLocked(first, last, fn);
   }
 
+  /** @internal DIRTY the entries the tracker recorded as written and not
+   * yet in the table (async: a harvest; sigsegv: nothing to do). Whatever
+   * reports dirt runs it first. */
+  harvest(): void {
+    if (!this.readOnly) this.faultTracker.harvest(this.table);
+  }
+
   /** The dirty parts of the file, as merged [offset, length) ranges. */
   dirtyRanges(): { offset: number; length: number }[] {
     this.assertOpen('msync');
+    this.harvest();
     const ranges: { offset: number; length: number }[] = [];
     const size = this.entrySize;
     this.table.forEachMaybeDirty(0, this.table.count - 1, (i) => {
@@ -285,6 +293,7 @@ export class DaxFile {
 
   stats(): DaxStats {
     this.assertOpen('fstat');
+    this.harvest();  // dirtyEntries counts what the kernel recorded too
     const counters = Object.fromEntries(STAT_NAMES.map((name) => [name, this.table.stat(name)])) as { [K in StatName]: number };
     return { ...counters, dirtyEntries: this.table.dirtyCount(), persistence: this.#persistence.statsSnapshot() };
   }

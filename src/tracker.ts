@@ -124,8 +124,8 @@ export function trackerOption(given: unknown, env: NodeJS.ProcessEnv = process.e
 export function resolveTracker(option: TrackerOption, path?: string): { name: TrackerName; reason: string } {
   if (option === 'sigsegv') return { name: 'sigsegv', reason: 'forced' };
   const a = asyncTrackerAvailability();
-  if (a.available) return { name: 'async', reason: option === 'auto' ? `auto: ${a.reason}` : 'forced' };
-  if (option === 'auto') return { name: 'sigsegv', reason: `auto: async unavailable (${a.reason})` };
+  if (a.available) return { name: 'async', reason: option === 'auto' ? a.reason : 'forced' };
+  if (option === 'auto') return { name: 'sigsegv', reason: `async unavailable (${a.reason})` };
   throw udaxError('ERR_UDAX_TRACKER_UNAVAILABLE', `the async tracker is not available here (${a.reason}):`, { syscall: 'userfaultfd', path });
 }
 

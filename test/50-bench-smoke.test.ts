@@ -43,7 +43,7 @@ function checkResult(r: Result, workloads: string[], threads: number) {
     }
     for (const s of w.skipped) expect(s.reason.length).toBeGreaterThan(0);
   }
-  expect(r.targets.map((t) => t.name)).toEqual(['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge']);
+  expect(r.targets.map((t) => t.name)).toEqual(['fault', 'fault-sigsegv', 'sync-dense', 'sync-sparse', 'sync-sparse-sigsegv', 'sync-clean-huge']);
 }
 
 /** Scratch files of the bench process pid (named after it). */
@@ -126,8 +126,11 @@ describe('udax bench (smoke)', () => {
     expect(typeof info.kernel.maxMapCount).toBe('number');
     expect(info.version).toBe(version);
     expect(info.path.space.free).toBeGreaterThan(0);
+    expect(info.udax.trackers.available.sigsegv.available).toBe(true);
+    expect(['async', 'sigsegv']).toContain(info.udax.trackers.default);
     const text = udax('info', '/dev/shm/udax-not-yet/file').stdout;
     expect(text).toMatch(/vm\.max_map_count/);
+    expect(text).toMatch(/fault tracking: +(async|sigsegv) \(UDAX_TRACKER=/);
     expect(text).toContain(`udax:               ${version}`);
     expect(text).toMatch(/space: +[\d.]+ GiB free of [\d.]+ GiB \(in \/dev\/shm\)/);
   });

@@ -94,7 +94,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'fault',
     summary: 'first store to each page (entry) after a sync: the re-dirty cost',
     op: 'store',
-    variants: ['udax', 'bare', 'raw', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'bare-async', 'bare', 'raw', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     skip: { 'flush-all': 'same stores as raw: nothing is tracked' },
     fileSize: (o) => o.size,
     run(t, part, ctx) {
@@ -119,7 +119,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-dense',
     summary: `sync of ${SYNC_PAGES} contiguous dirty pages out of the whole mapping`,
     op: 'sync',
-    variants: ['udax', 'raw', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'raw', 'bare-async', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const n = Math.max(1, Math.min(SYNC_PAGES, pagesOf(part) >> 1));
@@ -131,7 +131,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-sparse',
     summary: `sync of ${SYNC_PAGES} dirty pages scattered 1 in ${SPARSE_STRIDE} out of the whole mapping`,
     op: 'sync',
-    variants: ['udax', 'bare', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'bare-async', 'bare', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const n = Math.max(1, Math.min(SYNC_PAGES, Math.floor(pagesOf(part) / SPARSE_STRIDE)));
@@ -142,7 +142,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-clean-huge',
     summary: `sync of a huge sparse, mostly clean file with ${HUGE_DIRTY_PAGES} dirty pages`,
     op: 'sync',
-    variants: ['udax', 'raw', 'bare', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'raw', 'bare-async', 'bare', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     skip: { 'flush-all': 'would read in and flush every page of the huge file' },
     fileSize: (o) => o.hugeSize,
     run(t, part, ctx) {
@@ -155,7 +155,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'wal',
     summary: `append ${WAL_RECORD}-byte records to a log, sync every ${WAL_RECORDS_PER_COMMIT} records`,
     op: 'commit',
-    variants: ['udax', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const commitBytes = WAL_RECORD * WAL_RECORDS_PER_COMMIT;
@@ -188,7 +188,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'btree',
     summary: `random 4 KiB page updates, sync every ${BTREE_UPDATES_PER_SYNC} updates`,
     op: `${BTREE_UPDATES_PER_SYNC} updates+sync`,
-    variants: ['udax', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       prefault(t, part.offset, part.length);

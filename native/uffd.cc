@@ -289,7 +289,21 @@ static Napi::Value TestingAsyncFault(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, (double)ns / (double)pages);
 }
 
+// testingUffdWriteProtect(region, offset, length): write-protect part of an
+// async region again, with no harvest and no tags (the bare floor's sync).
+static Napi::Value TestingUffdWriteProtect(const Napi::CallbackInfo &info) {
+  PinnedRegion r(info, 0);
+  size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
+  size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
+  if (!r->async || offset > r->end - r->start || length > r->end - r->start - offset)
+    throw errno_error(info.Env(), EINVAL, "ioctl", r->inode->path);
+  struct uffdio_writeprotect wp = {{r->start + offset, length}, UFFDIO_WRITEPROTECT_MODE_WP};
+  if (ioctl(g_uffd, UFFDIO_WRITEPROTECT, &wp) != 0) throw errno_error(info.Env(), errno, "ioctl", r->inode->path);
+  return info.Env().Undefined();
+}
+
 void init_uffd(Napi::Env env, Napi::Object exports) {
+  exports.Set("testingUffdWriteProtect", Napi::Function::New(env, TestingUffdWriteProtect, "testingUffdWriteProtect"));
   exports.Set("harvest", Napi::Function::New(env, Harvest, "harvest"));
   exports.Set("asyncSelfTest", Napi::Function::New(env, AsyncSelfTest, "asyncSelfTest"));
   exports.Set("testingAsyncFault", Napi::Function::New(env, TestingAsyncFault, "testingAsyncFault"));

@@ -114,6 +114,7 @@ export interface NativeAddon {
   testingMadvise(region: number, offset: number, length: number, advice: string): void;
   testingRefuseUserfaultfd(): void;
   testingAsyncFault(pages: number): number;
+  testingUffdWriteProtect(region: number, offset: number, length: number): void;
 }
 
 const require = createRequire(import.meta.url);

@@ -76,6 +76,20 @@ export function mapBare(file: DaxFile): Mapping {
   return m;
 }
 
+/** A mapping registered with the userfaultfd in WP_ASYNC mode and armed, that
+ * udax never harvests (the benchmark's bare async baseline; the file's own
+ * syncs would). Needs the async tracker available. */
+export function mapBareAsync(file: DaxFile): Mapping {
+  file.assertOpen('mmap');
+  return file.mapRange(0, file.size, false, true, trackerNamed('async'));
+}
+
+/** Write-protect [offset, offset+length) of a mapBareAsync mapping again
+ * (the bare async baseline's sync: no scan, no tags). */
+export function uffdWriteProtect(mapping: Mapping, offset: number, length: number): void {
+  native.testingUffdWriteProtect(mapping.region, offset, length);
+}
+
 /** mprotect entries [first, last] of a mapping read-only (the bare baseline's sync). */
 export function writeProtect(mapping: Mapping, first: number, last: number): void {
   const err = native.regionProtect(mapping.region, first, last, false);

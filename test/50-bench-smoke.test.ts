@@ -82,7 +82,7 @@ describe('udax bench (smoke)', () => {
     // the targets are set for one thread: n/a, never MISSED
     for (const t of result.targets) expect([t.applies, t.met]).toEqual([false, undefined]);
     expect(r.stdout).not.toMatch(/MISSED/);
-    expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(4);
+    expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(6);
   }, 60_000);
 
   it('rejects bad arguments with a message and exit code 2', () => {

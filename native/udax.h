@@ -192,10 +192,10 @@ pid_t udax_gettid();
 // and write-protect all of it (armed). Returns 0 or an errno; *call names the
 // failed call.
 int uffd_arm(uintptr_t start, size_t len, const char **call);
-// Harvest async region r (harvest lock held by the caller): DIRTY every entry
-// with a written page. On a scan error every entry of r is dirtied (nothing
-// lost) and the errno returned.
-int harvest_region(udax_region *r, int32_t self, uint64_t *pages);
+// Harvest file bytes [from, to) of async region r (harvest lock held by the
+// caller): DIRTY every entry with a written page. On a scan error every entry
+// of that part is dirtied (nothing lost) and the errno returned.
+int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages);
 void harvest_lock(udax_inode *t);
 void harvest_unlock(udax_inode *t);
 

@@ -166,10 +166,14 @@ static void on_written(uintptr_t from, uintptr_t to, void *arg) {
   dirty_entries(r, r->file_offset + (from - r->start), r->file_offset + (to - r->start), j->self);
 }
 
-int harvest_region(udax_region *r, int32_t self, uint64_t *pages) {
+int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages) {
+  uint64_t region_to = r->file_offset + (r->end - r->start);
+  if (from < r->file_offset) from = r->file_offset;
+  if (to > region_to) to = region_to;
+  if (from >= to) return 0;
   harvest_job j{r, self, 0};
-  int err = scan_written(r->start, r->end, on_written, &j);
-  if (err) dirty_entries(r, r->file_offset, r->file_offset + (r->end - r->start), self);
+  int err = scan_written(r->start + (from - r->file_offset), r->start + (to - r->file_offset), on_written, &j);
+  if (err) dirty_entries(r, from, to, self);
   *pages += j.pages;
   return err;
 }
@@ -180,14 +184,20 @@ static inline int64_t now_ns() {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-// harvest(inodeId) -> written pages found: under the file's harvest lock,
-// scan every live async mapping of the file and DIRTY (lock -> DIRTY ->
-// unlock, as entry_set_dirty counts) each entry holding a written page. Every
-// writeback runs it before it tags (trap 6). Caller may hold entry locks
+// harvest(inodeId, firstEntry, lastEntry) -> written pages found: under the
+// file's harvest lock, scan those entries in every live async mapping of the
+// file and DIRTY (lock -> DIRTY -> unlock, as entry_set_dirty counts) each
+// entry holding a written page. Every writeback runs it over its range before
+// it tags (trap 6); pages outside keep their written bit for a later harvest.
+// Caller may hold entry locks
 // (withEntriesLocked): those entries are dirtied without waiting. Throws
 // the scan's errno after dirtying the whole mapping it failed on.
 static Napi::Value Harvest(const Napi::CallbackInfo &info) {
   InodeArg t(info, 0, "ioctl");
+  uint32_t first = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t last = info[2].As<Napi::Number>().Uint32Value();
+  if (first > last || last >= t->n_entries) throw errno_error(info.Env(), EINVAL, "ioctl", t->path);
+  uint64_t from = (uint64_t)first << t->entry_shift, to = ((uint64_t)last + 1) << t->entry_shift;
   int64_t t0 = now_ns();
   int32_t self = entry_owner_tag();
   uint64_t pages = 0;
@@ -198,7 +208,7 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
     udax_region *r = &g_regions[i];
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->async || r->inode != t.get()) continue;
     if (!region_pin(r)) continue;
-    if (r->inode == t.get() && r->async) err = harvest_region(r, self, &pages);
+    if (r->inode == t.get() && r->async) err = harvest_region(r, from, to, self, &pages);
     region_unpin(r);
   }
   harvest_unlock(t.get());

@@ -229,10 +229,8 @@ export class DaxFile {
   #writeback(offset: number, length: number): SyncResult {
     if (this.readOnly) return { entries: 0, bytes: 0 };
     this.faultTracker.check(this.path);
-    // The whole file: harvesting a part would leave the rest's written bits
-    // for later, correct but no cheaper.
-    this.harvest();
     const { first, last } = this.table.entryRange(offset, length);
+    this.harvest(first, last);  // the range only: the rest keeps its written bits
     return writeback(this.table, first, last, this.fallbackRegion, this.#persistence.beginWriteback());
   }
 
@@ -270,8 +268,8 @@ export class DaxFile {
   /** @internal DIRTY the entries the tracker recorded as written and not
    * yet in the table (async: a harvest; sigsegv: nothing to do). Whatever
    * reports dirt runs it first. */
-  harvest(): void {
-    if (!this.readOnly) this.faultTracker.harvest(this.table);
+  harvest(first = 0, last = this.table.count - 1): void {
+    if (!this.readOnly) this.faultTracker.harvest(this.table, first, last);
   }
 
   /** The dirty parts of the file, as merged [offset, length) ranges. */

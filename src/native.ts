@@ -107,7 +107,7 @@ export interface NativeAddon {
   installFaultHandler(): boolean;
   faultHandlerIsOurs(): boolean;
   // native/uffd.cc
-  harvest(inode: number): number;
+  harvest(inode: number, firstEntry: number, lastEntry: number): number;
   asyncSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
   // native/testing.cc, native/uffd.cc (udax/testing only)
   testingSetWriteFault(region: number, kind: string, delayNs: number): void;

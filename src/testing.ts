@@ -122,7 +122,7 @@ export function tagForWriteback(file: DaxFile, first: number, last: number): num
  * written pages found (0 for a sigsegv file: nothing to harvest). */
 export function harvest(file: DaxFile): number {
   file.assertOpen('ioctl');
-  return file.tracker === 'async' ? native.harvest(file.table.id) : 0;
+  return file.tracker === 'async' ? native.harvest(file.table.id, 0, file.table.count - 1) : 0;
 }
 
 /** madvise part of a mapping: 'pageout' or 'dontneed' zap its pages, as the

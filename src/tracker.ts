@@ -28,8 +28,9 @@ export interface FaultTracker {
   check(path: string): void;
   /** True when the tracker's own resources (VMAs) call for early writeback. */
   wantsEarlyWriteback(): boolean;
-  /** Before writeback tags: turn what the kernel recorded into DIRTY entries. */
-  harvest(table: EntryTable): void;
+  /** Before writeback tags: turn what the kernel recorded as written in
+   * entries [first, last] into DIRTY entries. */
+  harvest(table: EntryTable, first: number, last: number): void;
 }
 
 class SigsegvTracker implements FaultTracker {
@@ -73,8 +74,8 @@ class AsyncTracker implements FaultTracker {
 
   check(): void {}
 
-  harvest(table: EntryTable): void {
-    native.harvest(table.id);
+  harvest(table: EntryTable, first: number, last: number): void {
+    native.harvest(table.id, first, last);
   }
 }
 

@@ -2,7 +2,9 @@
 // (/work/shared/TRACKERS.md §2): holes, read-only pages, zapped pages, PMD
 // entries, system calls, unmap with unflushed stores, no fault hook, and the
 // fallback when userfaultfd is refused.
-import { openSync, closeSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
 import { open, PMD_SIZE } from 'udax';
@@ -73,6 +75,18 @@ describe.skipIf(notAsync)('the async tracker (async runs only)', () => {
     f.close();
   });
 
+  test('a range sync harvests only its range; written pages outside it wait for a later harvest', () => {
+    const f = open(scratchPath('range'), { create: true, size: 16 * PAGE });
+    const m = f.map();
+    m.bytes[PAGE] = 1;
+    m.bytes[10 * PAGE] = 1;
+    expect(f.sync(0, 2 * PAGE)).toEqual({ entries: 1, bytes: PAGE });
+    expect(f.stats().pagesHarvested).toBe(2);  // stats() harvests the rest
+    expect(f.dirtyRanges()).toEqual([{ offset: 10 * PAGE, length: PAGE }]);
+    expect(f.sync()).toEqual({ entries: 1, bytes: PAGE });
+    f.close();
+  });
+
   test('a written page the kernel zaps (MADV_PAGEOUT, MADV_DONTNEED) is still reported: armed, not populated', () => {
     const f = open(scratchPath('zap'), { create: true, size: 16 * PAGE });
     const m = f.map();
@@ -99,6 +113,26 @@ describe.skipIf(notAsync)('the async tracker (async runs only)', () => {
     m.bytes[2 * PMD_SIZE - 1] = 2;
     expect(f.sync()).toEqual({ entries: 1, bytes: PMD_SIZE });
     f.close();
+  });
+
+  test('an ext4 file (large folios in the page cache): a partial-range sync loses no written page', () => {
+    const path = join(tmpdir(), `udax-test-${process.pid}-ext4`);
+    writeFileSync(path, Buffer.alloc(8 << 20, 1));  // written through the page cache: large folios
+    try {
+      const f = open(path);
+      const m = f.map();
+      const pages = Array.from({ length: 32 }, (_, k) => k * 64 + 3);
+      for (const p of pages) m.bytes[p * PAGE] = 7;
+      expect(f.sync(0, 4 << 20).entries).toBe(16);
+      expect(f.dirtyRanges()).toEqual(pages.slice(16).map((p) => ({ offset: p * PAGE, length: PAGE })));
+      expect(f.sync().entries).toBe(16);
+      expect(harvest(f)).toBe(0);
+      f.close();
+      const data = readFileSync(path);
+      expect(pages.every((p) => data[p * PAGE] === 7)).toBe(true);
+    } finally {
+      rmSync(path, { force: true });
+    }
   });
 
   test('fs.readSync into a mapping just works (no EFAULT, no prepareWrite), and sync writes it back', () => {

@@ -143,7 +143,7 @@ describe('stress: writers and syncers on many threads', () => {
         if (ref.address !== mappings[0].address) mappings.push(ref);
         threads.push(w);
       }
-      const syncer = new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'syncer', id: 99, seed: 99 } });
+      const syncer = new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'syncer', id: 99, seed: 99, mediaPath: `${path}.media` } });
       await nextMessage(syncer);
       threads.push(syncer);
       const finished = threads.map((w) => nextMessage(w, (x: any) => x?.done));
@@ -192,8 +192,11 @@ describe('stress: writers and syncers on many threads', () => {
       const s = f.stats();
       console.log(`stress ${TRACKER} ${entrySize === PAGE ? 'PTE' : 'PMD'}: ${s.writeFaults} faults, ${s.pagesHarvested} harvested, ${s.syncs} syncs (${mainSyncs} main, ` +
         `${reports.find((r) => r.syncs !== undefined).syncs} worker), ${checks} checked points over ${checkedPages} writable pages, ` +
-        `${reports.reduce((n, r) => n + (r.stores ?? 0), 0)} stores, ${stored} page slots, ${lost} lost`);
+        `${reports.reduce((n, r) => n + (r.stores ?? 0), 0)} stores, ${stored} page slots, ${lost} lost, ` +
+        `${reports.find((r) => r.syncs !== undefined).late} not durable when a sync returned`);
       expect(lost).toBe(0);
+      // and each of the syncer's syncs made what was stored before it durable
+      expect(reports.find((r) => r.syncs !== undefined).late).toBe(0);
       expect(writesSeen(f)).toBeGreaterThan(targetFaults / 10);
       f.close();
     }, (seconds + 60) * 1000);

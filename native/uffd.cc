@@ -147,6 +147,10 @@ void harvest_unlock(udax_inode *t) {
 
 // ---- harvest ------------------------------------------------------------------
 
+// udax/testing only: a sleep between "the scan consumed the written bit"
+// and "the entry is DIRTY", so a test can run a second sync inside it.
+static std::atomic<int64_t> g_harvest_delay_ns{0};
+
 struct harvest_job {
   udax_region *r;
   int32_t self;
@@ -163,6 +167,9 @@ static void on_written(uintptr_t from, uintptr_t to, void *arg) {
   harvest_job *j = (harvest_job *)arg;
   udax_region *r = j->r;
   j->pages += (to - from) / 4096;
+  int64_t ns = g_harvest_delay_ns.load(std::memory_order_relaxed);
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (ns > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
   dirty_entries(r, r->file_offset + (from - r->start), r->file_offset + (to - r->start), j->self);
 }
 
@@ -312,7 +319,15 @@ static Napi::Value TestingUffdWriteProtect(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// testingSetHarvestDelay(ns): sleep ns in every harvest between scanning a
+// run of written pages and dirtying its entries (0: none).
+static Napi::Value TestingSetHarvestDelay(const Napi::CallbackInfo &info) {
+  g_harvest_delay_ns.store(info[0].As<Napi::Number>().Int64Value());
+  return info.Env().Undefined();
+}
+
 void init_uffd(Napi::Env env, Napi::Object exports) {
+  exports.Set("testingSetHarvestDelay", Napi::Function::New(env, TestingSetHarvestDelay, "testingSetHarvestDelay"));
   exports.Set("testingUffdWriteProtect", Napi::Function::New(env, TestingUffdWriteProtect, "testingUffdWriteProtect"));
   exports.Set("harvest", Napi::Function::New(env, Harvest, "harvest"));
   exports.Set("asyncSelfTest", Napi::Function::New(env, AsyncSelfTest, "asyncSelfTest"));

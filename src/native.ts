@@ -115,6 +115,7 @@ export interface NativeAddon {
   testingRefuseUserfaultfd(): void;
   testingAsyncFault(pages: number): number;
   testingUffdWriteProtect(region: number, offset: number, length: number): void;
+  testingSetHarvestDelay(ns: number): void;
 }
 
 const require = createRequire(import.meta.url);

@@ -125,6 +125,13 @@ export function harvest(file: DaxFile): number {
   return file.tracker === 'async' ? native.harvest(file.table.id, 0, file.table.count - 1) : 0;
 }
 
+/** Sleep delayNs in every harvest between the scan (which consumed the
+ * written bits) and dirtying the entries: the window the harvest lock
+ * closes (0 restores no delay). Process-wide. */
+export function setHarvestDelay(delayNs: number): void {
+  native.testingSetHarvestDelay(check.integer('delayNs', delayNs, 0));
+}
+
 /** madvise part of a mapping: 'pageout' or 'dontneed' zap its pages, as the
  * kernel's reclaim does. */
 export function madvise(mapping: Mapping, offset: number, length: number, advice: 'pageout' | 'dontneed'): void {

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
 import { open, PMD_SIZE } from 'udax';
-import { harvest, madvise } from 'udax/testing';
-import { daxError, distIndex, notAsync, removeScratch, runChild, scratchPath, TRACKER } from './helpers.js';
+import { harvest, madvise, setHarvestDelay } from 'udax/testing';
+import { daxError, distIndex, nextMessage, notAsync, removeScratch, runChild, scratchPath, sleep, TRACKER } from './helpers.js';
 
 afterAll(removeScratch);
 
@@ -167,6 +167,38 @@ describe.skipIf(notAsync)('the async tracker (async runs only)', () => {
     expect(f.sync()).toEqual({ entries: 1, bytes: PAGE });
     f.withEntriesLocked(0, PAGE, () => { m.bytes[11] = 1; expect(f.dirtyRanges()).toEqual([{ offset: 0, length: PAGE }]); });
     f.close();
+  });
+
+  test('harvest atomicity: a sync that starts while another thread\'s harvest holds scanned, not yet DIRTY pages waits for it and returns with the store durable', async () => {
+    const path = scratchPath('atomic');
+    const f = open(path, { create: true, size: 4 * PAGE, media: 'shadow' });
+    const m = f.map();
+    m.bytes[PAGE] = 42;
+    setHarvestDelay(400e6);
+    try {
+      const w = new Worker(`
+        import { attach } from ${JSON.stringify(distIndex)};
+        import { parentPort, workerData } from 'node:worker_threads';
+        const file = attach(workerData);
+        parentPort.postMessage('syncing');
+        parentPort.postMessage(file.sync());
+      `, { eval: true, workerData: f.handle() });
+      await nextMessage(w, (x) => x === 'syncing');
+      await sleep(100);  // the worker's scan took the written bit; the entry is not DIRTY yet
+      const t0 = performance.now();
+      f.sync();          // without the harvest lock: finds nothing and returns at once
+      const waited = performance.now() - t0;
+      const durable = readFileSync(`${path}.media`)[PAGE];
+      const theirs = await nextMessage(w, (x) => typeof x === 'object');
+      await w.terminate();
+      expect(durable).toBe(42);
+      expect(waited).toBeGreaterThan(100);
+      expect(f.stats().entriesCleaned).toBe(1);  // flushed once, by one of the two syncs
+      expect(theirs.entries).toBeLessThanOrEqual(1);
+    } finally {
+      setHarvestDelay(0);
+      f.close();
+    }
   });
 
   test('a worker that attaches runs the file\'s tracker', async () => {

@@ -9,8 +9,10 @@ import { formatBytes, formatNs, formatRatio } from './units.js';
 
 const COLORS: Record<VariantName, string> = {
   udax: '#d9480f',
+  'udax-sigsegv': '#f08c00',
   raw: '#495057',
   bare: '#868e96',
+  'bare-async': '#5c940d',
   'flush-all': '#adb5bd',
   'msync-tmpfs': '#1c7ed6',
   'msync-disk': '#74c0fc',

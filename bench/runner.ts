@@ -13,7 +13,7 @@ import { Progress } from './progress.js';
 import { summarize } from './stats.js';
 import { evaluateTargets, type TargetResult } from './targets.js';
 import type { TrialResult, TrialSpec } from './trial.js';
-import { mmapIoProblem, VARIANT_INFO, type VariantName } from './variants.js';
+import { mmapIoProblem, VARIANT_INFO, variantProblem, type VariantName } from './variants.js';
 import { WORKLOADS, type Workload } from './workloads.js';
 
 const MMAP_IO_LIMIT = 2 ** 31 - 1;
@@ -107,6 +107,7 @@ function plan(o: BenchOptions, paths: ScratchPaths): Plan[] {
       const why = workload.skip?.[v]
         ?? (!workload.variants.includes(v) ? 'not part of this workload' : undefined)
         ?? (v === 'mmap-io' ? mmapIo : undefined)
+        ?? variantProblem(v)
         ?? (v === 'mmap-io' && workload.fileSize(o) > MMAP_IO_LIMIT
           ? '@riaskov/mmap-io passes size and offset as 32-bit ints: it cannot map a file past 2 GiB' : undefined)
         ?? ((v === 'msync-tmpfs' || v === 'mmap-io') && !paths.tmpfs ? 'no tmpfs directory (/dev/shm) here' : undefined)

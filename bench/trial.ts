@@ -102,6 +102,8 @@ async function main(spec: TrialSpec): Promise<TrialResult> {
         entriesPerSync: syncs ? (after.entriesCleaned - before.entriesCleaned) / syncs : 0,
         syncNsPerSync: syncs ? (after.syncTimeNs - before.syncTimeNs) / syncs : 0,
         coarsened: after.coarsenedBlocks + after.coarsenedMappings,
+        pagesHarvested: after.pagesHarvested - before.pagesHarvested,
+        harvestNsPerSync: syncs ? (after.harvestTimeNs - before.harvestTimeNs) / syncs : 0,
       };
     }
     if (run.companion) detail = { ...detail, ...run.companion };

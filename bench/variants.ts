@@ -5,16 +5,18 @@
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { attach, open, PAGE_SIZE, type DaxFile, type DaxFileHandle, type DaxStats, type Mapping, type MappingHandle } from '../src/index.js';
-import { fence, flushBytes, mapBare, mapUntracked, msync, WINDOW_STRIDE, writeProtect } from '../src/testing.js';
+import { asyncTrackerAvailability, fence, flushBytes, mapBare, mapBareAsync, mapUntracked, msync, uffdWriteProtect, WINDOW_STRIDE, writeProtect } from '../src/testing.js';
 
-export type VariantName = 'udax' | 'raw' | 'bare' | 'flush-all' | 'msync-tmpfs' | 'msync-disk' | 'mmap-io';
+export type VariantName = 'udax' | 'udax-sigsegv' | 'raw' | 'bare' | 'bare-async' | 'flush-all' | 'msync-tmpfs' | 'msync-disk' | 'mmap-io';
 
-export const VARIANTS: readonly VariantName[] = ['udax', 'raw', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'];
+export const VARIANTS: readonly VariantName[] = ['udax', 'udax-sigsegv', 'raw', 'bare', 'bare-async', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'];
 
 export const VARIANT_INFO: Record<VariantName, string> = {
-  udax: 'udax: tracked mapping, fault-driven dirty tracking, sync()',
+  udax: 'udax with the default tracker (UDAX_TRACKER, else auto: async where its self-test passes): tracked mapping, sync()',
+  'udax-sigsegv': 'udax with tracker: \'sigsegv\' (SIGSEGV + mprotect fault hook)',
   raw: 'untracked read-write mapping; flush exactly the dirty pages (the floor)',
   bare: 'SIGSEGV + mprotect per first store, mprotect + flush per dirty page, no tags or locks',
+  'bare-async': 'userfaultfd WP_ASYNC write fault per first store, re-write-protect + flush per dirty page, no scan, tags or locks',
   'flush-all': 'untracked mapping; flush the whole mapping on every sync',
   'msync-tmpfs': 'shared mapping + the kernel\'s msync(MS_SYNC), file on tmpfs',
   'msync-disk': 'shared mapping + the kernel\'s msync(MS_SYNC), file on disk',
@@ -38,7 +40,14 @@ export interface Target {
   close(): void;
 }
 
-type RegionVariant = 'raw' | 'bare' | 'flush-all' | 'msync-tmpfs' | 'msync-disk';
+type RegionVariant = 'raw' | 'bare' | 'bare-async' | 'flush-all' | 'msync-tmpfs' | 'msync-disk';
+
+/** Why a variant cannot run in this process, if it cannot. */
+export function variantProblem(v: VariantName): string | undefined {
+  if (v !== 'bare-async') return undefined;
+  const a = asyncTrackerAvailability();
+  return a.available ? undefined : `userfaultfd WP_ASYNC is not available here (${a.reason})`;
+}
 
 /** What the owner posts to worker threads (plain data). */
 export type SharedVariant =
@@ -119,6 +128,14 @@ function regionTarget(variant: RegionVariant, m: Mapping, all: Partition): Targe
         previous = entry;
         writeProtect(m, entry, entry);
         flushRange(entry * entrySize, Math.min(entrySize, m.length - entry * entrySize));
+      }
+      fence();
+    };
+  } else if (variant === 'bare-async') {
+    sync = (_o, _l, pages) => {
+      for (const [first, count] of pageRuns(pages)) {
+        uffdWriteProtect(m, first * PAGE_SIZE, count * PAGE_SIZE);
+        flushRange(first * PAGE_SIZE, count * PAGE_SIZE);
       }
       fence();
     };
@@ -218,8 +235,9 @@ export function createOwner(setup: VariantSetup): Owner {
       dispose: () => targets.forEach((t) => t.close()),
     };
   }
-  const file = open(path, { create: true, size, entrySize: setup.entrySize });
-  if (variant === 'udax') {
+  const tracker = variant === 'udax-sigsegv' || variant === 'bare' ? 'sigsegv' : undefined;
+  const file = open(path, { create: true, size, entrySize: setup.entrySize, tracker });
+  if (variant === 'udax' || variant === 'udax-sigsegv') {
     const mapping = file.map();
     return {
       shared: { kind: 'udax', file: file.handle(), mapping: mapping.handle() },
@@ -228,7 +246,7 @@ export function createOwner(setup: VariantSetup): Owner {
       dispose: () => file.close(),
     };
   }
-  const mapping = variant === 'bare' ? mapBare(file) : mapUntracked(file);
+  const mapping = variant === 'bare' ? mapBare(file) : variant === 'bare-async' ? mapBareAsync(file) : mapUntracked(file);
   return {
     shared: { kind: 'region', variant, file: file.handle(), mapping: mapping.handle() },
     target: (all) => regionTarget(variant, mapping, all),

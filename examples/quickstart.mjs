@@ -2,7 +2,7 @@
 import { open } from 'udax';
 
 const file = open('/dev/shm/udax-quickstart', { create: true, size: 1 << 20 });
-const mapping = file.map();               // shared, write-protected until stored to
+const mapping = file.map();               // shared, write-protected until stored to (file.tracker: 'async' or 'sigsegv')
 
 mapping.bytes.set(Buffer.from('hello, pmem'), 4096);  // one write fault: entry 1 is DIRTY
 console.log(file.dirtyRanges());          // [ { offset: 4096, length: 4096 } ]
@@ -11,7 +11,7 @@ console.log(file.sync());                 // write-protect, clwb, sfence, clear:
 console.log(file.dirtyRanges());          // []
 
 mapping.bytes[4096] = 0x48;               // faults again: re-dirtied after the sync
-const { writeFaults, syncs } = file.stats();
-console.log({ writeFaults, syncs, flush: file.flushInstruction });  // { writeFaults: 2, syncs: 1, flush: 'clwb' }
+const { dirtyEntries, syncs } = file.stats();
+console.log({ dirtyEntries, syncs, flush: file.flushInstruction });  // { dirtyEntries: 1, syncs: 1, flush: 'clwb' }
 
 file.close();

@@ -31,6 +31,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("SUMMARY_SHIFT", UDAX_SUMMARY_SHIFT);
   c.Set("SUMMARY2_SHIFT", UDAX_SUMMARY2_SHIFT);
   c.Set("PERSIST_BYTES", UDAX_PERSIST_BYTES);
+  c.Set("TRACKER_KIND", UDAX_TRACKER_KIND);
+  c.Set("TRACKER_WORDS", UDAX_TRACKER_WORDS);
   c.Set("MAX_ENTRIES", (double)UDAX_MAX_ENTRIES);
   c.Set("PAGE_SIZE", (double)sysconf(_SC_PAGESIZE));
   Napi::Array stats = Napi::Array::New(env);
@@ -47,6 +49,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_fault(env, exports);
   init_lock(env, exports);
   init_testing(env, exports);
+  init_uffd(env, exports);
   return exports;
 }
 

@@ -49,7 +49,9 @@
   X(FLUSH_NS, syncTimeNs)                /* time in writeback */               \
   X(PREPARE_WRITES, preparedEntries)     /* entries dirtied by prepareWrite */ \
   X(EARLY_WRITEBACKS, earlyWritebacks)   /* writebacks near the VMA budget */  \
-  X(LOCKS_RECOVERED, locksRecovered)     /* entry locks taken over from dead threads */
+  X(LOCKS_RECOVERED, locksRecovered)     /* entry locks taken over from dead threads */ \
+  X(PAGES_HARVESTED, pagesHarvested)     /* written pages the async tracker's scans found */ \
+  X(HARVEST_NS, harvestTimeNs)           /* time in those scans (harvest lock held) */
 
 enum udax_stat {
 #define UDAX_STAT_ENUM(name, js) UDAX_STAT_##name,
@@ -62,6 +64,14 @@ enum udax_stat {
 // state (errseq word, injected errors, counters); src/persist.ts lays it out
 // and checks that it fits.
 #define UDAX_PERSIST_BYTES 2048
+
+// After the persistence area: the fault tracker's shared words. Which
+// tracker the file runs (set once by the first open, src/tracker.ts), and
+// the async tracker's harvest lock (native/uffd.cc: a futex word, so two
+// syncs never interleave "scan consumed the written bit" and "entry DIRTY").
+#define UDAX_TRACKER_KIND 0
+#define UDAX_TRACKER_HARVEST_LOCK 1
+#define UDAX_TRACKER_WORDS 4
 
 // The largest entry count of one file (entry indices are int32 in TS).
 #define UDAX_MAX_ENTRIES 0x7fffffffu

@@ -82,6 +82,7 @@ static Napi::Object inode_view(Napi::Env env, udax_inode *t, bool created) {
   o.Set("summaryGroups", Napi::Number::New(env, (double)t->groups));
   o.Set("statsOffset", Napi::Number::New(env, (double)(t->entries_bytes + t->summary_bytes)));
   o.Set("persistOffset", Napi::Number::New(env, (double)(t->entries_bytes + t->summary_bytes + UDAX_STAT_COUNT * 8)));
+  o.Set("trackerOffset", Napi::Number::New(env, (double)((uint8_t *)t->tracker - (uint8_t *)t->mem)));
   o.Set("path", Napi::String::New(env, t->path));
   return o;
 }
@@ -101,7 +102,7 @@ static udax_inode *inode_create(uint64_t size, uint32_t shift, dev_t dev, ino_t 
   t->groups = (uint32_t)groups;
   t->summary_bytes = ((groups + groups2) * 4 + 7) & ~(size_t)7;
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  t->mem_len = (t->entries_bytes + t->summary_bytes + UDAX_STAT_COUNT * 8 + UDAX_PERSIST_BYTES + page - 1) & ~(page - 1);
+  t->mem_len = (t->entries_bytes + t->summary_bytes + UDAX_STAT_COUNT * 8 + UDAX_PERSIST_BYTES + UDAX_TRACKER_WORDS * 4 + page - 1) & ~(page - 1);
   t->mem = mmap(nullptr, t->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (t->mem == MAP_FAILED) {
     *err = errno;
@@ -112,6 +113,7 @@ static udax_inode *inode_create(uint64_t size, uint32_t shift, dev_t dev, ino_t 
   t->summary = (int32_t *)((char *)t->mem + t->entries_bytes);
   t->stats = (int64_t *)((char *)t->mem + t->entries_bytes + t->summary_bytes);
   t->persist = (uint8_t *)t->stats + UDAX_STAT_COUNT * 8;
+  t->tracker = (int32_t *)(t->persist + UDAX_PERSIST_BYTES);
   snprintf(t->path, sizeof t->path, "%s", path);
   t->refs.store(1);  // the slot's
   return t;

@@ -112,6 +112,19 @@ void entry_set_dirty(udax_inode *t, uint32_t index) {
   count_dirty(t, index);
 }
 
+int32_t entry_owner_tag() { return owner_tag(udax_gettid()); }
+
+void entry_dirty_as(udax_inode *t, uint32_t index, int32_t self) {
+  int32_t v = word_of(t, index)->load(std::memory_order_acquire);
+  if ((v & UDAX_ENTRY_LOCKED) && (v & (int32_t)UDAX_ENTRY_OWNER_MASK) == self) {
+    entry_set_dirty(t, index);
+    return;
+  }
+  entry_lock_as(t, index, self);
+  entry_set_dirty(t, index);
+  entry_unlock(t, index);
+}
+
 // entryLockWait(inodeId, index, ownerTag) -> whether the lock was recovered
 // from a dead thread: the slow path of src/entry.ts EntryTable.lock, which
 // found the entry locked by another thread.

@@ -92,8 +92,10 @@ int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable
 
 // ---- map, view, unmap ---------------------------------------------------------
 
-// mapRegion(fileId, inodeId, fileOffset, length, shared, writable, tracked, mapSync) -> region id.
-// Tracked regions (shared and writable) start read-only: the first store faults.
+// mapRegion(fileId, inodeId, fileOffset, length, shared, writable, tracked, mapSync, async) -> region id.
+// Tracked regions (shared and writable) start read-only: the first store
+// faults. Async ones are read-write, registered with the userfaultfd and
+// write-protected there instead (native/uffd.cc).
 static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   uint64_t offset = (uint64_t)info[2].As<Napi::Number>().Int64Value();
@@ -102,6 +104,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   bool writable = info[5].As<Napi::Boolean>().Value();
   bool tracked = info[6].As<Napi::Boolean>().Value() && shared && writable;
   bool map_sync = info[7].As<Napi::Boolean>().Value();
+  bool async = tracked && info[8].As<Napi::Boolean>().Value();
   InodeArg t(info, 1, "mmap");
   int fd;
   {
@@ -112,10 +115,18 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   }
   if (length == 0 || offset + length > (((uint64_t)t->n_entries) << t->entry_shift))
     throw errno_error(env, EINVAL, "mmap", t->path);
-  int prot = PROT_READ | (writable && !tracked ? PROT_WRITE : 0);
+  int prot = PROT_READ | (writable && (!tracked || async) ? PROT_WRITE : 0);
   int flags = shared ? (map_sync ? MAP_SHARED_VALIDATE | MAP_SYNC : MAP_SHARED) : MAP_PRIVATE;
   void *p = mmap(nullptr, length, prot, flags | MAP_NORESERVE, fd, (off_t)offset);
   if (p == MAP_FAILED) throw errno_error(env, errno, "mmap", t->path);
+  if (async) {
+    const char *call = nullptr;
+    int err = uffd_arm((uintptr_t)p, length, &call);
+    if (err) {
+      munmap(p, length);
+      throw errno_error(env, err, call, t->path);
+    }
+  }
 
   uint32_t first = (uint32_t)(offset >> t->entry_shift);
   uint32_t last = (uint32_t)((offset + length - 1) >> t->entry_shift);
@@ -152,7 +163,8 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->inode = t.get();
   inode_ref(t.get());
   r->tracked = tracked;
-  r->on_write_fault.store(tracked ? handle_write_fault : nullptr);
+  r->async = async;
+  r->on_write_fault.store(tracked && !async ? handle_write_fault : nullptr);
   r->first_entry = first;
   r->n_entries = n;
   r->writable = flags_mem;
@@ -200,13 +212,35 @@ static Napi::Value RegionView(const Napi::CallbackInfo &info) {
 // addresses stay reserved PROT_NONE (a tombstone) until every view of the
 // region is gone, so a stale view in another thread crashes with a message
 // instead of reaching memory that a later mmap reused.
+// An async region is harvested first, under the harvest lock held across the
+// tombstoning, so its unflushed stores become DIRTY entries before any sync
+// can miss the region.
 static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
   int id = arg_id(info, 0);
   udax_region *r = region_of(id);
+  udax_inode *async_inode = nullptr;
+  if (r && region_pin(r)) {
+    if (r->async) inode_ref(async_inode = r->inode);
+    region_unpin(r);
+  }
+  if (async_inode) harvest_lock(async_inode);
   int live = REGION_LIVE;
-  if (!r || !r->state.compare_exchange_strong(live, REGION_TOMBSTONE)) throw errno_error(info.Env(), EBADF, "munmap");
+  if (!r || !r->state.compare_exchange_strong(live, REGION_TOMBSTONE)) {
+    if (async_inode) {
+      harvest_unlock(async_inode);
+      inode_unref(async_inode);
+    }
+    throw errno_error(info.Env(), EBADF, "munmap");
+  }
   r->gen.fetch_add(1, std::memory_order_acq_rel);
   while (r->users.load(std::memory_order_seq_cst) != 0) sched_yield();
+  if (async_inode) {
+    uint64_t pages = 0;
+    harvest_region(r, 0, UINT64_MAX, entry_owner_tag(), &pages);  // on error: all of it DIRTY
+    __atomic_fetch_add(&async_inode->stats[UDAX_STAT_PAGES_HARVESTED], (int64_t)pages, __ATOMIC_RELAXED);
+    harvest_unlock(async_inode);
+    inode_unref(async_inode);
+  }
   int64_t runs = r->rw_runs.exchange(0);
   g_vma.used.fetch_sub(2 * runs);
   void *p = mmap((void *)r->start, r->end - r->start, PROT_NONE,
@@ -253,6 +287,7 @@ static Napi::Value RegionInfo(const Napi::CallbackInfo &info) {
   o.Set("fileOffset", Napi::Number::New(env, (double)r->file_offset));
   o.Set("length", Napi::Number::New(env, (double)(r->end - r->start)));
   o.Set("tracked", Napi::Boolean::New(env, r->tracked));
+  o.Set("async", Napi::Boolean::New(env, r->async));
   return o;
 }
 

@@ -14,6 +14,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <stddef.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static std::atomic<int64_t> g_delay_ns{0};
 
@@ -62,11 +68,44 @@ static Napi::Value TestingSetWriteFault(const Napi::CallbackInfo &info) {
                            : kind == "delayed" ? delayed_write_fault
                            : kind == "2016" ? write_fault_2016
                            : nullptr;
-  if (!fn || !r->tracked) throw errno_error(info.Env(), EINVAL, "sigaction");
+  if (!fn || !r->tracked || r->async) throw errno_error(info.Env(), EINVAL, "sigaction");
   r->on_write_fault.store(fn, std::memory_order_release);
   return info.Env().Undefined();
 }
 
+// testingMadvise(region, offset, length, advice): madvise part of a mapping
+// ('pageout' or 'dontneed': the kernel zaps the pages, as reclaim does).
+static Napi::Value TestingMadvise(const Napi::CallbackInfo &info) {
+  PinnedRegion r(info, 0);
+  size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
+  size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
+  std::string advice = info[3].As<Napi::String>().Utf8Value();
+  int adv = advice == "pageout" ? 21 /* MADV_PAGEOUT */ : advice == "dontneed" ? MADV_DONTNEED : -1;
+  if (adv < 0 || offset > r->end - r->start || length > r->end - r->start - offset)
+    throw errno_error(info.Env(), EINVAL, "madvise", r->inode->path);
+  if (madvise((void *)(r->start + offset), length, adv) != 0) throw errno_error(info.Env(), errno, "madvise", r->inode->path);
+  return info.Env().Undefined();
+}
+
+// testingRefuseUserfaultfd(): from now on userfaultfd() fails with EPERM in
+// this process, as under Docker's default seccomp profile (a seccomp filter:
+// irreversible; for a child process only).
+static Napi::Value TestingRefuseUserfaultfd(const Napi::CallbackInfo &info) {
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw errno_error(info.Env(), errno, "prctl");
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+    throw errno_error(info.Env(), errno, "seccomp");
+  return info.Env().Undefined();
+}
+
 void init_testing(Napi::Env env, Napi::Object exports) {
+  exports.Set("testingMadvise", Napi::Function::New(env, TestingMadvise, "testingMadvise"));
+  exports.Set("testingRefuseUserfaultfd", Napi::Function::New(env, TestingRefuseUserfaultfd, "testingRefuseUserfaultfd"));
   exports.Set("testingSetWriteFault", Napi::Function::New(env, TestingSetWriteFault, "testingSetWriteFault"));
 }

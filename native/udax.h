@@ -44,6 +44,7 @@ struct udax_inode {
   uint32_t groups;           // counters in the first level
   int64_t *stats;            // UDAX_STAT_COUNT counters
   uint8_t *persist;          // UDAX_PERSIST_BYTES (src/persist.ts)
+  int32_t *tracker;          // UDAX_TRACKER_WORDS (entry.h)
   void *mem;
   size_t mem_len;
   size_t entries_bytes, summary_bytes;
@@ -121,6 +122,7 @@ struct udax_region {
   uint64_t file_offset;         // file offset of start
   udax_inode *inode;            // holds a ref
   bool tracked;                 // shared and writable: write-protected, faults dirty entries
+  bool async;                   // tracked by userfaultfd WP_ASYNC (native/uffd.cc), not SIGSEGV
   std::atomic<udax_write_fault_fn> on_write_fault;
   uint32_t first_entry;         // entry containing file_offset
   uint32_t n_entries;           // entries the region touches
@@ -177,7 +179,25 @@ extern udax_vma_policy g_vma;
 void entry_lock(udax_inode *t, uint32_t index);
 void entry_unlock(udax_inode *t, uint32_t index);
 void entry_set_dirty(udax_inode *t, uint32_t index);
+// This thread's owner tag (compute once per call: gettid is a syscall).
+int32_t entry_owner_tag();
+// Lock -> DIRTY -> unlock entry index as owner self; when self holds the lock
+// already (a sync inside withEntriesLocked) just DIRTY. Caller holds no entry
+// lock at a higher index than one it may wait for.
+void entry_dirty_as(udax_inode *t, uint32_t index, int32_t self);
 pid_t udax_gettid();
+
+// ---- the async tracker (native/uffd.cc) --------------------------------------
+// Register [start, start+len) with the process's userfaultfd in WP_ASYNC mode
+// and write-protect all of it (armed). Returns 0 or an errno; *call names the
+// failed call.
+int uffd_arm(uintptr_t start, size_t len, const char **call);
+// Harvest file bytes [from, to) of async region r (harvest lock held by the
+// caller): DIRTY every entry with a written page. On a scan error every entry
+// of that part is dirtied (nothing lost) and the errno returned.
+int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages);
+void harvest_lock(udax_inode *t);
+void harvest_unlock(udax_inode *t);
 
 // ---- the fault handlers (native/fault.cc) ------------------------------------
 void handle_write_fault(udax_region *r, uintptr_t addr);
@@ -208,5 +228,6 @@ void init_flush(Napi::Env env, Napi::Object exports);
 void init_fault(Napi::Env env, Napi::Object exports);
 void init_lock(Napi::Env env, Napi::Object exports);
 void init_testing(Napi::Env env, Napi::Object exports);
+void init_uffd(Napi::Env env, Napi::Object exports);
 
 #endif

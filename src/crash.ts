@@ -71,6 +71,7 @@ function snapshot(file: DaxFile): Snapshot {
   if (shrank !== undefined) {
     throw udaxError('ERR_UDAX_FILE_SHRANK', `the file or its media was truncated underneath udax (below ${file.size} bytes):`, { syscall: 'read', path: shrank });
   }
+  file.harvest();  // async: what the kernel recorded as written is DIRTY too
   const live = readWhole(file.size, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path);
   // On a real DAX mount the file is the media: no second copy exists, and
   // what is still in the CPU cache cannot be seen. The image is the file.

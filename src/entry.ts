@@ -19,7 +19,8 @@ const CLEAN_AND_UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS | DIRTY | TOWRITE)
 /** The statistics, in table order (native/entry.h UDAX_STATS). */
 export const STAT_NAMES = [
   'writeFaults', 'faultTimeNs', 'coarsenedBlocks', 'coarsenedMappings', 'syncs', 'entriesCleaned',
-  'bytesFlushed', 'syncTimeNs', 'preparedEntries', 'earlyWritebacks', 'locksRecovered',
+  'bytesFlushed', 'syncTimeNs', 'preparedEntries', 'earlyWritebacks', 'locksRecovered', 'pagesHarvested',
+  'harvestTimeNs',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 if (C.STATS.join() !== STAT_NAMES.join()) {
@@ -55,6 +56,8 @@ export class EntryTable {
   /** The persistence model's shared bytes (src/persist.ts). */
   readonly persist: ArrayBuffer;
   readonly persistOffset: number;
+  /** The tracker's words (entry.h UDAX_TRACKER_*; src/tracker.ts). */
+  readonly trackerWords: Int32Array;
   readonly path: string;
   readonly #view: TableView;
   #released = false;
@@ -72,6 +75,7 @@ export class EntryTable {
     this.stats = new BigInt64Array(view.buffer, view.statsOffset, STAT_NAMES.length);
     this.persist = view.buffer;
     this.persistOffset = view.persistOffset;
+    this.trackerWords = new Int32Array(view.buffer, view.trackerOffset, C.TRACKER_WORDS);
   }
 
   /** Drop this thread's view now (close), not at garbage collection: the

@@ -16,6 +16,7 @@ export const UDAX_ERROR_CODES = {
   ERR_UDAX_SAME_FILE: 'a media or crash-image path names the data file or its media',
   ERR_UDAX_FILE_SHRANK: 'the file (or its media) was truncated underneath udax',
   ERR_UDAX_NO_ADDON: 'the native addon is not built or does not load',
+  ERR_UDAX_TRACKER_UNAVAILABLE: 'the tracker asked for (option or UDAX_TRACKER) is not available here: udax info says why',
 } as const;
 
 export type UdaxErrorCode = keyof typeof UDAX_ERROR_CODES;

@@ -9,7 +9,7 @@ import { flushChoice, type FlushInstruction } from './flush.js';
 import { Mapping, type MapOptions, type MappingHandle } from './mapping.js';
 import { native, type FileStat } from './native.js';
 import { DaxHandle } from './handle.js';
-import { tracker } from './tracker.js';
+import { claimTracker, resolveTracker, trackerOfTable, trackerOption, type FaultTracker, type TrackerName, type TrackerOption } from './tracker.js';
 import * as check from './validate.js';
 import { PAGE_SIZE, PMD_SIZE, TMPFS_MAGIC } from './constants.js';
 import { writeback, type SyncResult } from './writeback.js';
@@ -34,6 +34,12 @@ export interface OpenOptions extends PersistOptions {
    * later store can meet a full file system (default false: sparse, with
    * ENOSPC at open when the file system has less free space than that). */
   allocate?: boolean;
+  /** How stores are found (src/tracker.ts): 'async' (userfaultfd WP_ASYNC,
+   * ~1 µs a fault, no fault hook), 'sigsegv' (SIGSEGV + mprotect, the
+   * kernel's fault protocol), or 'auto' (the default, or UDAX_TRACKER):
+   * async when this process's self-test passes, else sigsegv. A file runs
+   * the tracker its first open chose; asking another throws. */
+  tracker?: TrackerOption;
 }
 
 /** A serialisable reference to an open DaxFile, for `attach()` in a worker:
@@ -65,6 +71,7 @@ interface Parts {
   readOnly: boolean;
   isPmem: boolean;
   owner: boolean;
+  tracker: FaultTracker;
 }
 
 export class DaxFile {
@@ -78,6 +85,9 @@ export class DaxFile {
   readonly isPmem: boolean;
   /** True when the file lives in memory (tmpfs, e.g. /dev/shm). */
   readonly isTmpfs: boolean;
+  /** The fault tracker the file runs: 'async' or 'sigsegv'. */
+  readonly tracker: TrackerName;
+  /** @internal */ readonly faultTracker: FaultTracker;
   /** @internal */ readonly identity: FileIdentity;
   /** @internal */ readonly table: EntryTable;
   /** @internal The native open-file id. */ readonly fileId: number;
@@ -103,7 +113,9 @@ export class DaxFile {
     this.isTmpfs = parts.stat.fsType === TMPFS_MAGIC;
     this.identity = { dev: parts.stat.dev, ino: parts.stat.ino };
     this.#owner = parts.owner;
-    this.fallbackRegion = native.mapRegion(this.fileId, this.table.id, 0, this.size, true, false, false, false);
+    this.faultTracker = parts.tracker;
+    this.tracker = parts.tracker.name;
+    this.fallbackRegion = native.mapRegion(this.fileId, this.table.id, 0, this.size, true, false, false, false, false);
     try {
       this.#persistence = new Persistence(this, persist);
     } catch (e) {
@@ -137,7 +149,9 @@ export class DaxFile {
   }
 
   /** Map [offset, offset+length) of the file (a vma). Shared mappings start
-   * write-protected: the first store to each entry faults and dirties it. */
+   * write-protected: the first store to each entry faults and dirties it
+   * (sigsegv), or is recorded by the kernel and harvested by the next
+   * writeback (async). */
   map(opts?: MapOptions): Mapping {
     this.assertOpen('mmap');
     const o = check.options<MapOptions>('map options', opts);
@@ -152,7 +166,7 @@ export class DaxFile {
     }
     const tracked = !isPrivate && !this.readOnly;
     if (tracked) {
-      tracker.check(this.path);
+      this.faultTracker.check(this.path);
       this.writebackIfTrackerAsks();
     }
     return this.mapRange(offset, length, isPrivate, tracked);
@@ -161,9 +175,10 @@ export class DaxFile {
   /** @internal A checked range as a mapping: private (copy-on-write),
    * tracked (shared, write-protected, faults dirty entries), or shared and
    * untracked (read-only files; the benchmark's raw baselines). */
-  mapRange(offset: number, length: number, isPrivate: boolean, tracked: boolean): Mapping {
+  mapRange(offset: number, length: number, isPrivate: boolean, tracked: boolean, tracker: FaultTracker = this.faultTracker): Mapping {
     const writable = isPrivate || !this.readOnly;
-    const region = native.mapRegion(this.fileId, this.table.id, offset, length, !isPrivate, writable, tracked, this.isPmem && tracked);
+    const region = native.mapRegion(this.fileId, this.table.id, offset, length, !isPrivate, writable, tracked,
+      this.isPmem && tracked, tracked && tracker.name === 'async');
     return this.#add(new Mapping(this, region, offset, length, isPrivate, tracked, true));
   }
 
@@ -213,8 +228,9 @@ export class DaxFile {
    * them. Only sync reports, through the syncing handle's cursor. */
   #writeback(offset: number, length: number): SyncResult {
     if (this.readOnly) return { entries: 0, bytes: 0 };
-    tracker.check(this.path);
+    this.faultTracker.check(this.path);
     const { first, last } = this.table.entryRange(offset, length);
+    this.harvest(first, last);  // the range only: the rest keeps its written bits
     return writeback(this.table, first, last, this.fallbackRegion, this.#persistence.beginWriteback());
   }
 
@@ -230,7 +246,7 @@ export class DaxFile {
    * has control (map, prepareWrite); stores in a tight loop rely on
    * coarsening instead. */
   writebackIfTrackerAsks(): void {
-    if (!tracker.wantsEarlyWriteback()) return;
+    if (!this.faultTracker.wantsEarlyWriteback()) return;
     this.writebackAll();
     this.table.addStat('earlyWritebacks', 1);
   }
@@ -274,7 +290,9 @@ export class DaxFile {
   /** Run fn while holding the entry locks of [offset, offset+length), as a
    * writeback would: stores to those entries from other threads wait. A
    * store from this thread to a locked, write-protected entry aborts the
-   * process with a message (it could never proceed). fn must be synchronous. */
+   * process with a message (it could never proceed). fn must be synchronous.
+   * With the async tracker there is no fault hook: stores from other
+   * threads go on, and the next writeback's harvest finds them. */
   withEntriesLocked<T>(offset: number, length: number, fn: () => T): T {
     this.assertOpen('futex');
     if (typeof fn !== 'function') throw typeError('withEntriesLocked: fn must be a function');
@@ -283,9 +301,17 @@ export class DaxFile {
     return this.table.withLocked(first, last, fn);
   }
 
+  /** @internal DIRTY the entries the tracker recorded as written and not
+   * yet in the table (async: a harvest; sigsegv: nothing to do). Whatever
+   * reports dirt runs it first. */
+  harvest(first = 0, last = this.table.count - 1): void {
+    if (!this.readOnly) this.faultTracker.harvest(this.table, first, last);
+  }
+
   /** The dirty parts of the file, as merged [offset, length) ranges. */
   dirtyRanges(): { offset: number; length: number }[] {
     this.assertOpen('msync');
+    this.harvest();
     const ranges: { offset: number; length: number }[] = [];
     const size = this.entrySize;
     this.table.forEachMaybeDirty(0, this.table.count - 1, (i) => {
@@ -301,6 +327,7 @@ export class DaxFile {
 
   stats(): DaxStats {
     this.assertOpen('fstat');
+    this.harvest();  // dirtyEntries counts what the kernel recorded too
     const counters = Object.fromEntries(STAT_NAMES.map((name) => [name, this.table.stat(name)])) as { [K in StatName]: number };
     return { ...counters, dirtyEntries: this.table.dirtyCount(), persistence: this.#persistence.statsSnapshot() };
   }
@@ -406,7 +433,8 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
   if (o.mediaPath !== undefined) checkPath('mediaPath', o.mediaPath);
   const persist = parsePersistOptions(o);
   flushChoice();  // fails early on a bad UDAX_FLUSH
-  tracker.ensureInstalled();
+  const wantedTracker = trackerOption(o.tracker);
+  const resolved = resolveTracker(wantedTracker.option, path);  // a forced one that is unavailable throws here
 
   const access = readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR;
   let created = false;
@@ -452,8 +480,10 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
         `this open asks for ${size} bytes in ${entrySize}-byte entries (close the other first):`, { syscall: 'open', path });
     }
     table = new EntryTable(view);
+    const tracker = claimTracker(table, resolved.name, wantedTracker.explicit, path);
+    tracker.ensureInstalled();
     const isPmem = !readOnly && native.fileProbeMapSync(file);
-    return new DaxFile({ path, file, table, stat: { ...st, size: view.size }, readOnly, isPmem, owner: true }, persist);
+    return new DaxFile({ path, file, table, stat: { ...st, size: view.size }, readOnly, isPmem, owner: true, tracker }, persist);
   } catch (e) {
     table?.release();
     if (resized) native.fileTruncate(file, originalSize);
@@ -474,7 +504,6 @@ export function attach(handle: DaxFileHandle): DaxFile {
   for (const key of ['size', 'entrySize'] as const) check.integer(`file handle ${key}`, h[key], 1);
   if (typeof h.readOnly !== 'boolean' || typeof h.isPmem !== 'boolean') throw typeError('attach: expected the result of file.handle()');
   flushChoice();
-  tracker.ensureInstalled();
   if (!native.fileIsOpen(h.file!)) throw errnoError('EBADF', 'open', h.path, 'the file was closed by the thread that opened it');
   const table = new EntryTable(native.inodeView(h.inode!));
   try {
@@ -482,7 +511,9 @@ export function attach(handle: DaxFileHandle): DaxFile {
       throw errnoError('EBADF', 'open', h.path, 'the handle does not match the open file');
     }
     const stat = native.fileStat(h.file!);
-    return new DaxFile({ path: h.path!, file: h.file!, table, stat: { ...stat, size: h.size! }, readOnly: h.readOnly!, isPmem: h.isPmem!, owner: false }, undefined);
+    const tracker = trackerOfTable(table);
+    tracker.ensureInstalled();
+    return new DaxFile({ path: h.path!, file: h.file!, table, stat: { ...stat, size: h.size! }, readOnly: h.readOnly!, isPmem: h.isPmem!, owner: false, tracker }, undefined);
   } catch (e) {
     table.release();
     throw e;

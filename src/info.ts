@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { flushChoice, type FlushChoice } from './flush.js';
 import { native } from './native.js';
 import { defaultVmaPolicy } from './vma.js';
+import { resolveTracker, trackerAvailability, trackerOption, type TrackerAvailability, type TrackerName, type TrackerOption } from './tracker.js';
 
 export interface PathInfo {
   path: string;
@@ -35,7 +36,18 @@ export interface SystemInfo {
     shmemHugePages?: string;
     maxMapCount?: number;
   };
-  udax: { vmaBudget: number; faultHandler: string };
+  udax: {
+    vmaBudget: number;
+    /** The fault trackers: which a file opened with the default option
+     * (UDAX_TRACKER, else auto) runs here and why, and each one's
+     * availability (the async self-test ran in this process). */
+    trackers: {
+      option: TrackerOption;
+      default: TrackerName | undefined;
+      reason: string;
+      available: Record<TrackerName, TrackerAvailability>;
+    };
+  };
 }
 
 function readText(path: string): string | undefined {
@@ -99,6 +111,18 @@ export function pathInfo(path: string): PathInfo {
   return info;
 }
 
+function trackersInfo(): SystemInfo['udax']['trackers'] {
+  const available = { async: trackerAvailability('async'), sigsegv: trackerAvailability('sigsegv') };
+  let option: TrackerOption = 'auto';
+  try {
+    option = trackerOption(undefined).option;
+    const r = resolveTracker(option);
+    return { option, default: r.name, reason: r.reason, available };
+  } catch (e) {
+    return { option, default: undefined, reason: (e as Error).message, available };
+  }
+}
+
 function kernelAtLeast(version: string, major: number, minor: number): boolean {
   const m = /^(\d+)\.(\d+)/.exec(version);
   return m !== null && (Number(m[1]) > major || (Number(m[1]) === major && Number(m[2]) >= minor));
@@ -118,6 +142,6 @@ export function systemInfo(path: string): SystemInfo {
       shmemHugePages: shmem?.match(/\[(\w+)\]/)?.[1] ?? shmem,
       maxMapCount: maxMap === undefined ? undefined : Number(maxMap),
     },
-    udax: { vmaBudget: defaultVmaPolicy().budget, faultHandler: 'sigsegv (SIGSEGV + mprotect)' },
+    udax: { vmaBudget: defaultVmaPolicy().budget, trackers: trackersInfo() },
   };
 }

@@ -6,7 +6,6 @@ import { assertNoEntryLocksHeld } from './entry.js';
 import { errnoError, rangeError } from './errors.js';
 import type { DaxFile } from './file.js';
 import { native, type HeldBuffer } from './native.js';
-import { tracker } from './tracker.js';
 import * as check from './validate.js';
 import { MAX_BUFFER, windowOf, windowSpan } from './window.js';
 
@@ -105,17 +104,27 @@ export class Mapping {
    * writes the fault handler never sees: system calls (fs.readSync into a
    * view, async reads) get EFAULT on write-protected pages instead of a
    * signal. Lock ascending -> DIRTY -> unprotect -> unlock, like a fault.
-   * A later sync write-protects the range again. */
+   * A later sync write-protects the range again. With the async tracker
+   * system calls just work (the kernel records their stores too): this only
+   * dirties the entries. */
   prepareWrite(offset?: number, length?: number): void {
     this.#assertMapped('mprotect');
     const r = check.range('prepareWrite', offset, length, this.length);
     if (this.private) return;
     if (this.file.readOnly) throw errnoError('EACCES', 'mprotect', this.file.path, 'file was opened readOnly');
     if (!this.tracked) return;
+    const tracker = this.file.faultTracker;
     tracker.check(this.file.path);
-    this.file.writebackIfTrackerAsks();
     const table = this.file.table;
     const { first, last } = table.entryRange(this.offset + r.offset, r.length);
+    if (!tracker.faultHook) {
+      table.withLocked(first, last, () => {
+        for (let i = first; i <= last; i++) table.setDirty(i);
+      });
+      table.addStat('preparedEntries', last - first + 1);
+      return;
+    }
+    this.file.writebackIfTrackerAsks();
     let err = this.#dirtyAndUnprotect(first, last);
     if (err === ENOMEM) {
       // The VMA budget is spent. Write back early (re-protecting merges the
@@ -193,7 +202,9 @@ export class Mapping {
     return { inode: this.file.table.id, region: this.region, offset: this.offset, length: this.length, private: this.private };
   }
 
-  /** Unmap (the owner) or release (an attached mapping). This thread's views
+  /** Unmap (the owner) or release (an attached mapping). An async mapping is
+   * harvested first (native/region.cc), so its unflushed stores stay DIRTY.
+   * This thread's views
    * are detached: indexed stores to them are dropped, reads give undefined.
    * Views in other threads are not: touching one kills the process with a
    * message naming the file, and never reaches another file's memory. */

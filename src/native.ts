@@ -18,6 +18,8 @@ export interface TableView {
   summaryGroups: number;
   statsOffset: number;
   persistOffset: number;
+  /** Where the tracker's words are (entry.h UDAX_TRACKER_*). */
+  trackerOffset: number;
   path: string;
 }
 
@@ -53,6 +55,8 @@ export interface NativeConstants {
   SUMMARY_SHIFT: number;
   SUMMARY2_SHIFT: number;
   PERSIST_BYTES: number;
+  TRACKER_KIND: number;
+  TRACKER_WORDS: number;
   MAX_ENTRIES: number;
   PAGE_SIZE: number;
   /** The statistics in entry-table order (native/entry.h UDAX_STATS). */
@@ -79,12 +83,12 @@ export interface NativeAddon {
   releaseBuffer(buffer: ArrayBuffer, hold: object): void;
   // native/region.cc
   mapRegion(file: number, inode: number, fileOffset: number, length: number, shared: boolean,
-    writable: boolean, tracked: boolean, mapSync: boolean): number;
+    writable: boolean, tracked: boolean, mapSync: boolean, async: boolean): number;
   regionView(region: number, offset: number, length: number): HeldBuffer;
   unmapRegion(region: number): void;
   regionProtect(region: number, firstEntry: number, lastEntry: number, writable: boolean): number;
   regionMsync(region: number, offset: number, length: number): void;
-  regionInfo(region: number): { address: number; inode: number; fileOffset: number; length: number; tracked: boolean };
+  regionInfo(region: number): { address: number; inode: number; fileOffset: number; length: number; tracked: boolean; async: boolean };
   setVmaPolicy(budget: number, wholeMapping: number): void;
   vmaUsage(): { used: number; budget: number; wholeMapping: number };
   // native/writeback.cc
@@ -105,8 +109,16 @@ export interface NativeAddon {
   // native/fault.cc
   installFaultHandler(): boolean;
   faultHandlerIsOurs(): boolean;
-  // native/testing.cc (udax/testing only)
+  // native/uffd.cc
+  harvest(inode: number, firstEntry: number, lastEntry: number): number;
+  asyncSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
+  // native/testing.cc, native/uffd.cc (udax/testing only)
   testingSetWriteFault(region: number, kind: string, delayNs: number): void;
+  testingMadvise(region: number, offset: number, length: number, advice: string): void;
+  testingRefuseUserfaultfd(): void;
+  testingAsyncFault(pages: number): number;
+  testingUffdWriteProtect(region: number, offset: number, length: number): void;
+  testingSetHarvestDelay(ns: number): void;
 }
 
 const require = createRequire(import.meta.url);

@@ -8,6 +8,7 @@ import type { Mapping } from './mapping.js';
 import { native } from './native.js';
 import { activeVmaPolicy, applyVmaPolicy, vmaPolicy, type VmaPolicy } from './vma.js';
 import { tagForWriteback as tag } from './writeback.js';
+import { trackerNamed } from './tracker.js';
 import * as check from './validate.js';
 
 export type { VmaPolicy } from './vma.js';
@@ -70,9 +71,25 @@ export function mapUntracked(file: DaxFile): Mapping {
  * (the benchmark's bare SIGSEGV + mprotect baseline). */
 export function mapBare(file: DaxFile): Mapping {
   file.assertOpen('mmap');
-  const m = file.mapRange(0, file.size, false, true);
+  const sigsegv = trackerNamed('sigsegv');  // whichever tracker the file runs
+  sigsegv.ensureInstalled();
+  const m = file.mapRange(0, file.size, false, true, sigsegv);
   setWriteFault(m, 'bare');
   return m;
+}
+
+/** A mapping registered with the userfaultfd in WP_ASYNC mode and armed, that
+ * udax never harvests (the benchmark's bare async baseline; the file's own
+ * syncs would). Needs the async tracker available. */
+export function mapBareAsync(file: DaxFile): Mapping {
+  file.assertOpen('mmap');
+  return file.mapRange(0, file.size, false, true, trackerNamed('async'));
+}
+
+/** Write-protect [offset, offset+length) of a mapBareAsync mapping again
+ * (the bare async baseline's sync: no scan, no tags). */
+export function uffdWriteProtect(mapping: Mapping, offset: number, length: number): void {
+  native.testingUffdWriteProtect(mapping.region, offset, length);
 }
 
 /** mprotect entries [first, last] of a mapping read-only (the bare baseline's sync). */
@@ -101,3 +118,38 @@ export function fence(): void {
 export function tagForWriteback(file: DaxFile, first: number, last: number): number[] {
   return tag(file.table, first, last);
 }
+
+/** The async tracker's harvest alone (what every writeback runs first):
+ * DIRTY each entry with a page written since the last harvest; returns the
+ * written pages found (0 for a sigsegv file: nothing to harvest). */
+export function harvest(file: DaxFile): number {
+  file.assertOpen('ioctl');
+  return file.tracker === 'async' ? native.harvest(file.table.id, 0, file.table.count - 1) : 0;
+}
+
+/** Sleep delayNs in every harvest between the scan (which consumed the
+ * written bits) and dirtying the entries: the window the harvest lock
+ * closes (0 restores no delay). Process-wide. */
+export function setHarvestDelay(delayNs: number): void {
+  native.testingSetHarvestDelay(check.integer('delayNs', delayNs, 0));
+}
+
+/** madvise part of a mapping: 'pageout' or 'dontneed' zap its pages, as the
+ * kernel's reclaim does. */
+export function madvise(mapping: Mapping, offset: number, length: number, advice: 'pageout' | 'dontneed'): void {
+  native.testingMadvise(mapping.region, offset, length, advice);
+}
+
+/** Make userfaultfd() fail with EPERM in this process from now on (a
+ * seccomp filter, as Docker's profile: irreversible — child processes only). */
+export function refuseUserfaultfd(): void {
+  native.testingRefuseUserfaultfd();
+}
+
+/** The bare userfaultfd WP_ASYNC write fault, ns per page, measured on a
+ * memfd with no udax in the way (the benchmark's floor for async). */
+export function asyncFaultNs(pages: number): number {
+  return native.testingAsyncFault(check.integer('pages', pages, 1));
+}
+
+export { asyncTrackerAvailability } from './tracker.js';

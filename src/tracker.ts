@@ -1,22 +1,41 @@
-// Fault tracking behind one small interface. The SIGSEGV tracker is the
-// faithful one (a write fault per page per sync epoch); a userfaultfd tracker
-// could sit beside it without touching writeback, which only sees entry tags.
-import { udaxError } from './errors.js';
+// Fault tracking behind one small interface; writeback only sees entry tags.
+//   sigsegv  mprotect read-only; the SIGSEGV handler runs the kernel's fault
+//            protocol (lock -> DIRTY -> writable -> unlock): the faithful one,
+//            at a signal and an mprotect per first store, one VMA per island.
+//   async    userfaultfd WP_ASYNC: the kernel resolves write faults itself
+//            and marks the page written; every writeback first harvests the
+//            written pages into DIRTY entries (native/uffd.cc). No fault
+//            hook, no VMA splitting, ~1 µs a fault.
+// Which one a file runs is decided at its first open and kept in its entry
+// table, so every open and every worker agrees.
+import { typeError, udaxError } from './errors.js';
+import type { EntryTable } from './entry.js';
 import { native } from './native.js';
 import { activeVmaPolicy, nearVmaBudget } from './vma.js';
 
+export type TrackerName = 'sigsegv' | 'async';
+export type TrackerOption = 'auto' | TrackerName;
+export const TRACKER_OPTIONS: readonly TrackerOption[] = ['auto', 'sigsegv', 'async'];
+
 export interface FaultTracker {
-  readonly name: string;
+  readonly name: TrackerName;
+  /** True when a store to a clean page runs udax's fault hook (so pages are
+   * mprotected and system calls into them need prepareWrite). */
+  readonly faultHook: boolean;
   /** Make sure faults on protected pages of tracked mappings reach us. */
   ensureInstalled(): void;
   /** Throw if tracking is broken (so no store can fault forever). */
   check(path: string): void;
   /** True when the tracker's own resources (VMAs) call for early writeback. */
   wantsEarlyWriteback(): boolean;
+  /** Before writeback tags: turn what the kernel recorded as written in
+   * entries [first, last] into DIRTY entries. */
+  harvest(table: EntryTable, first: number, last: number): void;
 }
 
 class SigsegvTracker implements FaultTracker {
   readonly name = 'sigsegv';
+  readonly faultHook = true;
   #installed = false;
 
   ensureInstalled(): void {
@@ -37,6 +56,104 @@ class SigsegvTracker implements FaultTracker {
         { syscall: 'sigaction', path });
     }
   }
+
+  harvest(): void {}  // the fault handler dirtied entries already
 }
 
-export const tracker: FaultTracker = new SigsegvTracker();
+class AsyncTracker implements FaultTracker {
+  readonly name = 'async';
+  readonly faultHook = false;
+
+  ensureInstalled(): void {
+    native.installFaultHandler();  // its SIGBUS guard protects writeback's flushes
+  }
+
+  wantsEarlyWriteback(): boolean {
+    return false;
+  }
+
+  check(): void {}
+
+  harvest(table: EntryTable, first: number, last: number): void {
+    native.harvest(table.id, first, last);
+  }
+}
+
+const TRACKERS: Record<TrackerName, FaultTracker> = { sigsegv: new SigsegvTracker(), async: new AsyncTracker() };
+/** The kind word in the entry table: 0 until the first open claims it. */
+const KIND_CODES: Record<TrackerName, number> = { sigsegv: 1, async: 2 };
+
+export interface TrackerAvailability {
+  available: boolean;
+  /** Why (not): the self-test's outcome. */
+  reason: string;
+}
+
+let asyncAvailability: TrackerAvailability | undefined;
+
+/** Can this process run the async tracker? A self-test once per process. */
+export function asyncTrackerAvailability(): TrackerAvailability {
+  if (!asyncAvailability) {
+    const r = native.asyncSelfTest();
+    asyncAvailability = r.ok
+      ? { available: true, reason: 'userfaultfd WP_ASYNC + PAGEMAP_SCAN self-test passed' }
+      : { available: false, reason: `${r.detail}: ${r.syscall} failed with errno ${r.errno}` };
+  }
+  return asyncAvailability;
+}
+
+export function trackerAvailability(name: TrackerName): TrackerAvailability {
+  return name === 'async' ? asyncTrackerAvailability() : { available: true, reason: 'SIGSEGV + mprotect: works everywhere' };
+}
+
+/** The tracker option as given, or UDAX_TRACKER, or 'auto'. */
+export function trackerOption(given: unknown, env: NodeJS.ProcessEnv = process.env): { option: TrackerOption; explicit: boolean } {
+  if (given !== undefined) {
+    if (!TRACKER_OPTIONS.includes(given as TrackerOption)) throw typeError(`tracker must be one of ${TRACKER_OPTIONS.join(', ')}, got ${String(given)}`);
+    return { option: given as TrackerOption, explicit: given !== 'auto' };
+  }
+  const fromEnv = env.UDAX_TRACKER;
+  if (fromEnv === undefined || fromEnv === '') return { option: 'auto', explicit: false };
+  if (!TRACKER_OPTIONS.includes(fromEnv as TrackerOption)) {
+    throw Object.assign(new TypeError(`UDAX_TRACKER must be one of ${TRACKER_OPTIONS.join(', ')}, got ${fromEnv}`), { code: 'ERR_INVALID_ARG_VALUE' });
+  }
+  return { option: fromEnv as TrackerOption, explicit: fromEnv !== 'auto' };
+}
+
+/** The tracker an option picks here: 'auto' the fastest available (async,
+ * else sigsegv, with the reason); a forced one that is not available throws. */
+export function resolveTracker(option: TrackerOption, path?: string): { name: TrackerName; reason: string } {
+  if (option === 'sigsegv') return { name: 'sigsegv', reason: 'forced' };
+  const a = asyncTrackerAvailability();
+  if (a.available) return { name: 'async', reason: option === 'auto' ? a.reason : 'forced' };
+  if (option === 'auto') return { name: 'sigsegv', reason: `async unavailable (${a.reason})` };
+  throw udaxError('ERR_UDAX_TRACKER_UNAVAILABLE', `the async tracker is not available here (${a.reason}):`, { syscall: 'userfaultfd', path });
+}
+
+/** The file's tracker: the one its table holds, or (the first open) name,
+ * claimed atomically. Throws ERR_UDAX_ALREADY_OPEN when an explicit request
+ * disagrees with the one the file runs. */
+export function claimTracker(table: EntryTable, name: TrackerName, explicit: boolean, path: string): FaultTracker {
+  const word = table.trackerWords;
+  const kind = native.constants.TRACKER_KIND;
+  Atomics.compareExchange(word, kind, 0, KIND_CODES[name]);
+  const running = trackerOfTable(table);
+  if (explicit && running.name !== name) {
+    throw udaxError('ERR_UDAX_ALREADY_OPEN',
+      `the file is open in this process already with the ${running.name} tracker; this open asks for ${name} (close the other first):`,
+      { syscall: 'open', path });
+  }
+  return running;
+}
+
+/** The tracker a file's table says it runs (attach: a worker joins it). */
+export function trackerOfTable(table: EntryTable): FaultTracker {
+  const code = Atomics.load(table.trackerWords, native.constants.TRACKER_KIND);
+  const name = (Object.keys(KIND_CODES) as TrackerName[]).find((n) => KIND_CODES[n] === code);
+  if (!name) throw new Error(`udax: the file's entry table names no tracker (${code})`);
+  return TRACKERS[name];
+}
+
+export function trackerNamed(name: TrackerName): FaultTracker {
+  return TRACKERS[name];
+}

@@ -1,7 +1,7 @@
 // Layer 2: dirty tracking and writeback on one thread.
 import { afterAll, describe, expect, test } from 'vitest';
 import { open, PMD_SIZE, type DaxFile } from 'udax';
-import { removeScratch, scratchPath, writablePages } from './helpers.js';
+import { notSigsegv, removeScratch, scratchPath, writablePages, writesSeen } from './helpers.js';
 
 afterAll(removeScratch);
 
@@ -29,9 +29,9 @@ describe('write faults', () => {
       const f = freshFile();
       const m = f.map();
       for (let epoch = 0; epoch < 3; epoch++) {
-        const before = f.stats().writeFaults;
+        const before = writesSeen(f);
         for (const page of [3, 4, 9]) { store(m.bytes, page); store(m.bytes, page); }
-        expect(f.stats().writeFaults - before).toBe(3);
+        expect(writesSeen(f) - before).toBe(3);
         expect(f.dirtyRanges()).toEqual([{ offset: 3 * PAGE, length: 2 * PAGE }, { offset: 9 * PAGE, length: PAGE }]);
         expect(f.sync()).toEqual({ entries: 3, bytes: 3 * PAGE });
         expect(f.dirtyRanges()).toEqual([]);
@@ -45,7 +45,7 @@ describe('write faults', () => {
     const m = f.map();
     const x = m.bytes[100];
     expect(x).toBe(0);
-    expect(f.stats().writeFaults).toBe(0);
+    expect(writesSeen(f)).toBe(0);  // async: a page only read is not reported
     m.bytes[100] = 200;
     expect(m.bytes[100]).toBe(200);
     f.close();
@@ -53,7 +53,8 @@ describe('write faults', () => {
 });
 
 describe('sync', () => {
-  test('clears DIRTY and write-protects exactly the dirty pages, which a store re-dirties', () => {
+  // sigsegv: the page protections are the tracker's own (async maps read-write)
+  test.skipIf(notSigsegv)('clears DIRTY and write-protects exactly the dirty pages, which a store re-dirties', () => {
     const f = freshFile(16 * PAGE);
     const m = f.map();
     expect(writablePages(m).every((w) => !w)).toBe(true);
@@ -69,7 +70,8 @@ describe('sync', () => {
     f.close();
   });
 
-  test('a range sync writes back only that range', () => {
+  // sigsegv: the page protections are the tracker's own (async maps read-write)
+  test.skipIf(notSigsegv)('a range sync writes back only that range', () => {
     const f = freshFile(16 * PAGE);
     const m = f.map();
     for (const p of [1, 6, 12]) m.bytes[p * PAGE] = 1;
@@ -86,7 +88,8 @@ describe('sync', () => {
     f.close();
   });
 
-  test('two shared mappings of one file are both cleaned', () => {
+  // sigsegv: the page protections are the tracker's own (async maps read-write)
+  test.skipIf(notSigsegv)('two shared mappings of one file are both cleaned', () => {
     const f = freshFile(16 * PAGE);
     const a = f.map();
     const b = f.map({ offset: 4 * PAGE, length: 8 * PAGE });
@@ -132,7 +135,8 @@ describe('private mappings', () => {
 });
 
 describe('PMD (2 MiB) entries', () => {
-  test('a store anywhere dirties and unprotects the whole block; sync flushes all of it', () => {
+  // sigsegv: counts faults and page protections (async: test/38-async)
+  test.skipIf(notSigsegv)('a store anywhere dirties and unprotects the whole block; sync flushes all of it', () => {
     const f = freshFile(2 * PMD_SIZE, PMD_SIZE);
     expect(f.entrySize).toBe(PMD_SIZE);
     const m = f.map();
@@ -160,7 +164,8 @@ describe('PMD (2 MiB) entries', () => {
 });
 
 describe('prepareWrite and system calls', () => {
-  test('fs.readSync into a write-protected page fails; prepareWrite makes it work and dirty', async () => {
+  // sigsegv: the page protections are the tracker's own (async maps read-write)
+  test.skipIf(notSigsegv)('fs.readSync into a write-protected page fails; prepareWrite makes it work and dirty', async () => {
     const { openSync, readSync, writeFileSync, closeSync } = await import('node:fs');
     const src = scratchPath('src');
     writeFileSync(src, Buffer.alloc(3 * PAGE, 0x5a));

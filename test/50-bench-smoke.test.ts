@@ -44,7 +44,8 @@ function checkResult(r: Result, workloads: string[], threads: number) {
     }
     for (const s of w.skipped) expect(s.reason.length).toBeGreaterThan(0);
   }
-  expect(r.targets.map((t) => t.name)).toEqual(['fault', 'sync-dense', 'sync-sparse', 'sync-random-huge', 'sync-clean-huge', 'threaded-stores', 'threaded-syncs']);
+  expect(r.targets.map((t) => t.name)).toEqual(['fault', 'fault-sigsegv', 'sync-dense', 'sync-sparse', 'sync-sparse-sigsegv',
+    'sync-random-huge', 'sync-clean-huge', 'threaded-stores', 'threaded-syncs']);
   for (const t of r.targets) {
     expect(['met', 'missed', 'inconclusive', 'n/a', 'not measured']).toContain(t.verdict);
     if (t.interval) expect(t.interval[0]).toBeLessThanOrEqual(t.interval[1]);
@@ -87,7 +88,7 @@ describe('udax bench (smoke)', () => {
     // the targets are set for one writer (the threaded ones for their own two): n/a, never MISSED
     for (const t of result.targets.filter((x) => !x.name.startsWith('threaded'))) expect([t.applies, t.met, t.verdict]).toEqual([false, undefined, 'n/a']);
     expect(r.stdout).not.toMatch(/MISSED/);
-    expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(5);
+    expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(7);
   }, 60_000);
 
   it('rejects bad arguments with a message and exit code 2', () => {
@@ -131,8 +132,11 @@ describe('udax bench (smoke)', () => {
     expect(typeof info.kernel.maxMapCount).toBe('number');
     expect(info.version).toBe(version);
     expect(info.path.space.free).toBeGreaterThan(0);
+    expect(info.udax.trackers.available.sigsegv.available).toBe(true);
+    expect(['async', 'sigsegv']).toContain(info.udax.trackers.default);
     const text = udax('info', '/dev/shm/udax-not-yet/file').stdout;
     expect(text).toMatch(/vm\.max_map_count/);
+    expect(text).toMatch(/fault tracking: +(async|sigsegv) \(UDAX_TRACKER=/);
     expect(text).toContain(`udax:               ${version}`);
     expect(text).toMatch(/space: +[\d.]+ GiB free of [\d.]+ GiB \(in \/dev\/shm\)/);
   });

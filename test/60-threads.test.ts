@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
 import { open, PMD_SIZE, type DaxFile, type Mapping } from 'udax';
 import { ENTRY_BITS, entryWord, mappingAddress, setVmaBudget, setWriteFault, vmaUsage } from 'udax/testing';
-import { distIndex, nextMessage, removeScratch, runChild, scratchPath, shortOfShm, sleep, workerUrl, writablePages } from './helpers.js';
+import { distIndex, nextMessage, notSigsegv, removeScratch, runChild, scratchPath, shortOfShm, sleep, TRACKER, workerUrl, writablePages, writesSeen } from './helpers.js';
 
 afterAll(removeScratch);
 
@@ -51,12 +51,12 @@ describe('worker threads', () => {
     await nextMessage(w, (x) => x === 'stored');
     expect(m.bytes[PAGE + 1]).toBe(42);
     expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }]);
-    expect(f.stats().writeFaults).toBe(1);
+    expect(writesSeen(f)).toBe(1);
     expect(f.sync()).toEqual({ entries: 1, bytes: PAGE });
-    expect(writablePages(m, PAGE, PAGE)).toEqual([false]);
+    if (TRACKER === 'sigsegv') expect(writablePages(m, PAGE, PAGE)).toEqual([false]);
     w.postMessage('store');  // re-dirties after our sync
     await nextMessage(w, (x) => x === 'stored');
-    expect(f.stats().writeFaults).toBe(2);
+    expect(writesSeen(f)).toBe(2);
     w.postMessage('exit');
     await new Promise((r) => w.once('exit', r));
     expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }]);
@@ -64,7 +64,8 @@ describe('worker threads', () => {
   });
 });
 
-describe('the 2016 race, forced', () => {
+// sigsegv: setWriteFault replaces the SIGSEGV tracker's fault hook (async has none)
+describe.skipIf(notSigsegv)('the 2016 race, forced', () => {
   // A worker's fault sleeps between tagging DIRTY and making the page
   // writable, while this thread runs a sync in that window.
   async function forcedInterleaving(order2016: boolean) {
@@ -142,7 +143,7 @@ describe('stress: writers and syncers on many threads', () => {
         if (ref.address !== mappings[0].address) mappings.push(ref);
         threads.push(w);
       }
-      const syncer = new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'syncer', id: 99, seed: 99 } });
+      const syncer = new Worker(workerUrl('stress-worker.mjs'), { workerData: { ...common, role: 'syncer', id: 99, seed: 99, mediaPath: `${path}.media` } });
       await nextMessage(syncer);
       threads.push(syncer);
       const finished = threads.map((w) => nextMessage(w, (x: any) => x?.done));
@@ -151,8 +152,13 @@ describe('stress: writers and syncers on many threads', () => {
 
       let checks = 0, checkedPages = 0, mainSyncs = 0;
       const deadline = Date.now() + seconds * 1000;
-      while (f.stats().writeFaults < targetFaults && Date.now() < deadline) {
-        checkedPages += checkInvariant(f, mappings);
+      // async: no page is ever read-only, so the invariant is the oracle
+      // below (the harvest lock is what makes it hold: trap 6)
+      const sigsegv = TRACKER === 'sigsegv';
+      // async: written pages pile up between harvests; count syncs instead
+      const more = () => (sigsegv ? writesSeen(f) < targetFaults : mainSyncs < 200);
+      while (more() && Date.now() < deadline) {
+        if (sigsegv) checkedPages += checkInvariant(f, mappings);
         checks++;
         f.sync(0, (pages / 2) * PAGE);  // overlaps the syncer's ranges
         mainSyncs++;
@@ -163,10 +169,10 @@ describe('stress: writers and syncers on many threads', () => {
       await Promise.all(exited);
 
       // Quiescent: one last sync cleans everything and leaves no page writable.
-      checkedPages += checkInvariant(f, mappings.slice(0, 1));  // the workers' own mappings are unmapped
+      if (sigsegv) checkedPages += checkInvariant(f, mappings.slice(0, 1));  // the workers' own mappings are unmapped
       f.sync();
       expect(f.dirtyRanges()).toEqual([]);
-      expect(writablePages(m).some((x) => x)).toBe(false);
+      if (sigsegv) expect(writablePages(m).some((x) => x)).toBe(false);
       // What the flushes persisted equals the live content.
       const media = readFileSync(`${path}.media`);
       expect(media.length).toBe(m.length);
@@ -184,11 +190,14 @@ describe('stress: writers and syncers on many threads', () => {
         }
       }
       const s = f.stats();
-      console.log(`stress ${entrySize === PAGE ? 'PTE' : 'PMD'}: ${s.writeFaults} faults, ${s.syncs} syncs (${mainSyncs} main, ` +
+      console.log(`stress ${TRACKER} ${entrySize === PAGE ? 'PTE' : 'PMD'}: ${s.writeFaults} faults, ${s.pagesHarvested} harvested, ${s.syncs} syncs (${mainSyncs} main, ` +
         `${reports.find((r) => r.syncs !== undefined).syncs} worker), ${checks} checked points over ${checkedPages} writable pages, ` +
-        `${reports.reduce((n, r) => n + (r.stores ?? 0), 0)} stores, ${stored} page slots, ${lost} lost`);
+        `${reports.reduce((n, r) => n + (r.stores ?? 0), 0)} stores, ${stored} page slots, ${lost} lost, ` +
+        `${reports.find((r) => r.syncs !== undefined).late} not durable when a sync returned`);
       expect(lost).toBe(0);
-      expect(s.writeFaults).toBeGreaterThan(targetFaults / 10);
+      // and each of the syncer's syncs made what was stored before it durable
+      expect(reports.find((r) => r.syncs !== undefined).late).toBe(0);
+      expect(writesSeen(f)).toBeGreaterThan(targetFaults / 10);
       f.close();
     }, (seconds + 60) * 1000);
   }
@@ -255,7 +264,8 @@ function removeScratchExtra(path: string) {
   rmSync(path, { force: true });
 }
 
-describe('VMA budget', () => {
+// sigsegv: only mprotect'ed islands split VMAs
+describe.skipIf(notSigsegv)('VMA budget', () => {
   function scatteredStores(m: Mapping, pages: number, count: number, seed: number): Map<number, number> {
     const stored = new Map<number, number>();
     const windowPages = Math.min(pages, 2 ** 30 / PAGE);

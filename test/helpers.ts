@@ -3,8 +3,26 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { readFileSync, rmSync, statfsSync } from 'node:fs';
 import { expect } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import type { Mapping } from 'udax';
-import { mappingAddress } from 'udax/testing';
+import type { DaxFile, Mapping } from 'udax';
+import { asyncTrackerAvailability, mappingAddress } from 'udax/testing';
+
+/** The tracker files open with in this run (npm test runs the suite with the
+ * default, auto, and again with UDAX_TRACKER=sigsegv). */
+export const TRACKER: 'async' | 'sigsegv' =
+  process.env.UDAX_TRACKER === 'sigsegv' || (process.env.UDAX_TRACKER !== 'async' && !asyncTrackerAvailability().available)
+    ? 'sigsegv' : 'async';
+/** For test.skipIf: the test is about the SIGSEGV tracker's fault hook
+ * (fault counts, mprotect'ed pages, the VMA budget, setWriteFault). */
+export const notSigsegv = TRACKER !== 'sigsegv';
+/** For test.skipIf: the test is about the async tracker. */
+export const notAsync = TRACKER !== 'async';
+
+/** Stores the tracker has seen: write faults (sigsegv) or written pages
+ * harvested (async; stats() harvests first). */
+export function writesSeen(f: DaxFile): number {
+  const s = f.stats();
+  return TRACKER === 'sigsegv' ? s.writeFaults : s.pagesHarvested;
+}
 
 /** Bytes free on /dev/shm, where the scratch files go. */
 export function shmFree(): number {

@@ -1,5 +1,6 @@
 // A stress-test thread: a writer storing sequence numbers into random pages,
 // or a syncer writing back random ranges, until told to stop.
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { attach } from 'udax';
 import { mappingAddress } from 'udax/testing';
@@ -47,19 +48,31 @@ if (role === 'writer') {
   }
   parentPort.postMessage({ done: true, maps });
 } else {
+  // Property 2 of model/README.md, per sync: every store recorded before the
+  // sync began is on the media when it returns (a sample of the range's
+  // pages; seqs only grow, so the media holds that seq or a later one).
   const pageSize = 4096;
-  let syncs = 0;
+  const media = workerData.mediaPath ? openSync(workerData.mediaPath, 'r') : undefined;
+  const slot = new Int32Array(writers);
+  let syncs = 0, late = 0;
   parentPort.postMessage({ ready: true });
   while (Atomics.load(stop, 0) === 0) {
-    if (random(4) === 0) {
-      file.sync();
-    } else {
-      const first = random(pages);
-      const count = 1 + random(pages - first);
-      file.sync(first * pageSize, count * pageSize);
+    const whole = random(4) === 0;
+    const first = whole ? 0 : random(pages);
+    const count = whole ? pages : 1 + random(pages - first);
+    const sample = Array.from({ length: Math.min(count, 32) }, () => first + random(count));
+    const before = sample.map((p) => Array.from({ length: writers }, (_, w) => Atomics.load(last, p * writers + w)));
+    if (whole) file.sync();
+    else file.sync(first * pageSize, count * pageSize);
+    if (media !== undefined) {
+      sample.forEach((p, k) => {
+        readSync(media, slot, 0, writers * 4, p * pageSize);
+        for (let w = 0; w < writers; w++) if (slot[w] < before[k][w]) late++;
+      });
     }
     syncs++;
   }
-  parentPort.postMessage({ done: true, syncs });
+  if (media !== undefined) closeSync(media);
+  parentPort.postMessage({ done: true, syncs, late });
 }
 file.close();

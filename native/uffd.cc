@@ -1,0 +1,335 @@
+// The async tracker's mechanisms: one userfaultfd per process in WP_ASYNC
+// mode (the kernel resolves a write to a write-protected page itself and
+// marks the PTE written; no signal, no fault hook), and the harvest:
+// PAGEMAP_SCAN reports written pages and write-protects them again,
+// atomically per page, so a store after the scan marks its page written
+// again and the next harvest finds it. Mappings are armed at map time (all
+// of it write-protected, holes included): then exactly the pages written
+// since, or written and zapped since (a hole again), are reported.
+#include "udax.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <linux/futex.h>
+#include <limits.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+// Debian 12's headers predate these (upstream include/uapi/linux/fs.h and
+// userfaultfd.h, Linux 6.7).
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef PAGEMAP_SCAN
+struct page_region {
+  __u64 start, end, categories;
+};
+struct pm_scan_arg {
+  __u64 size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  __u64 category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PM_SCAN_WP_MATCHING (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+#define PAGEMAP_SCAN _IOWR('f', 0x10, struct pm_scan_arg)
+#endif
+
+static std::mutex g_uffd_mutex;
+static int g_uffd = -1, g_pagemap = -1;
+static int g_uffd_err = 0;
+static const char *g_uffd_call = nullptr;
+
+// Open the process's userfaultfd and /proc/self/pagemap once. Returns 0 or
+// the errno of the call named in *call (the same answer every time).
+static int uffd_open(const char **call) {
+  std::lock_guard<std::mutex> lock(g_uffd_mutex);
+  if (g_uffd >= 0 || g_uffd_err) {
+    *call = g_uffd_call;
+    return g_uffd_err;
+  }
+  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+  if (fd < 0) {
+    g_uffd_err = errno;
+    g_uffd_call = "userfaultfd";
+  } else {
+    struct uffdio_api api = {UFFD_API, UFFD_FEATURE_WP_ASYNC, 0};
+    if (ioctl(fd, UFFDIO_API, &api) != 0) {
+      g_uffd_err = errno;
+      g_uffd_call = "ioctl";  // UFFDIO_API: EINVAL for an unknown feature
+      close(fd);
+    } else {
+      int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+      if (pm < 0) {
+        g_uffd_err = errno;
+        g_uffd_call = "open";
+        close(fd);
+      } else {
+        g_uffd = fd;
+        g_pagemap = pm;
+      }
+    }
+  }
+  *call = g_uffd_call;
+  return g_uffd_err;
+}
+
+int uffd_arm(uintptr_t start, size_t len, const char **call) {
+  int err = uffd_open(call);
+  if (err) return err;
+  // ext4 maps 2 MiB folios with a PMD; a partial scan splits it and loses
+  // the written bit (TRACKERS.md trap 2).
+  if (madvise((void *)start, len, MADV_NOHUGEPAGE) != 0) {
+    *call = "madvise";
+    return errno;
+  }
+  struct uffdio_register reg = {{start, len}, UFFDIO_REGISTER_MODE_WP, 0};
+  if (ioctl(g_uffd, UFFDIO_REGISTER, &reg) != 0) {
+    *call = "ioctl";
+    return errno;
+  }
+  struct uffdio_writeprotect wp = {{start, len}, UFFDIO_WRITEPROTECT_MODE_WP};
+  if (ioctl(g_uffd, UFFDIO_WRITEPROTECT, &wp) != 0) {
+    *call = "ioctl";
+    return errno;
+  }
+  return 0;
+}
+
+// Scan [start, end): call fn(from, to, arg) for each run of written pages,
+// write-protecting them. Loops until the walk reaches end: a scan may stop
+// early with room left in the vector (trap 5). Returns 0 or an errno.
+static int scan_written(uintptr_t start, uintptr_t end, void (*fn)(uintptr_t, uintptr_t, void *), void *arg) {
+  struct page_region vec[256];
+  for (uintptr_t at = start; at < end;) {
+    struct pm_scan_arg a = {};
+    a.size = sizeof a;
+    a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+    a.start = at;
+    a.end = end;
+    a.vec = (uintptr_t)vec;
+    a.vec_len = sizeof vec / sizeof vec[0];
+    a.category_mask = PAGE_IS_WRITTEN;
+    a.return_mask = PAGE_IS_WRITTEN;
+    long n = ioctl(g_pagemap, PAGEMAP_SCAN, &a);
+    if (n < 0) return errno;
+    for (long i = 0; i < n; i++) fn((uintptr_t)vec[i].start, (uintptr_t)vec[i].end, arg);
+    if (a.walk_end <= at) return EIO;  // no progress: never loop forever
+    at = (uintptr_t)a.walk_end;
+  }
+  return 0;
+}
+
+// ---- the harvest lock: a futex mutex (0 free, 1 held, 2 held with waiters) ----
+
+static std::atomic<int32_t> *harvest_word(udax_inode *t) {
+  return reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[UDAX_TRACKER_HARVEST_LOCK]);
+}
+
+void harvest_lock(udax_inode *t) {
+  std::atomic<int32_t> *w = harvest_word(t);
+  int32_t c = 0;
+  if (w->compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
+  if (c != 2) c = w->exchange(2, std::memory_order_acquire);
+  while (c != 0) {
+    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAIT_PRIVATE, 2, nullptr, nullptr, 0);
+    c = w->exchange(2, std::memory_order_acquire);
+  }
+}
+
+void harvest_unlock(udax_inode *t) {
+  if (harvest_word(t)->exchange(0, std::memory_order_release) == 2)
+    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+// ---- harvest ------------------------------------------------------------------
+
+// udax/testing only: a sleep between "the scan consumed the written bit"
+// and "the entry is DIRTY", so a test can run a second sync inside it.
+static std::atomic<int64_t> g_harvest_delay_ns{0};
+
+struct harvest_job {
+  udax_region *r;
+  int32_t self;
+  uint64_t pages;
+};
+
+static void dirty_entries(udax_region *r, uint64_t from, uint64_t to, int32_t self) {
+  udax_inode *t = r->inode;
+  uint32_t first = (uint32_t)(from >> t->entry_shift), last = (uint32_t)((to - 1) >> t->entry_shift);
+  for (uint32_t e = first; e <= last && e < t->n_entries; e++) entry_dirty_as(t, e, self);
+}
+
+static void on_written(uintptr_t from, uintptr_t to, void *arg) {
+  harvest_job *j = (harvest_job *)arg;
+  udax_region *r = j->r;
+  j->pages += (to - from) / 4096;
+  int64_t ns = g_harvest_delay_ns.load(std::memory_order_relaxed);
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (ns > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  dirty_entries(r, r->file_offset + (from - r->start), r->file_offset + (to - r->start), j->self);
+}
+
+int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages) {
+  uint64_t region_to = r->file_offset + (r->end - r->start);
+  if (from < r->file_offset) from = r->file_offset;
+  if (to > region_to) to = region_to;
+  if (from >= to) return 0;
+  harvest_job j{r, self, 0};
+  int err = scan_written(r->start + (from - r->file_offset), r->start + (to - r->file_offset), on_written, &j);
+  if (err) dirty_entries(r, from, to, self);
+  *pages += j.pages;
+  return err;
+}
+
+static inline int64_t now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// harvest(inodeId, firstEntry, lastEntry) -> written pages found: under the
+// file's harvest lock, scan those entries in every live async mapping of the
+// file and DIRTY (lock -> DIRTY -> unlock, as entry_set_dirty counts) each
+// entry holding a written page. Every writeback runs it over its range before
+// it tags (trap 6); pages outside keep their written bit for a later harvest.
+// Caller may hold entry locks
+// (withEntriesLocked): those entries are dirtied without waiting. Throws
+// the scan's errno after dirtying the whole mapping it failed on.
+static Napi::Value Harvest(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "ioctl");
+  uint32_t first = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t last = info[2].As<Napi::Number>().Uint32Value();
+  if (first > last || last >= t->n_entries) throw errno_error(info.Env(), EINVAL, "ioctl", t->path);
+  uint64_t from = (uint64_t)first << t->entry_shift, to = ((uint64_t)last + 1) << t->entry_shift;
+  int64_t t0 = now_ns();
+  int32_t self = entry_owner_tag();
+  uint64_t pages = 0;
+  int err = 0;
+  harvest_lock(t.get());
+  int high = g_regions_high.load(std::memory_order_acquire);
+  for (int i = 0; i < high && !err; i++) {
+    udax_region *r = &g_regions[i];
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->async || r->inode != t.get()) continue;
+    if (!region_pin(r)) continue;
+    if (r->inode == t.get() && r->async) err = harvest_region(r, from, to, self, &pages);
+    region_unpin(r);
+  }
+  harvest_unlock(t.get());
+  __atomic_fetch_add(&t->stats[UDAX_STAT_PAGES_HARVESTED], (int64_t)pages, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&t->stats[UDAX_STAT_HARVEST_NS], now_ns() - t0, __ATOMIC_RELAXED);
+  if (err) throw errno_error(info.Env(), err, "ioctl", t->path);
+  return Napi::Number::New(info.Env(), (double)pages);
+}
+
+static int count_scan(uintptr_t start, uintptr_t end, uint64_t *pages) {
+  struct counter {
+    static void add(uintptr_t from, uintptr_t to, void *arg) { *(uint64_t *)arg += (to - from) / 4096; }
+  };
+  *pages = 0;
+  return scan_written(start, end, counter::add, pages);
+}
+
+// asyncSelfTest() -> { ok, syscall?, errno?, detail? }: can this process use
+// the async tracker? On a memfd page: arm, a scan reports 0, a store, a scan
+// reports 1, a scan reports 0. Leaves nothing behind but the userfaultfd.
+static Napi::Value AsyncSelfTest(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  auto fail = [&](const char *call, int err, const char *detail) {
+    o.Set("ok", false);
+    o.Set("syscall", call);
+    o.Set("errno", err);
+    o.Set("detail", detail);
+    return o;
+  };
+  const char *call = nullptr;
+  int err = uffd_open(&call);
+  if (err) return fail(call, err, "no userfaultfd with UFFD_FEATURE_WP_ASYNC");
+  int fd = (int)syscall(SYS_memfd_create, "udax-selftest", MFD_CLOEXEC);
+  if (fd < 0) return fail("memfd_create", errno, "no memfd for the self-test");
+  if (ftruncate(fd, 4096) != 0) {
+    err = errno;
+    close(fd);
+    return fail("ftruncate", err, "no memfd page for the self-test");
+  }
+  void *p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) return fail("mmap", errno, "no mapping for the self-test");
+  uintptr_t a = (uintptr_t)p;
+  uint64_t n0 = 9, n1 = 9, n2 = 9;
+  const char *what = nullptr;
+  err = uffd_arm(a, 4096, &call);
+  if (err) what = "registering a memfd page for write-protect failed";
+  if (!err && (err = count_scan(a, a + 4096, &n0)) != 0) call = "ioctl", what = "PAGEMAP_SCAN failed (Linux < 6.7?)";
+  if (!err) *(volatile char *)p = 1;
+  if (!err && (err = count_scan(a, a + 4096, &n1)) != 0) call = "ioctl", what = "PAGEMAP_SCAN failed";
+  if (!err && (err = count_scan(a, a + 4096, &n2)) != 0) call = "ioctl", what = "PAGEMAP_SCAN failed";
+  munmap(p, 4096);
+  if (err) return fail(call, err, what);
+  if (n0 != 0 || n1 != 1 || n2 != 0) return fail("ioctl", EIO, "PAGEMAP_SCAN did not report exactly the page stored (0, 1, 0)");
+  o.Set("ok", true);
+  return o;
+}
+
+// testingAsyncFault(pages) -> ns per first store to a write-protected page:
+// the bare WP_ASYNC fault (no udax), on a memfd, for the benchmark's floor.
+static Napi::Value TestingAsyncFault(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  size_t pages = (size_t)info[0].As<Napi::Number>().Int64Value();
+  size_t len = pages * 4096;
+  int fd = (int)syscall(SYS_memfd_create, "udax-probe", MFD_CLOEXEC);
+  if (fd < 0) throw errno_error(env, errno, "memfd_create");
+  if (ftruncate(fd, (off_t)len) != 0) {
+    int e = errno;
+    close(fd);
+    throw errno_error(env, e, "ftruncate");
+  }
+  void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) throw errno_error(env, errno, "mmap");
+  volatile char *c = (volatile char *)p;
+  for (size_t i = 0; i < pages; i++) c[i * 4096] = 1;  // populate: a minor fault is not the floor
+  const char *call = nullptr;
+  int err = uffd_arm((uintptr_t)p, len, &call);
+  if (err) {
+    munmap(p, len);
+    throw errno_error(env, err, call);
+  }
+  int64_t t0 = now_ns();
+  for (size_t i = 0; i < pages; i++) c[i * 4096] = 2;
+  int64_t ns = now_ns() - t0;
+  munmap(p, len);
+  return Napi::Number::New(env, (double)ns / (double)pages);
+}
+
+// testingUffdWriteProtect(region, offset, length): write-protect part of an
+// async region again, with no harvest and no tags (the bare floor's sync).
+static Napi::Value TestingUffdWriteProtect(const Napi::CallbackInfo &info) {
+  PinnedRegion r(info, 0);
+  size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
+  size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
+  if (!r->async || offset > r->end - r->start || length > r->end - r->start - offset)
+    throw errno_error(info.Env(), EINVAL, "ioctl", r->inode->path);
+  struct uffdio_writeprotect wp = {{r->start + offset, length}, UFFDIO_WRITEPROTECT_MODE_WP};
+  if (ioctl(g_uffd, UFFDIO_WRITEPROTECT, &wp) != 0) throw errno_error(info.Env(), errno, "ioctl", r->inode->path);
+  return info.Env().Undefined();
+}
+
+// testingSetHarvestDelay(ns): sleep ns in every harvest between scanning a
+// run of written pages and dirtying its entries (0: none).
+static Napi::Value TestingSetHarvestDelay(const Napi::CallbackInfo &info) {
+  g_harvest_delay_ns.store(info[0].As<Napi::Number>().Int64Value());
+  return info.Env().Undefined();
+}
+
+void init_uffd(Napi::Env env, Napi::Object exports) {
+  exports.Set("testingSetHarvestDelay", Napi::Function::New(env, TestingSetHarvestDelay, "testingSetHarvestDelay"));
+  exports.Set("testingUffdWriteProtect", Napi::Function::New(env, TestingUffdWriteProtect, "testingUffdWriteProtect"));
+  exports.Set("harvest", Napi::Function::New(env, Harvest, "harvest"));
+  exports.Set("asyncSelfTest", Napi::Function::New(env, AsyncSelfTest, "asyncSelfTest"));
+  exports.Set("testingAsyncFault", Napi::Function::New(env, TestingAsyncFault, "testingAsyncFault"));
+}

@@ -1,0 +1,249 @@
+// Layer 3b: the tracker option, and the async tracker's traps
+// (/work/shared/TRACKERS.md §2): holes, read-only pages, zapped pages, PMD
+// entries, system calls, unmap with unflushed stores, no fault hook, and the
+// fallback when userfaultfd is refused.
+import { openSync, closeSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { afterAll, describe, expect, test } from 'vitest';
+import { open, PMD_SIZE } from 'udax';
+import { harvest, madvise, setHarvestDelay } from 'udax/testing';
+import { daxError, distIndex, nextMessage, notAsync, removeScratch, runChild, scratchPath, shortOfShm, sleep, TRACKER } from './helpers.js';
+
+afterAll(removeScratch);
+
+const PAGE = 4096;
+const testingIndex = distIndex.replace(/index\.js$/, 'testing.js');
+
+describe('the tracker option', () => {
+  test('file.tracker says which runs; every open of the file agrees, an explicit other one is refused', () => {
+    const path = scratchPath('opt');
+    const a = open(path, { create: true, size: 4 * PAGE, tracker: 'sigsegv' });
+    expect(a.tracker).toBe('sigsegv');
+    expect(open(path).tracker).toBe('sigsegv');                       // default (auto): joins
+    expect(open(path, { tracker: 'auto' }).tracker).toBe('sigsegv');
+    if (TRACKER === 'async') expect(() => open(path, { tracker: 'async' })).toThrow(daxError('ERR_UDAX_ALREADY_OPEN', 'open'));
+    a.close();
+  });
+
+  test('a bad tracker option or UDAX_TRACKER is a TypeError', () => {
+    expect(() => open(scratchPath('bad'), { create: true, size: PAGE, tracker: 'uffd' as never })).toThrow(TypeError);
+    const r = runChild(`
+      import { open } from ${JSON.stringify(distIndex)};
+      try { open(${JSON.stringify(scratchPath('badenv'))}, { create: true, size: 4096 }); } catch (e) { console.log(e.name, e.code); }
+    `, { env: { UDAX_TRACKER: 'fast' } });
+    expect(r.stdout.trim()).toBe('TypeError ERR_INVALID_ARG_VALUE');
+  });
+
+  test('userfaultfd refused (a seccomp filter, as Docker\'s): auto falls back to sigsegv with the reason; forcing async throws', () => {
+    const r = runChild(`
+      import { open } from ${JSON.stringify(distIndex)};
+      import { refuseUserfaultfd, asyncTrackerAvailability } from ${JSON.stringify(testingIndex)};
+      refuseUserfaultfd();
+      const f = open(${JSON.stringify(scratchPath('refused'))}, { create: true, size: 4 * 4096 });
+      const m = f.map();
+      m.bytes[4096] = 1;
+      console.log(f.tracker, JSON.stringify(f.sync()), asyncTrackerAvailability().reason);
+      try { open(${JSON.stringify(scratchPath('forced'))}, { create: true, size: 4096, tracker: 'async' }); }
+      catch (e) { console.log(e.code, e.syscall); }
+    `, { env: { UDAX_TRACKER: '' } });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^sigsegv \{"entries":1,"bytes":4096\} no userfaultfd with UFFD_FEATURE_WP_ASYNC: userfaultfd failed with errno 1$/);
+    expect(lines[1]).toBe('ERR_UDAX_TRACKER_UNAVAILABLE userfaultfd');
+  });
+});
+
+describe.skipIf(notAsync)('the async tracker (async runs only)', () => {
+  test('stores to holes of a sparse file are found exactly, and pages only read are not', () => {
+    const f = open(scratchPath('holes'), { create: true, size: 64 << 20 });
+    const m = f.map();
+    let sum = 0;
+    for (let p = 0; p < 16384; p += 97) sum += m.bytes[p * PAGE];  // read-faults holes in
+    expect(sum).toBe(0);
+    expect(harvest(f)).toBe(0);
+    for (const p of [5, 6, 9000, 16383]) m.bytes[p * PAGE + 7] = 1;
+    expect(f.dirtyRanges()).toEqual([
+      { offset: 5 * PAGE, length: 2 * PAGE }, { offset: 9000 * PAGE, length: PAGE }, { offset: 16383 * PAGE, length: PAGE },
+    ]);
+    expect(f.stats()).toMatchObject({ writeFaults: 0, pagesHarvested: 4 });
+    expect(f.sync()).toEqual({ entries: 4, bytes: 4 * PAGE });
+    expect(harvest(f)).toBe(0);  // the scan write-protected them again
+    m.bytes[6 * PAGE] = 2;       // a store after the sync is the next harvest's
+    expect(f.dirtyRanges()).toEqual([{ offset: 6 * PAGE, length: PAGE }]);
+    f.close();
+  });
+
+  test('a range sync harvests only its range; written pages outside it wait for a later harvest', () => {
+    const f = open(scratchPath('range'), { create: true, size: 16 * PAGE });
+    const m = f.map();
+    m.bytes[PAGE] = 1;
+    m.bytes[10 * PAGE] = 1;
+    expect(f.sync(0, 2 * PAGE)).toEqual({ entries: 1, bytes: PAGE });
+    expect(f.stats().pagesHarvested).toBe(2);  // stats() harvests the rest
+    expect(f.dirtyRanges()).toEqual([{ offset: 10 * PAGE, length: PAGE }]);
+    expect(f.sync()).toEqual({ entries: 1, bytes: PAGE });
+    f.close();
+  });
+
+  test('a written page the kernel zaps (MADV_PAGEOUT, MADV_DONTNEED) is still reported: armed, not populated', () => {
+    const f = open(scratchPath('zap'), { create: true, size: 16 * PAGE });
+    const m = f.map();
+    m.bytes[2 * PAGE] = 1;
+    m.bytes[3 * PAGE] = 1;
+    madvise(m, 2 * PAGE, PAGE, 'pageout');
+    madvise(m, 3 * PAGE, PAGE, 'dontneed');
+    expect(m.bytes[4 * PAGE]).toBe(0);
+    madvise(m, 4 * PAGE, PAGE, 'dontneed');  // a page only read, zapped: still clean
+    expect(f.dirtyRanges()).toEqual([{ offset: 2 * PAGE, length: 2 * PAGE }]);
+    expect(f.sync().entries).toBe(2);
+    expect(readFileSync(f.path)[3 * PAGE]).toBe(1);
+    f.close();
+  });
+
+  test('PMD entries are flushed through the untracked mapping: a flush does not re-dirty them', () => {
+    const f = open(scratchPath('pmd'), { create: true, size: 2 * PMD_SIZE, entrySize: PMD_SIZE });
+    const m = f.map();
+    m.bytes[PMD_SIZE + 12345] = 1;
+    expect(f.dirtyRanges()).toEqual([{ offset: PMD_SIZE, length: PMD_SIZE }]);
+    expect(f.sync()).toEqual({ entries: 1, bytes: PMD_SIZE });
+    expect(harvest(f)).toBe(0);
+    expect(f.sync()).toEqual({ entries: 0, bytes: 0 });
+    m.bytes[2 * PMD_SIZE - 1] = 2;
+    expect(f.sync()).toEqual({ entries: 1, bytes: PMD_SIZE });
+    f.close();
+  });
+
+  test('an ext4 file (large folios in the page cache): a partial-range sync loses no written page', () => {
+    const path = join(tmpdir(), `udax-test-${process.pid}-ext4`);
+    writeFileSync(path, Buffer.alloc(8 << 20, 1));  // written through the page cache: large folios
+    try {
+      const f = open(path);
+      const m = f.map();
+      const pages = Array.from({ length: 32 }, (_, k) => k * 64 + 3);
+      for (const p of pages) m.bytes[p * PAGE] = 7;
+      expect(f.sync(0, 4 << 20).entries).toBe(16);
+      expect(f.dirtyRanges()).toEqual(pages.slice(16).map((p) => ({ offset: p * PAGE, length: PAGE })));
+      expect(f.sync().entries).toBe(16);
+      expect(harvest(f)).toBe(0);
+      f.close();
+      const data = readFileSync(path);
+      expect(pages.every((p) => data[p * PAGE] === 7)).toBe(true);
+    } finally {
+      rmSync(path, { force: true });
+    }
+  });
+
+  test('fs.readSync into a mapping just works (no EFAULT, no prepareWrite), and sync writes it back', () => {
+    const src = scratchPath('src');
+    writeFileSync(src, Buffer.alloc(2 * PAGE, 0x5a));
+    const f = open(scratchPath('dst'), { create: true, size: 8 * PAGE, media: 'shadow' });
+    const m = f.map();
+    const fd = openSync(src, 'r');
+    expect(readSync(fd, m.view(PAGE, 2 * PAGE), 0, 2 * PAGE, 0)).toBe(2 * PAGE);
+    closeSync(fd);
+    expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: 2 * PAGE }]);
+    expect(f.sync()).toEqual({ entries: 2, bytes: 2 * PAGE });
+    expect(readFileSync(f.media.path!).subarray(PAGE, 3 * PAGE).every((b) => b === 0x5a)).toBe(true);
+    f.close();
+  });
+
+  test('unmap harvests first: unflushed stores stay DIRTY and reach the media at the next sync', () => {
+    const f = open(scratchPath('unmap'), { create: true, size: 8 * PAGE, media: 'shadow' });
+    const m = f.map();
+    m.bytes[5 * PAGE + 1] = 9;
+    m.unmap();
+    expect(f.dirtyRanges()).toEqual([{ offset: 5 * PAGE, length: PAGE }]);
+    expect(f.sync().entries).toBe(1);
+    expect(readFileSync(f.media.path!)[5 * PAGE + 1]).toBe(9);
+    f.close();
+  });
+
+  test('no fault hook: withEntriesLocked does not hold stores back (this thread may store), the next sync finds them', () => {
+    const f = open(scratchPath('locked'), { create: true, size: 4 * PAGE });
+    const m = f.map();
+    f.withEntriesLocked(0, PAGE, () => { m.bytes[10] = 1; });  // with sigsegv: a self-deadlock abort
+    expect(f.sync()).toEqual({ entries: 1, bytes: PAGE });
+    f.withEntriesLocked(0, PAGE, () => { m.bytes[11] = 1; expect(f.dirtyRanges()).toEqual([{ offset: 0, length: PAGE }]); });
+    f.close();
+  });
+
+  test('harvest atomicity: a sync that starts while another thread\'s harvest holds scanned, not yet DIRTY pages waits for it and returns with the store durable', async () => {
+    const path = scratchPath('atomic');
+    const f = open(path, { create: true, size: 4 * PAGE, media: 'shadow' });
+    const m = f.map();
+    m.bytes[PAGE] = 42;
+    setHarvestDelay(400e6);
+    try {
+      const w = new Worker(`
+        import { attach } from ${JSON.stringify(distIndex)};
+        import { parentPort, workerData } from 'node:worker_threads';
+        const file = attach(workerData);
+        parentPort.postMessage('syncing');
+        parentPort.postMessage(file.sync());
+      `, { eval: true, workerData: f.handle() });
+      await nextMessage(w, (x) => x === 'syncing');
+      await sleep(100);  // the worker's scan took the written bit; the entry is not DIRTY yet
+      const t0 = performance.now();
+      f.sync();          // without the harvest lock: finds nothing and returns at once
+      const waited = performance.now() - t0;
+      const durable = readFileSync(`${path}.media`)[PAGE];
+      const theirs = await nextMessage(w, (x) => typeof x === 'object');
+      await w.terminate();
+      expect(durable).toBe(42);
+      expect(waited).toBeGreaterThan(100);
+      expect(f.stats().entriesCleaned).toBe(1);  // flushed once, by one of the two syncs
+      expect(theirs.entries).toBeLessThanOrEqual(1);
+    } finally {
+      setHarvestDelay(0);
+      f.close();
+    }
+  });
+
+  // sparse, but ~750 MiB of it is written
+  test.skipIf(shortOfShm(1 << 30, '8 GiB async'))('an 8 GiB sparse file, 200,000 random stores: the sync cleans exactly the distinct pages stored, nothing lost', () => {
+    const pages = (8 * 2 ** 30) / PAGE;
+    const f = open(scratchPath('8g'), { create: true, size: pages * PAGE });
+    const m = f.map();
+    const windowPages = 2 ** 30 / PAGE;
+    const windows = Array.from({ length: pages / windowPages }, (_, k) => {
+      const v = m.view(k * windowPages * PAGE, windowPages * PAGE);
+      return new Int32Array(v.buffer, v.byteOffset, v.length / 4);
+    });
+    const stored = new Map<number, number>();
+    let x = 987654321;
+    for (let i = 0; i < 200_000; i++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      const page = (x >>> 0) % pages;
+      windows[Math.floor(page / windowPages)][(page % windowPages) * 1024 + 3] = i + 1;
+      stored.set(page, i + 1);
+    }
+    const t0 = performance.now();
+    expect(f.sync().entries).toBe(stored.size);  // no hole, no read page, no coarsening
+    console.log(`8 GiB async: ${stored.size} distinct pages, sync ${(performance.now() - t0).toFixed(0)} ms, ` +
+      `harvest ${(f.stats().harvestTimeNs / 1e6).toFixed(0)} ms`);
+    expect(f.sync().entries).toBe(0);
+    let lost = 0;
+    for (const [page, value] of stored) if (windows[Math.floor(page / windowPages)][(page % windowPages) * 1024 + 3] !== value) lost++;
+    expect(lost).toBe(0);
+    m.unmap();
+    f.close();
+  }, 120_000);
+
+  test('a worker that attaches runs the file\'s tracker', async () => {
+    const f = open(scratchPath('attach'), { create: true, size: 4 * PAGE });
+    const w = new Worker(`
+      import { attach } from ${JSON.stringify(distIndex)};
+      import { parentPort, workerData } from 'node:worker_threads';
+      const file = attach(workerData);
+      file.map().bytes[4096] = 1;
+      parentPort.postMessage(file.tracker);
+    `, { eval: true, workerData: f.handle() });
+    const tracker = await new Promise((r) => w.once('message', r));
+    await w.terminate();
+    expect(tracker).toBe('async');
+    expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }]);  // its store, harvested here
+    f.close();
+  });
+});

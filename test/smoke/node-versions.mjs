@@ -48,14 +48,16 @@ try {
   check('sync wrote back one entry', s.entries === 1 && s.bytes === 4096, JSON.stringify(s));
   check('nothing dirty after sync', file.dirtyRanges().length === 0);
   m.bytes[4096] = 0x48;
-  check('a store after sync faults again', file.stats().writeFaults === 2, JSON.stringify(file.stats()));
+  // sigsegv sees the store as a second fault; async finds it in the next harvest
+  check('a store after sync is tracked again', JSON.stringify(file.dirtyRanges()) === '[{"offset":4096,"length":4096}]', JSON.stringify(file.stats()));
   file.sync();
   file.crashImage(images[0], { units: 'none' });
   check('after sync, a crash keeps the data', readFileSync(images[0])[4096] === 0x48);
   const flush = file.flushInstruction;
+  const tracker = file.tracker;
   file.close();
   check('no warning was printed', warnings.length === 0, warnings.join('; '));
-  console.log(`smoke ${process.version} (N-API ${process.versions.napi}): udax ${version} loads through require and import; map, store, sync and crash images work; flush ${flush}`);
+  console.log(`smoke ${process.version} (N-API ${process.versions.napi}): udax ${version} loads through require and import; map, store, sync and crash images work; tracker ${tracker}, flush ${flush}`);
 } finally {
   for (const p of [path, `${path}.media`, ...images]) rmSync(p, { force: true });
 }

@@ -60,6 +60,15 @@ function ratioTarget(ws: WorkloadResult[], samplesOf: SamplesOf, random: () => n
   return { name, goal, measured, limit, kind: 'ratio', applies: true, interval, ...judge(interval, measured, limit) };
 }
 
+/** A target on udax's own median time of a workload. */
+function timeTarget(ws: WorkloadResult[], samplesOf: SamplesOf, random: () => number, name: string, workload: string,
+  limit: number, goal: string): TargetResult {
+  const measured = median(ws, workload, 'udax');
+  const samples = samplesOf(workload, 'udax');
+  const interval = measured !== undefined && samples ? medianInterval(samples, random) : undefined;
+  return { name, goal, measured, limit, kind: 'time', applies: true, interval, ...judge(interval, measured, limit) };
+}
+
 export function evaluateTargets(ws: WorkloadResult[], o: Pick<BenchOptions, 'hugeSize' | 'threads' | 'entrySize'>,
   samplesOf: SamplesOf = () => undefined): TargetResult[] {
   const random = mulberry32(0x5eed);
@@ -72,20 +81,11 @@ export function evaluateTargets(ws: WorkloadResult[], o: Pick<BenchOptions, 'hug
     ratioTarget(ws, samplesOf, random, 'sync-random-huge', 'sync-random-huge', 'udax', 'raw', 1.5,
       'sync after 200,000 random stores over an 8 GiB file ≤ 1.5× flushing those pages untracked'),
   ];
-  const huge = median(ws, 'sync-clean-huge', 'udax');
-  const hugeSamples = samplesOf('sync-clean-huge', 'udax');
-  const hugeInterval = huge !== undefined && hugeSamples ? medianInterval(hugeSamples, random) : undefined;
-  targets.push({
-    name: 'sync-clean-huge', goal: 'sync of a 16 GiB sparse file with 100 dirty pages < 1 ms',
-    measured: huge, limit: 1e6, kind: 'time', applies: true, interval: hugeInterval, ...judge(hugeInterval, huge, 1e6),
-  });
-  const stores = median(ws, 'threaded', 'udax');
-  const storeSamples = samplesOf('threaded', 'udax');
-  const storeInterval = stores !== undefined && storeSamples ? medianInterval(storeSamples, random) : undefined;
-  targets.push({
-    name: 'threaded-stores', goal: '2 writer threads beside a thread syncing every ms: ≥ 2 M stores/s (≤ 500 ns per store)',
-    measured: stores, limit: 500, kind: 'time', applies: true, interval: storeInterval, ...judge(storeInterval, stores, 500),
-  });
+  targets.push(
+    timeTarget(ws, samplesOf, random, 'sync-clean-huge', 'sync-clean-huge', 1e6, 'sync of a 16 GiB sparse file with 100 dirty pages < 1 ms'),
+    timeTarget(ws, samplesOf, random, 'threaded-stores', 'threaded', 500,
+      '2 writer threads beside a thread syncing every ms: ≥ 2 M stores/s (≤ 500 ns per store)'),
+  );
   const syncP95 = ws.find((w) => w.name === 'threaded')?.rows.find((r) => r.variant === 'udax')?.detail?.syncerP95Ns;
   targets.push({
     name: 'threaded-syncs', goal: 'the syncing thread\'s syncs under 5 ms (95th percentile) while 2 threads store',

@@ -164,14 +164,16 @@ static void typed_bytes(const Napi::CallbackInfo &info, int i, uint8_t **data, s
   *len = ta.ByteLength();
 }
 
-// filePwrite(id, bytes, position) -> bytes written: pwrite until all is
-// written (the kernel's write path; a DAX file system copies to the media).
-static Napi::Value FilePwrite(const Napi::CallbackInfo &info) {
+// pwrite or pread all of bytes (argument 1) at position (argument 2) of the
+// open file (argument 0), retrying short transfers; a read stops at the end
+// of the file. Returns the bytes moved.
+static Napi::Value transfer(const Napi::CallbackInfo &info, bool write) {
+  const char *syscall_name = write ? "pwrite" : "pread";
   int fd;
   char path[512];
   {
     std::lock_guard<std::mutex> lock(g_objects_mutex);
-    udax_file *f = file_arg(info, 0, "pwrite");
+    udax_file *f = file_arg(info, 0, syscall_name);
     fd = f->fd;
     memcpy(path, f->path, sizeof path);
   }
@@ -181,38 +183,22 @@ static Napi::Value FilePwrite(const Napi::CallbackInfo &info) {
   off_t pos = (off_t)info[2].As<Napi::Number>().Int64Value();
   size_t done = 0;
   while (done < len) {
-    ssize_t n = pwrite(fd, data + done, len - done, pos + (off_t)done);
+    ssize_t n = write ? pwrite(fd, data + done, len - done, pos + (off_t)done)
+                      : pread(fd, data + done, len - done, pos + (off_t)done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw errno_error(info.Env(), errno, "pwrite", path);
-    done += (size_t)n;
-  }
-  return Napi::Number::New(info.Env(), (double)done);
-}
-
-// filePread(id, bytes, position) -> bytes read (fewer at the end of the file).
-static Napi::Value FilePread(const Napi::CallbackInfo &info) {
-  int fd;
-  char path[512];
-  {
-    std::lock_guard<std::mutex> lock(g_objects_mutex);
-    udax_file *f = file_arg(info, 0, "pread");
-    fd = f->fd;
-    memcpy(path, f->path, sizeof path);
-  }
-  uint8_t *data;
-  size_t len;
-  typed_bytes(info, 1, &data, &len);
-  off_t pos = (off_t)info[2].As<Napi::Number>().Int64Value();
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pread(fd, data + done, len - done, pos + (off_t)done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw errno_error(info.Env(), errno, "pread", path);
+    if (n < 0) throw errno_error(info.Env(), errno, syscall_name, path);
     if (n == 0) break;
     done += (size_t)n;
   }
   return Napi::Number::New(info.Env(), (double)done);
 }
+
+// filePwrite(id, bytes, position) -> bytes written (the kernel's write path;
+// a DAX file system copies to the media).
+static Napi::Value FilePwrite(const Napi::CallbackInfo &info) { return transfer(info, true); }
+
+// filePread(id, bytes, position) -> bytes read (fewer at the end of the file).
+static Napi::Value FilePread(const Napi::CallbackInfo &info) { return transfer(info, false); }
 
 // fileDescriptor(id) -> the fd (for node:fs calls on the same open file).
 static Napi::Value FileDescriptor(const Napi::CallbackInfo &info) {

@@ -69,7 +69,7 @@ static void count_dirty(udax_inode *t, uint32_t index) {
 // Take the lock of entry index, sleeping while another thread holds it and
 // taking it over if that thread has died. Caller holds no entry lock at a
 // higher index. Returns true when the lock was recovered from a dead owner.
-static bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self) {
+bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self) {
   std::atomic<int32_t> *w = word_of(t, index);
   for (;;) {
     int32_t v = w->load(std::memory_order_relaxed);
@@ -102,6 +102,20 @@ void entry_unlock(udax_inode *t, uint32_t index) {
   int32_t old = word_of(t, index)->fetch_and(
       (int32_t)(UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS)), std::memory_order_release);
   if (old & UDAX_ENTRY_WAITERS) futex_wake_word(&t->entries[index]);
+}
+
+// Clear DIRTY and TOWRITE and release the lock of entry index (the end of
+// dax_writeback_one); the summary count drops after the unlock (an
+// overcount only costs a concurrent sync a scan). Caller holds the lock.
+void entry_clean_and_unlock(udax_inode *t, uint32_t index) {
+  int32_t old = word_of(t, index)->fetch_and(
+      (int32_t)(UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS | UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE)),
+      std::memory_order_release);
+  if (old & UDAX_ENTRY_WAITERS) futex_wake_word(&t->entries[index]);
+  if (!(old & UDAX_ENTRY_DIRTY)) return;
+  uint32_t group = index >> UDAX_SUMMARY_SHIFT;
+  __atomic_fetch_sub(&t->summary[group], 1, __ATOMIC_SEQ_CST);
+  __atomic_fetch_sub(&t->summary[t->groups + (group >> UDAX_SUMMARY2_SHIFT)], 1, __ATOMIC_SEQ_CST);
 }
 
 // Tag entry index DIRTY; on a clean -> DIRTY transition count it in the

@@ -178,6 +178,10 @@ extern udax_vma_policy g_vma;
 // handler and in JS wake each other. All async-signal-safe.
 void entry_lock(udax_inode *t, uint32_t index);
 void entry_unlock(udax_inode *t, uint32_t index);
+// Take the lock as the thread whose owner tag is self (entry.h); true when it
+// was taken over from a dead owner. Caller holds no lock above index.
+bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self);
+void entry_clean_and_unlock(udax_inode *t, uint32_t index);
 void entry_set_dirty(udax_inode *t, uint32_t index);
 // This thread's owner tag (compute once per call: gettid is a syscall).
 int32_t entry_owner_tag();

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <memory>
+#include <time.h>
 #include <vector>
 
 static const uint64_t kPage = 4096;
@@ -152,6 +154,88 @@ static void copy_bytes(void *arg) {
   memcpy(j->dst, j->src, j->len);
 }
 
+// writebackRun(inodeId, firstEntry, lastEntry, fallbackRegion, ownerTag,
+// mediaRegion, out): out (a Float64Array of 4) <- [entries cleaned, bytes
+// flushed, bytes copied to the media, ns copying]: dax_writeback_one
+// for a run of tagged entries in one call: lock them ascending; mkclean +
+// flush each contiguous piece still DIRTY|TOWRITE and copy it to the media
+// (mediaRegion, or -1 for none); one fence; clean exactly the entries flushed
+// here and unlock the rest. A piece found not due was cleaned by a concurrent
+// sync after the caller's snapshot. On an error every entry is unlocked still
+// DIRTY: nothing is lost. src/writeback.ts runs the same steps in JS when the
+// persistence model needs more (injected errors, timing).
+static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  InodeArg t(info, 0, "msync");
+  uint32_t first = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t last = info[2].As<Napi::Number>().Uint32Value();
+  PinnedRegion fallback(info, 3);
+  int32_t self = info[4].As<Napi::Number>().Int32Value();
+  std::unique_ptr<PinnedRegion> media_pin;
+  if (info[5].As<Napi::Number>().Int32Value() >= 0) media_pin.reset(new PinnedRegion(info, 5));
+  udax_region *media = media_pin ? media_pin->get() : nullptr;
+  Napi::TypedArray out_array = info[6].As<Napi::TypedArray>();
+  if (out_array.TypedArrayType() != napi_float64_array || out_array.ElementLength() < 4)
+    throw Napi::TypeError::New(env, "writebackRun: out must be a Float64Array of 4");
+  if (media && media->end - media->start < t->size) throw errno_error(env, EINVAL, "msync", t->path);
+  if (first > last || last >= t->n_entries || fallback->inode != t.get() || fallback->end - fallback->start < t->size)
+    throw errno_error(env, EINVAL, "msync", t->path);
+  const int32_t due_mask = (int32_t)(UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE);
+  for (uint32_t i = first; i <= last; i++) entry_lock_as(t.get(), i, self);
+  std::vector<uint8_t> flushed(last - first + 1, 0);
+  uint64_t bytes = 0, media_bytes = 0;
+  int64_t media_ns = 0;
+  int err = 0;
+  for (uint32_t i = first; i <= last && !err;) {
+    if ((__atomic_load_n(&t->entries[i], __ATOMIC_SEQ_CST) & due_mask) != due_mask) { i++; continue; }
+    uint32_t end = i;
+    while (end < last && (__atomic_load_n(&t->entries[end + 1], __ATOMIC_SEQ_CST) & due_mask) == due_mask) end++;
+    mkclean_job j{t.get(), fallback.get(), i, end, 0, 0, nullptr, std::vector<uint8_t>(end - i + 1, 0), {}};
+    if (guard_sigbus(mkclean_flush, &j) != 0) {
+      if (j.pinned) region_unpin(j.pinned);
+      err = EFAULT;
+    } else if (j.err) {
+      err = j.err;
+    } else {
+      bytes += j.flushed;
+      memset(&flushed[i - first], 1, end - i + 1);
+      if (media) {
+        // The entries are write-protected and flushed: the media receives
+        // exactly the flushed bytes (src/media.ts).
+        uint64_t from = (uint64_t)i << t->entry_shift, to = ((uint64_t)end + 1) << t->entry_shift;
+        if (to > t->size) to = t->size;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        copy_job c{(void *)(media->start + from), (const void *)(fallback->start + from), (size_t)(to - from)};
+        if (guard_sigbus(copy_bytes, &c) != 0) err = EFAULT;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        media_ns += (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
+        media_bytes += to - from;
+      }
+    }
+    i = end + 1;
+  }
+  if (!err) flush_fence();
+  uint32_t cleaned = 0;
+  for (uint32_t i = first; i <= last; i++) {
+    if (!err && flushed[i - first]) {
+      entry_clean_and_unlock(t.get(), i);
+      cleaned++;
+    } else {
+      entry_unlock(t.get(), i);
+    }
+  }
+  if (err) throw errno_error(env, err, err == EFAULT ? "msync" : "mprotect", t->path);
+  // Results through a caller's array: no object to build per run.
+  double *out = reinterpret_cast<double *>(static_cast<uint8_t *>(out_array.ArrayBuffer().Data()) + out_array.ByteOffset());
+  out[0] = cleaned;
+  out[1] = (double)bytes;
+  out[2] = (double)media_bytes;
+  out[3] = (double)media_ns;
+  return env.Undefined();
+}
+
+
 // regionCopy(dstRegion, srcRegion, offset, length): copy bytes [offset,
 // offset+length) of one mapping into the same offsets of another (the media
 // copy of writeback). Throws EFAULT when either file shrank underneath.
@@ -209,6 +293,7 @@ static Napi::Value RegionFlush(const Napi::CallbackInfo &info) {
 void init_writeback(Napi::Env env, Napi::Object exports) {
   exports.Set("regionFlush", Napi::Function::New(env, RegionFlush, "regionFlush"));
   exports.Set("mkcleanFlush", Napi::Function::New(env, MkcleanFlush, "mkcleanFlush"));
+  exports.Set("writebackRun", Napi::Function::New(env, WritebackRun, "writebackRun"));
   exports.Set("regionCopy", Napi::Function::New(env, RegionCopy, "regionCopy"));
   exports.Set("regionRead", Napi::Function::New(env, RegionRead, "regionRead"));
 }

@@ -29,10 +29,15 @@ if (C.STATS.join() !== STAT_NAMES.join()) {
 const STAT_INDEX = Object.fromEntries(STAT_NAMES.map((name, i) => [name, i])) as Record<StatName, number>;
 
 /** This thread's lock-owner tag (its Linux thread id, placed as in entry.h). */
-const SELF = ((native.gettid() << C.OWNER_SHIFT) & C.OWNER_MASK) | 0;
+export const SELF = ((native.gettid() << C.OWNER_SHIFT) & C.OWNER_MASK) | 0;
 
 /** Entry locks this thread holds, of every file. */
 let locksHeld = 0;
+
+/** Whether this thread holds entry locks (inside withEntriesLocked). */
+export function holdsEntryLocks(): boolean {
+  return locksHeld > 0;
+}
 
 /** Throw rather than wait for something that may wait for a lock we hold
  * (unmap waits for fault handlers in flight; they may wait for our locks). */
@@ -48,6 +53,8 @@ export class EntryTable {
   readonly id: number;
   readonly count: number;
   readonly shift: number;
+  /** Bytes the table tracks (the file's size when it was first opened). */
+  readonly size: number;
   readonly words: Int32Array;
   /** DIRTY entries per group of 64 (see entry.h), and per 32 groups. */
   readonly groupDirty: Int32Array;
@@ -66,6 +73,7 @@ export class EntryTable {
     this.#view = view;
     this.id = view.id;
     this.count = view.entries;
+    this.size = view.size;
     this.shift = view.entryShift;
     this.path = view.path;
     this.words = new Int32Array(view.buffer, 0, view.entries);

@@ -91,6 +91,11 @@ export class MediaShadow {
     }
   }
 
+  /** The native region of the media mapping (writeback copies into it). */
+  get region(): number {
+    return this.#region;
+  }
+
   /** Copy bytes [from, to) of the data file (through its region) into the
    * media. Caller holds the entry locks of that range, and those entries are
    * write-protected. */

@@ -93,6 +93,8 @@ export interface NativeAddon {
   vmaUsage(): { used: number; budget: number; wholeMapping: number };
   // native/writeback.cc
   mkcleanFlush(inode: number, firstEntry: number, lastEntry: number, fallbackRegion: number): number;
+  writebackRun(inode: number, firstEntry: number, lastEntry: number, fallbackRegion: number, ownerTag: number,
+    mediaRegion: number, out: Float64Array): void;
   regionCopy(dstRegion: number, srcRegion: number, offset: number, length: number): void;
   regionRead(region: number, offset: number, target: Uint8Array): void;
   regionFlush(region: number, offset: number, length: number): void;

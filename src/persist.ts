@@ -71,6 +71,16 @@ export interface WritebackHooks {
   fenced(): void;
 }
 
+/** How one writeback runs: each run in one native call that also copies to
+ * the media (mediaRegion, -1 for none), or, when the model needs JS between
+ * flush and fence (injected errors, timing), through hooks. */
+export interface WritebackPlan {
+  hooks?: WritebackHooks;
+  mediaRegion: number;
+  /** Count what a native run copied to the media. */
+  mediaCopied(bytes: number, ns: number): void;
+}
+
 /** Checked form of the open options (validated before the file is opened). */
 export interface ParsedPersistOptions {
   /** False when the caller passed no persistence option (a second open
@@ -218,13 +228,24 @@ export class Persistence {
     };
   }
 
-  /** Hooks for one writeback, or undefined when there is nothing to do (no
-   * media copy, no delay, no injected error pending). */
-  beginWriteback(): WritebackHooks | undefined {
+  /** The plan of one writeback (see WritebackPlan). */
+  beginWriteback(): WritebackPlan {
+    const mediaCopied = (bytes: number, ns: number) => {
+      if (bytes === 0) return;
+      this.addStat('MEDIA_BYTES', bytes);
+      this.addStat('MEDIA_COPY_NS', ns);
+    };
+    const hooks = this.#hooks();
+    return { hooks, mediaRegion: hooks || !this.media ? -1 : this.media.region, mediaCopied };
+  }
+
+  /** Hooks for one writeback, or undefined when a native run can do it all
+   * (no delay, no injected error pending). */
+  #hooks(): WritebackHooks | undefined {
     const media = this.media;
     const timing = this.timing;
     const inject = this.injections.pending() ? this.injections.forSync() : undefined;
-    if (!media && !timing && !inject) return undefined;
+    if (!timing && !inject) return undefined;
     const { entrySize, size, fallbackRegion } = this.#file;
     const copy = (from: number, to: number) => {
       if (!media || from >= to) return;

@@ -13,10 +13,10 @@
 // Writeback records errors (injected ones, in the errseq word, through the
 // hooks) and never reports them: only sync does (file.ts, handle.ts), so an
 // internal writeback (near the VMA budget) cannot swallow a user's error.
-import { DIRTY, TOWRITE, type EntryTable } from './entry.js';
+import { DIRTY, holdsEntryLocks, SELF, TOWRITE, type EntryTable } from './entry.js';
 import { DaxError, udaxError } from './errors.js';
 import { native } from './native.js';
-import type { WritebackHooks } from './persist.js';
+import type { WritebackHooks, WritebackPlan } from './persist.js';
 
 /** What one sync wrote back. */
 export interface SyncResult {
@@ -83,17 +83,39 @@ function writebackRun(table: EntryTable, first: number, last: number, fallbackRe
   }
 }
 
+/** What a native run reports: entries cleaned, bytes flushed, bytes copied to the media, ns copying. */
+const runResult = new Float64Array(4);
+
+/** writebackRun in one native call (native/writeback.cc WritebackRun). */
+function nativeRun(table: EntryTable, first: number, last: number, fallbackRegion: number, plan: WritebackPlan, result: SyncResult): void {
+  try {
+    native.writebackRun(table.id, first, last, fallbackRegion, SELF, plan.mediaRegion, runResult);
+    result.entries += runResult[0];
+    result.bytes += runResult[1];
+    plan.mediaCopied(runResult[2], runResult[3]);
+  } catch (e) {
+    throw shrankError(e, table.path);
+  }
+}
+
 /** sync: write back every entry of [first, last] that is dirty now. Returns
  * once each has been flushed and fenced, by this call or a concurrent one. */
-export function writeback(table: EntryTable, first: number, last: number, fallbackRegion: number, hooks?: WritebackHooks): SyncResult {
+export function writeback(table: EntryTable, first: number, last: number, fallbackRegion: number, plan: WritebackPlan): SyncResult {
+  const hooks = plan.hooks;
   const started = process.hrtime.bigint();
   const result: SyncResult = { entries: 0, bytes: 0 };
   const tagged = tagForWriteback(table, first, last);
   const maxRun = maxRunEntries(table);
+  // A run is one native call (which copies to the media too); with hooks
+  // (injected errors, timing), or inside withEntriesLocked (where a lock this
+  // thread holds must throw ERR_UDAX_DEADLOCK, not abort), the same steps in JS.
+  const inOneCall = !hooks && !holdsEntryLocks();
+  const jsHooks = hooks ?? (plan.mediaRegion >= 0 ? mediaOnlyHooks(plan, table, fallbackRegion) : undefined);
   for (let k = 0; k < tagged.length; ) {
     let end = k;
     while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
-    writebackRun(table, tagged[k], tagged[end], fallbackRegion, result, hooks);
+    if (inOneCall) nativeRun(table, tagged[k], tagged[end], fallbackRegion, plan, result);
+    else writebackRun(table, tagged[k], tagged[end], fallbackRegion, result, jsHooks);
     k = end + 1;
   }
   table.addStat('syncs', 1);
@@ -101,6 +123,23 @@ export function writeback(table: EntryTable, first: number, last: number, fallba
   table.addStat('bytesFlushed', result.bytes);
   table.addStat('syncTimeNs', Number(process.hrtime.bigint() - started));
   return result;
+}
+
+/** The media copy alone, for a run that must go through JS (inside
+ * withEntriesLocked) when the plan copies to the media natively. */
+function mediaOnlyHooks(plan: WritebackPlan, table: EntryTable, fallbackRegion: number): WritebackHooks {
+  const entrySize = 2 ** table.shift;
+  return {
+    flushed: (first, last) => {
+      const from = first * entrySize;
+      const to = Math.min((last + 1) * entrySize, table.size);
+      const t0 = process.hrtime.bigint();
+      native.regionCopy(plan.mediaRegion, fallbackRegion, from, to - from);
+      plan.mediaCopied(to - from, Number(process.hrtime.bigint() - t0));
+      return undefined;
+    },
+    fenced: () => {},
+  };
 }
 
 /** EFAULT from a guarded native copy or flush means SIGBUS: the pages past

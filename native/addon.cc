@@ -19,6 +19,12 @@ int arg_id(const Napi::CallbackInfo &info, int i) {
   return (int)d;
 }
 
+uint8_t *typed_bytes(const Napi::CallbackInfo &info, int i, size_t *len) {
+  Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
+  *len = ta.ByteLength();
+  return static_cast<uint8_t *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Object c = Napi::Object::New(env);
   c.Set("LOCKED", UDAX_ENTRY_LOCKED);

@@ -157,13 +157,6 @@ static Napi::Value FileProbeMapSync(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
-// The bytes of a typed array argument.
-static void typed_bytes(const Napi::CallbackInfo &info, int i, uint8_t **data, size_t *len) {
-  Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
-  *data = static_cast<uint8_t *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  *len = ta.ByteLength();
-}
-
 // pwrite or pread all of bytes (argument 1) at position (argument 2) of the
 // open file (argument 0), retrying short transfers; a read stops at the end
 // of the file. Returns the bytes moved.
@@ -177,9 +170,8 @@ static Napi::Value transfer(const Napi::CallbackInfo &info, bool write) {
     fd = f->fd;
     memcpy(path, f->path, sizeof path);
   }
-  uint8_t *data;
   size_t len;
-  typed_bytes(info, 1, &data, &len);
+  uint8_t *data = typed_bytes(info, 1, &len);
   off_t pos = (off_t)info[2].As<Napi::Number>().Int64Value();
   size_t done = 0;
   while (done < len) {

@@ -85,9 +85,9 @@ static Napi::Value Fence(const Napi::CallbackInfo &info) {
 // flushBuffer(typedArray): flush the cache lines behind any typed array
 // (used by benchmarks for the untracked baseline).
 static Napi::Value FlushBuffer(const Napi::CallbackInfo &info) {
-  Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-  uint8_t *p = static_cast<uint8_t *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  flush_range(p, ta.ByteLength());
+  size_t len;
+  uint8_t *p = typed_bytes(info, 0, &len);
+  flush_range(p, len);
   return info.Env().Undefined();
 }
 

@@ -44,6 +44,14 @@ PinnedRegion::PinnedRegion(const Napi::CallbackInfo &info, int i) {
   r_ = r;
 }
 
+uintptr_t region_range(const Napi::CallbackInfo &info, udax_region *r, int i, const char *syscall, size_t *length) {
+  size_t offset = (size_t)info[i].As<Napi::Number>().Int64Value();
+  *length = (size_t)info[i + 1].As<Napi::Number>().Int64Value();
+  size_t limit = r->end - r->start;
+  if (offset > limit || *length > limit - offset) throw errno_error(info.Env(), EINVAL, syscall, r->inode->path);
+  return r->start + offset;
+}
+
 // ---- writable flags and the VMA estimate ------------------------------------
 
 // Runs of writable entries in [lo, hi] (relative indices, clipped).
@@ -200,12 +208,10 @@ static void view_release(void *arg) {
 static Napi::Value RegionView(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   PinnedRegion r(info, 0);
-  size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
-  size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
-  size_t limit = r->end - r->start;
-  if (offset > limit || length > limit - offset) throw errno_error(env, EINVAL, "mmap", r->inode->path);
+  size_t length;
+  uintptr_t addr = region_range(info, r.get(), 1, "mmap", &length);
   r->views.fetch_add(1);
-  return held_buffer(env, (char *)r->start + offset, length, view_release, r.get());
+  return held_buffer(env, (void *)addr, length, view_release, r.get());
 }
 
 // unmapRegion(id): unmap the file range and make the id stale at once. The
@@ -264,13 +270,10 @@ static Napi::Value RegionProtect(const Napi::CallbackInfo &info) {
 // (the kernel's own writeback, for comparison).
 static Napi::Value RegionMsync(const Napi::CallbackInfo &info) {
   PinnedRegion r(info, 0);
-  size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
-  size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  size_t limit = r->end - r->start;
-  if (offset > limit || length > limit - offset) throw errno_error(info.Env(), EINVAL, "msync", r->inode->path);
-  uintptr_t from = (r->start + offset) & ~(page - 1);
-  if (msync((void *)from, r->start + offset + length - from, MS_SYNC) != 0)
+  size_t length;
+  uintptr_t addr = region_range(info, r.get(), 1, "msync", &length);
+  uintptr_t from = addr & ~((uintptr_t)sysconf(_SC_PAGESIZE) - 1);
+  if (msync((void *)from, addr + length - from, MS_SYNC) != 0)
     throw errno_error(info.Env(), errno, "msync", r->inode->path);
   return info.Env().Undefined();
 }

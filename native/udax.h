@@ -24,6 +24,8 @@ inline int id_slot(int id, int slots) { return id % slots; }
 inline uint32_t id_gen(int id, int slots) { return (uint32_t)id / (uint32_t)slots; }
 // A JS number argument as an id: -1 when it is not an int32 (EBADF follows).
 int arg_id(const Napi::CallbackInfo &info, int i);
+// The bytes of the typed array (or DataView's buffer view) argument i.
+uint8_t *typed_bytes(const Napi::CallbackInfo &info, int i, size_t *len);
 
 // ---- inodes: the kernel's address_space of one file (native/inode.cc) -------
 // Entry words, dirty summary, statistics and the persistence area in one
@@ -159,6 +161,10 @@ class PinnedRegion {
  private:
   udax_region *r_;
 };
+
+// The address of bytes [offset, offset+length) of region r (arguments i and
+// i+1); EINVAL naming syscall when they are not inside it.
+uintptr_t region_range(const Napi::CallbackInfo &info, udax_region *r, int i, const char *syscall, size_t *length);
 
 // Set the protection of entries [first, last] in region r (clipped to the
 // region) and keep the writable flags and VMA estimate. Caller holds the

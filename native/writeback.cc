@@ -118,6 +118,30 @@ static void mkclean_flush(void *arg) {
   }
 }
 
+// mkclean + flush entries [first, last] of t (fallback: its read-only
+// mapping of the whole file) under the SIGBUS guard. Returns 0, EFAULT (the
+// file shrank underneath) or the mprotect errno; adds the bytes flushed.
+static int mkclean_guarded(udax_inode *t, udax_region *fallback, uint32_t first, uint32_t last, uint64_t *flushed) {
+  mkclean_job j{t, fallback, first, last, 0, 0, nullptr, std::vector<uint8_t>(last - first + 1, 0), {}};
+  if (guard_sigbus(mkclean_flush, &j) != 0) {
+    if (j.pinned) region_unpin(j.pinned);
+    return EFAULT;
+  }
+  *flushed += j.flushed;
+  return j.err;
+}
+
+// The errno of a failed mkclean_guarded as the DaxError's system call.
+static Napi::Error mkclean_error(Napi::Env env, int err, udax_inode *t) {
+  return errno_error(env, err, err == EFAULT ? "msync" : "mprotect", t->path);
+}
+
+// A run [first, last] of t's entries, and fallback t's whole-file mapping.
+static void check_run(Napi::Env env, udax_inode *t, uint32_t first, uint32_t last, udax_region *fallback) {
+  if (first > last || last >= t->n_entries || fallback->inode != t || fallback->end - fallback->start < t->size)
+    throw errno_error(env, EINVAL, "msync", t->path);
+}
+
 // mkcleanFlush(inodeId, firstEntry, lastEntry, fallbackRegion) -> bytes flushed.
 // dax_entry_mkclean + dax_flush for a run of entries: write-protect them in
 // every tracked mapping of the file that holds them writable, and flush each
@@ -132,16 +156,10 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   uint32_t first = info[1].As<Napi::Number>().Uint32Value();
   uint32_t last = info[2].As<Napi::Number>().Uint32Value();
   PinnedRegion fallback(info, 3);
-  if (first > last || last >= t->n_entries || fallback->inode != t.get() ||
-      fallback->end - fallback->start < t->size)
-    throw errno_error(env, EINVAL, "msync", t->path);
-  mkclean_job j{t.get(), fallback.get(), first, last, 0, 0, nullptr, std::vector<uint8_t>(last - first + 1, 0), {}};
-  if (guard_sigbus(mkclean_flush, &j) != 0) {
-    if (j.pinned) region_unpin(j.pinned);
-    throw errno_error(env, EFAULT, "msync", t->path);
-  }
-  if (j.err) throw errno_error(env, j.err, "mprotect", t->path);
-  return Napi::Number::New(env, (double)j.flushed);
+  check_run(env, t.get(), first, last, fallback.get());
+  uint64_t flushed = 0;
+  if (int err = mkclean_guarded(t.get(), fallback.get(), first, last, &flushed)) throw mkclean_error(env, err, t.get());
+  return Napi::Number::New(env, (double)flushed);
 }
 
 struct copy_job {
@@ -152,6 +170,12 @@ struct copy_job {
 static void copy_bytes(void *arg) {
   copy_job *j = (copy_job *)arg;
   memcpy(j->dst, j->src, j->len);
+}
+
+// memcpy under the SIGBUS guard: 0, or EFAULT when a file shrank underneath.
+static int copy_guarded(void *dst, const void *src, size_t len) {
+  copy_job j{dst, src, len};
+  return guard_sigbus(copy_bytes, &j);
 }
 
 // writebackRun(inodeId, firstEntry, lastEntry, fallbackRegion, ownerTag,
@@ -178,8 +202,7 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
   if (out_array.TypedArrayType() != napi_float64_array || out_array.ElementLength() < 4)
     throw Napi::TypeError::New(env, "writebackRun: out must be a Float64Array of 4");
   if (media && media->end - media->start < t->size) throw errno_error(env, EINVAL, "msync", t->path);
-  if (first > last || last >= t->n_entries || fallback->inode != t.get() || fallback->end - fallback->start < t->size)
-    throw errno_error(env, EINVAL, "msync", t->path);
+  check_run(env, t.get(), first, last, fallback.get());
   const int32_t due_mask = (int32_t)(UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE);
   for (uint32_t i = first; i <= last; i++) entry_lock_as(t.get(), i, self);
   std::vector<uint8_t> flushed(last - first + 1, 0);
@@ -190,14 +213,8 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
     if ((__atomic_load_n(&t->entries[i], __ATOMIC_SEQ_CST) & due_mask) != due_mask) { i++; continue; }
     uint32_t end = i;
     while (end < last && (__atomic_load_n(&t->entries[end + 1], __ATOMIC_SEQ_CST) & due_mask) == due_mask) end++;
-    mkclean_job j{t.get(), fallback.get(), i, end, 0, 0, nullptr, std::vector<uint8_t>(end - i + 1, 0), {}};
-    if (guard_sigbus(mkclean_flush, &j) != 0) {
-      if (j.pinned) region_unpin(j.pinned);
-      err = EFAULT;
-    } else if (j.err) {
-      err = j.err;
-    } else {
-      bytes += j.flushed;
+    err = mkclean_guarded(t.get(), fallback.get(), i, end, &bytes);
+    if (!err) {
       memset(&flushed[i - first], 1, end - i + 1);
       if (media) {
         // The entries are write-protected and flushed: the media receives
@@ -206,8 +223,7 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
         if (to > t->size) to = t->size;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        copy_job c{(void *)(media->start + from), (const void *)(fallback->start + from), (size_t)(to - from)};
-        if (guard_sigbus(copy_bytes, &c) != 0) err = EFAULT;
+        err = copy_guarded((void *)(media->start + from), (const void *)(fallback->start + from), (size_t)(to - from));
         clock_gettime(CLOCK_MONOTONIC, &t1);
         media_ns += (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
         media_bytes += to - from;
@@ -225,9 +241,10 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
       entry_unlock(t.get(), i);
     }
   }
-  if (err) throw errno_error(env, err, err == EFAULT ? "msync" : "mprotect", t->path);
+  if (err) throw mkclean_error(env, err, t.get());
   // Results through a caller's array: no object to build per run.
-  double *out = reinterpret_cast<double *>(static_cast<uint8_t *>(out_array.ArrayBuffer().Data()) + out_array.ByteOffset());
+  size_t out_len;
+  double *out = reinterpret_cast<double *>(typed_bytes(info, 6, &out_len));
   out[0] = cleaned;
   out[1] = (double)bytes;
   out[2] = (double)media_bytes;
@@ -242,12 +259,10 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
 static Napi::Value RegionCopy(const Napi::CallbackInfo &info) {
   PinnedRegion dst(info, 0);
   PinnedRegion src(info, 1);
-  size_t offset = (size_t)info[2].As<Napi::Number>().Int64Value();
-  size_t length = (size_t)info[3].As<Napi::Number>().Int64Value();
-  size_t limit = std::min(dst->end - dst->start, src->end - src->start);
-  if (offset > limit || length > limit - offset) throw errno_error(info.Env(), EINVAL, "write", src->inode->path);
-  copy_job j{(void *)(dst->start + offset), (const void *)(src->start + offset), length};
-  if (guard_sigbus(copy_bytes, &j) != 0) throw errno_error(info.Env(), EFAULT, "write", src->inode->path);
+  size_t length;
+  uintptr_t from = region_range(info, src.get(), 2, "write", &length);
+  uintptr_t to = region_range(info, dst.get(), 2, "write", &length);
+  if (copy_guarded((void *)to, (const void *)from, length)) throw errno_error(info.Env(), EFAULT, "write", src->inode->path);
   return info.Env().Undefined();
 }
 
@@ -255,14 +270,12 @@ static Napi::Value RegionCopy(const Napi::CallbackInfo &info) {
 // into the typed array target. Throws EFAULT when the file shrank underneath.
 static Napi::Value RegionRead(const Napi::CallbackInfo &info) {
   PinnedRegion r(info, 0);
+  size_t length;
+  uint8_t *target = typed_bytes(info, 2, &length);
   size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
-  Napi::TypedArray target = info[2].As<Napi::TypedArray>();
-  size_t length = target.ByteLength();
   size_t limit = r->end - r->start;
   if (offset > limit || length > limit - offset) throw errno_error(info.Env(), EINVAL, "read", r->inode->path);
-  uint8_t *dst = static_cast<uint8_t *>(target.ArrayBuffer().Data()) + target.ByteOffset();
-  copy_job j{dst, (const void *)(r->start + offset), length};
-  if (guard_sigbus(copy_bytes, &j) != 0) throw errno_error(info.Env(), EFAULT, "read", r->inode->path);
+  if (copy_guarded(target, (const void *)(r->start + offset), length)) throw errno_error(info.Env(), EFAULT, "read", r->inode->path);
   return info.Env().Undefined();
 }
 
@@ -281,11 +294,9 @@ static void flush_and_fence(void *arg) {
 // Throws EFAULT when the file shrank underneath.
 static Napi::Value RegionFlush(const Napi::CallbackInfo &info) {
   PinnedRegion r(info, 0);
-  size_t offset = (size_t)info[1].As<Napi::Number>().Int64Value();
-  size_t length = (size_t)info[2].As<Napi::Number>().Int64Value();
-  size_t limit = r->end - r->start;
-  if (offset > limit || length > limit - offset) throw errno_error(info.Env(), EINVAL, "pwrite", r->inode->path);
-  flush_job j{(const void *)(r->start + offset), length};
+  size_t length;
+  uintptr_t addr = region_range(info, r.get(), 1, "pwrite", &length);
+  flush_job j{(const void *)addr, length};
   if (guard_sigbus(flush_and_fence, &j) != 0) throw errno_error(info.Env(), EFAULT, "pwrite", r->inode->path);
   return info.Env().Undefined();
 }

@@ -16,7 +16,7 @@
 // the full set), the way bounded crash-state explorers for persistent memory
 // do; checkRecovery() runs a recovery function over them.
 import { writeFileSync } from 'node:fs';
-import { rangeError, typeError, udaxError } from './errors.js';
+import { rangeError, shrankError, typeError, udaxError } from './errors.js';
 import { checkPath, statIdentity, type DaxFile } from './file.js';
 import { sameFile, type FileIdentity } from './media.js';
 import { native } from './native.js';
@@ -108,8 +108,7 @@ function readWhole(size: number, read: (into: Uint8Array) => void, path: string)
   try {
     read(bytes);
   } catch (e) {
-    if ((e as { code?: string }).code !== 'EFAULT') throw e;
-    throw udaxError('ERR_UDAX_FILE_SHRANK', 'the file or its media was truncated underneath udax:', { syscall: 'read', path });
+    throw shrankError(e, path);
   }
   return bytes;
 }

@@ -53,8 +53,6 @@ export class EntryTable {
   readonly id: number;
   readonly count: number;
   readonly shift: number;
-  /** Bytes the table tracks (the file's size when it was first opened). */
-  readonly size: number;
   readonly words: Int32Array;
   /** DIRTY entries per group of 64 (see entry.h), and per 32 groups. */
   readonly groupDirty: Int32Array;
@@ -73,7 +71,6 @@ export class EntryTable {
     this.#view = view;
     this.id = view.id;
     this.count = view.entries;
-    this.size = view.size;
     this.shift = view.entryShift;
     this.path = view.path;
     this.words = new Int32Array(view.buffer, 0, view.entries);

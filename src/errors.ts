@@ -78,3 +78,13 @@ export function typeError(message: string): TypeError {
 export function argValueError(message: string): TypeError {
   return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' });
 }
+
+/** A native copy or flush runs under a SIGBUS guard that reports EFAULT:
+ * the pages past the file's (or its media's) new end are gone. Say so;
+ * any other error passes through. */
+export function shrankError(e: unknown, path: string, consequence = ''): unknown {
+  if (!(e instanceof DaxError) || e.code !== 'EFAULT') return e;
+  return udaxError('ERR_UDAX_FILE_SHRANK',
+    `the file or its media was truncated underneath udax (another process?): its tail is gone${consequence}:`,
+    { syscall: e.syscall, path: e.path ?? path, errno: e.errno });
+}

@@ -72,9 +72,12 @@ export interface WritebackHooks {
 }
 
 /** How one writeback runs: each run in one native call that also copies to
- * the media (mediaRegion, -1 for none), or, when the model needs JS between
- * flush and fence (injected errors, timing), through hooks. */
+ * the media (mediaRegion, -1 for none) when `native`, else through hooks —
+ * when the model needs JS between flush and fence (injected errors, timing),
+ * or the caller cannot use the native run (inside withEntriesLocked). */
 export interface WritebackPlan {
+  native: boolean;
+  /** The same steps in JS (undefined: nothing to do beyond the flush). */
   hooks?: WritebackHooks;
   mediaRegion: number;
   /** Count what a native run copied to the media. */
@@ -235,24 +238,27 @@ export class Persistence {
       this.addStat('MEDIA_BYTES', bytes);
       this.addStat('MEDIA_COPY_NS', ns);
     };
-    const hooks = this.#hooks();
-    return { hooks, mediaRegion: hooks || !this.media ? -1 : this.media.region, mediaCopied };
+    const inject = this.injections.pending() ? this.injections.forSync() : undefined;
+    return {
+      native: !this.timing && !inject,
+      hooks: this.#hooks(inject, mediaCopied),
+      mediaRegion: this.media ? this.media.region : -1,
+      mediaCopied,
+    };
   }
 
-  /** Hooks for one writeback, or undefined when a native run can do it all
-   * (no delay, no injected error pending). */
-  #hooks(): WritebackHooks | undefined {
+  /** Writeback's steps in JS, or undefined when there is nothing to do beyond
+   * the flush (no media copy, no delay, no injected error pending). */
+  #hooks(inject: ReturnType<InjectionTable['forSync']> | undefined, mediaCopied: WritebackPlan['mediaCopied']): WritebackHooks | undefined {
     const media = this.media;
     const timing = this.timing;
-    const inject = this.injections.pending() ? this.injections.forSync() : undefined;
-    if (!timing && !inject) return undefined;
+    if (!media && !timing && !inject) return undefined;
     const { entrySize, size, fallbackRegion } = this.#file;
     const copy = (from: number, to: number) => {
       if (!media || from >= to) return;
       const t0 = process.hrtime.bigint();
       media.copyFrom(fallbackRegion, from, to);
-      this.addStat('MEDIA_BYTES', to - from);
-      this.addStat('MEDIA_COPY_NS', Number(process.hrtime.bigint() - t0));
+      mediaCopied(to - from, Number(process.hrtime.bigint() - t0));
     };
     return {
       flushed: (first, last, bytes) => {

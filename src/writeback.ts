@@ -14,7 +14,7 @@
 // hooks) and never reports them: only sync does (file.ts, handle.ts), so an
 // internal writeback (near the VMA budget) cannot swallow a user's error.
 import { DIRTY, holdsEntryLocks, SELF, TOWRITE, type EntryTable } from './entry.js';
-import { DaxError, udaxError } from './errors.js';
+import { shrankError } from './errors.js';
 import { native } from './native.js';
 import type { WritebackHooks, WritebackPlan } from './persist.js';
 
@@ -75,7 +75,7 @@ function writebackRun(table: EntryTable, first: number, last: number, fallbackRe
     hooks?.fenced();
   } catch (e) {
     for (let i = first; i < locked; i++) table.unlock(i);  // still DIRTY: nothing is lost
-    throw shrankError(e, table.path);
+    throw shrankError(e, table.path, '; the dirty entries stay dirty');
   }
   for (let i = first; i <= last; i++) {
     if (flushed[i - first]) table.cleanAndUnlock(i);
@@ -94,14 +94,14 @@ function nativeRun(table: EntryTable, first: number, last: number, fallbackRegio
     result.bytes += runResult[1];
     plan.mediaCopied(runResult[2], runResult[3]);
   } catch (e) {
-    throw shrankError(e, table.path);
+    throw shrankError(e, table.path, '; the dirty entries stay dirty');
   }
 }
 
 /** sync: write back every entry of [first, last] that is dirty now. Returns
  * once each has been flushed and fenced, by this call or a concurrent one. */
 export function writeback(table: EntryTable, first: number, last: number, fallbackRegion: number, plan: WritebackPlan): SyncResult {
-  const hooks = plan.hooks;
+
   const started = process.hrtime.bigint();
   const result: SyncResult = { entries: 0, bytes: 0 };
   const tagged = tagForWriteback(table, first, last);
@@ -109,13 +109,12 @@ export function writeback(table: EntryTable, first: number, last: number, fallba
   // A run is one native call (which copies to the media too); with hooks
   // (injected errors, timing), or inside withEntriesLocked (where a lock this
   // thread holds must throw ERR_UDAX_DEADLOCK, not abort), the same steps in JS.
-  const inOneCall = !hooks && !holdsEntryLocks();
-  const jsHooks = hooks ?? (plan.mediaRegion >= 0 ? mediaOnlyHooks(plan, table, fallbackRegion) : undefined);
+  const inOneCall = plan.native && !holdsEntryLocks();
   for (let k = 0; k < tagged.length; ) {
     let end = k;
     while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
     if (inOneCall) nativeRun(table, tagged[k], tagged[end], fallbackRegion, plan, result);
-    else writebackRun(table, tagged[k], tagged[end], fallbackRegion, result, jsHooks);
+    else writebackRun(table, tagged[k], tagged[end], fallbackRegion, result, plan.hooks);
     k = end + 1;
   }
   table.addStat('syncs', 1);
@@ -123,30 +122,4 @@ export function writeback(table: EntryTable, first: number, last: number, fallba
   table.addStat('bytesFlushed', result.bytes);
   table.addStat('syncTimeNs', Number(process.hrtime.bigint() - started));
   return result;
-}
-
-/** The media copy alone, for a run that must go through JS (inside
- * withEntriesLocked) when the plan copies to the media natively. */
-function mediaOnlyHooks(plan: WritebackPlan, table: EntryTable, fallbackRegion: number): WritebackHooks {
-  const entrySize = 2 ** table.shift;
-  return {
-    flushed: (first, last) => {
-      const from = first * entrySize;
-      const to = Math.min((last + 1) * entrySize, table.size);
-      const t0 = process.hrtime.bigint();
-      native.regionCopy(plan.mediaRegion, fallbackRegion, from, to - from);
-      plan.mediaCopied(to - from, Number(process.hrtime.bigint() - t0));
-      return undefined;
-    },
-    fenced: () => {},
-  };
-}
-
-/** EFAULT from a guarded native copy or flush means SIGBUS: the pages past
- * the file's (or its media's) new end are gone. Say so. */
-function shrankError(e: unknown, path: string): unknown {
-  if (!(e instanceof DaxError) || e.code !== 'EFAULT') return e;
-  return udaxError('ERR_UDAX_FILE_SHRANK',
-    'the file or its media was truncated underneath udax (another process?): its tail is gone; the dirty entries stay dirty:',
-    { syscall: e.syscall, path: e.path ?? path, errno: e.errno });
 }

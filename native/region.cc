@@ -294,6 +294,13 @@ static Napi::Value RegionInfo(const Napi::CallbackInfo &info) {
   return o;
 }
 
+// regionIsLive(id) -> whether id names a live region: a cheap check for the
+// hot path of a worker's views (no pin, no object).
+static Napi::Value RegionIsLive(const Napi::CallbackInfo &info) {
+  udax_region *r = region_of(arg_id(info, 0));
+  return Napi::Boolean::New(info.Env(), r && r->state.load(std::memory_order_acquire) == REGION_LIVE);
+}
+
 // setVmaPolicy(budget, wholeMapping): coarsen faults to a 2 MiB block once
 // udax's estimated VMAs would pass budget, to the whole mapping past wholeMapping.
 static Napi::Value SetVmaPolicy(const Napi::CallbackInfo &info) {
@@ -318,6 +325,7 @@ void init_region(Napi::Env env, Napi::Object exports) {
   exports.Set("regionProtect", Napi::Function::New(env, RegionProtect, "regionProtect"));
   exports.Set("regionMsync", Napi::Function::New(env, RegionMsync, "regionMsync"));
   exports.Set("regionInfo", Napi::Function::New(env, RegionInfo, "regionInfo"));
+  exports.Set("regionIsLive", Napi::Function::New(env, RegionIsLive, "regionIsLive"));
   exports.Set("setVmaPolicy", Napi::Function::New(env, SetVmaPolicy, "setVmaPolicy"));
   exports.Set("vmaUsage", Napi::Function::New(env, VmaUsage, "vmaUsage"));
 }

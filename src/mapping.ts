@@ -66,7 +66,9 @@ export class Mapping {
   #assertMapped(syscall: string): void {
     if (this.#unmapped) throw errnoError('EBADF', syscall, this.file.path, 'mapping is unmapped');
     this.file.assertOpen(syscall);
-    if (!this.#owner) native.regionInfo(this.region);  // EBADF once the owner unmapped it
+    if (!this.#owner && !native.regionIsLive(this.region)) {
+      throw errnoError('EBADF', syscall, this.file.path, 'mapping was unmapped by the thread that made it');
+    }
   }
 
   /** This thread's buffer for window k (the whole mapping when it fits). */

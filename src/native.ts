@@ -88,6 +88,7 @@ export interface NativeAddon {
   unmapRegion(region: number): void;
   regionProtect(region: number, firstEntry: number, lastEntry: number, writable: boolean): number;
   regionMsync(region: number, offset: number, length: number): void;
+  regionIsLive(region: number): boolean;
   regionInfo(region: number): { address: number; inode: number; fileOffset: number; length: number; tracked: boolean; async: boolean };
   setVmaPolicy(budget: number, wholeMapping: number): void;
   vmaUsage(): { used: number; budget: number; wholeMapping: number };

@@ -4,13 +4,15 @@
 //            at a signal and an mprotect per first store, one VMA per island.
 //   async    userfaultfd WP_ASYNC: the kernel resolves write faults itself
 //            and marks the page written; every writeback first harvests the
-//            written pages into DIRTY entries (native/uffd.cc). No fault
-//            hook, no VMA splitting, ~1 µs a fault.
+//            written pages into DIRTY entries (native/uffd.cc; how it
+//            scans: src/scan.ts). No fault hook, no VMA splitting, ~1 µs a
+//            fault.
 // Which one a file runs is decided at its first open and kept in its entry
 // table, so every open and every worker agrees.
 import { typeError, udaxError } from './errors.js';
 import type { EntryTable } from './entry.js';
 import { native } from './native.js';
+import type { ScanPolicy } from './scan.js';
 import { activeVmaPolicy, nearVmaBudget } from './vma.js';
 
 export type TrackerName = 'sigsegv' | 'async';
@@ -130,12 +132,17 @@ export function resolveTracker(option: TrackerOption, path?: string): { name: Tr
   throw udaxError('ERR_UDAX_TRACKER_UNAVAILABLE', `the async tracker is not available here (${a.reason}):`, { syscall: 'userfaultfd', path });
 }
 
+const SCAN_CODES: Record<ScanPolicy, number> = { armed: native.constants.SCAN_ARMED, populated: native.constants.SCAN_POPULATED };
+
 /** The file's tracker: the one its table holds, or (the first open) name,
- * claimed atomically. Throws ERR_UDAX_ALREADY_OPEN when an explicit request
- * disagrees with the one the file runs. */
-export function claimTracker(table: EntryTable, name: TrackerName, explicit: boolean, path: string): FaultTracker {
+ * claimed atomically, with the async scan policy (set before the kind, so
+ * whoever sees the kind sees the policy; native reads it at map and scan).
+ * Throws ERR_UDAX_ALREADY_OPEN when an explicit request disagrees with the
+ * one the file runs. */
+export function claimTracker(table: EntryTable, name: TrackerName, explicit: boolean, path: string, scan: ScanPolicy): FaultTracker {
   const word = table.trackerWords;
   const kind = native.constants.TRACKER_KIND;
+  if (Atomics.load(word, kind) === 0) Atomics.compareExchange(word, native.constants.TRACKER_SCAN, 0, SCAN_CODES[scan]);
   Atomics.compareExchange(word, kind, 0, KIND_CODES[name]);
   const running = trackerOfTable(table);
   if (explicit && running.name !== name) {
@@ -152,6 +159,11 @@ export function trackerOfTable(table: EntryTable): FaultTracker {
   const name = (Object.keys(KIND_CODES) as TrackerName[]).find((n) => KIND_CODES[n] === code);
   if (!name) throw new Error(`udax: the file's entry table names no tracker (${code})`);
   return TRACKERS[name];
+}
+
+/** The async scan policy a file's table holds (armed unless populated). */
+export function scanPolicyOfTable(table: EntryTable): ScanPolicy {
+  return Atomics.load(table.trackerWords, native.constants.TRACKER_SCAN) === SCAN_CODES.populated ? 'populated' : 'armed';
 }
 
 export function trackerNamed(name: TrackerName): FaultTracker {

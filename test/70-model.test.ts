@@ -1,6 +1,8 @@
 // Runs the SPIN model of the entry protocol (model/dax_entry.pml) through
 // model/check.sh: our protocol must satisfy properties (1)-(4) with PTE and
-// PMD entries, and the 2016 ordering must violate property (1). A protocol
+// PMD entries, and the 2016 ordering must violate property (1); the async
+// tracker's harvest must satisfy (2)-(4), and without its harvest lock
+// violate (2). A protocol
 // change that breaks a property fails here. See model/README.md.
 import { test, expect } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
@@ -74,6 +76,22 @@ check(
     expectRuns(out, [
       'PASS bug2016-pte: property (1) fails as expected',
       'PASS bug2016-pmd: property (1) fails as expected',
+    ]);
+    expect(code, out).toBe(0);
+  },
+  TIMEOUT_MS,
+);
+
+check(
+  'the async tracker (harvest before tagging, under the harvest lock): (2)-(4) hold; without the harvest lock (2) fails',
+  async () => {
+    const { code, out } = await runCheck('async');
+    expectRuns(out, [
+      'PASS async-pte-futex: all properties hold',
+      'PASS async-pmd-futex: all properties hold',
+      'PASS async-pmd-liveness: all properties hold',
+      'PASS async-no-hlock-pte: property (2) fails as expected',
+      'PASS async-no-hlock-pmd: property (2) fails as expected',
     ]);
     expect(code, out).toBe(0);
   },

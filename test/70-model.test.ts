@@ -11,7 +11,11 @@ import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const checker = path.join(root, 'model', 'check.sh');
-const TIMEOUT_MS = 120_000;
+// A hang guard, not a speed target: check.sh takes about a minute of CPU on
+// an idle 2-core machine, and the machine may be shared. On expiry the run's
+// whole process group (check.sh, gcc, pan) is killed, so nothing outlives it.
+const TIMEOUT_MS = 300_000;
+const KILL_AFTER_MS = TIMEOUT_MS - 10_000;
 
 const INSTALL = 'apt-get update && apt-get install -y spin gcc';
 const haveSpin = spawnSync('sh', ['-c', 'command -v spin && command -v gcc'], { encoding: 'utf8' }).status === 0;
@@ -31,12 +35,16 @@ function requireSpin(): void {
 function runCheck(suite: string): Promise<{ code: number | null; out: string }> {
   requireSpin();
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [checker, suite], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', [checker, suite], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
+    const timer = setTimeout(() => {
+      out += `\ncheck.sh ${suite} still running after ${KILL_AFTER_MS} ms: killed\n`;
+      try { process.kill(-child.pid!, 'SIGTERM'); } catch { /* already gone */ }
+    }, KILL_AFTER_MS);
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out }));
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out }); });
   });
 }
 

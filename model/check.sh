@@ -23,6 +23,8 @@
 #             annotated copy of it), and the shortest harvest-lock-removed
 #             one to $OUT/no-hlock-trail/raw.txt (model/no-harvest-lock.trail.txt).
 #
+# A run expected to fail passes only if pan wrote its counterexample (the
+# .trail file in the run's work directory; replay it with spin -t -p).
 # Exit status: 0 when every run matched its expectation, 1 otherwise, 2 when
 # spin or gcc is missing. Work files go to $UDAX_MODEL_OUT (default: a fresh
 # temporary directory, removed at exit unless UDAX_MODEL_KEEP=1).
@@ -113,8 +115,10 @@ run() {
     return
   fi
   local prop; prop=$(classify "$log")
-  if [[ "$expect" == "fail:$prop" ]]; then
-    echo "PASS $name: property ($prop) fails as expected ($stats)"; passed=$((passed + 1))
+  if [[ "$expect" == "fail:$prop" && ! -s "$dir/dax_entry.pml.trail" ]]; then
+    echo "FAIL $name: property ($prop) fails as expected, but pan wrote no trail ($stats)"; failed=$((failed + 1))
+  elif [[ "$expect" == "fail:$prop" ]]; then
+    echo "PASS $name: property ($prop) fails as expected, with a trail ($stats)"; passed=$((passed + 1))
   else
     echo "FAIL $name: property ($prop) violated, expected $expect ($stats)"
     grep -E "violated|invalid end state|acceptance cycle" "$log" | head -3 | sed 's/^/  /'

@@ -82,8 +82,8 @@ check(
   async () => {
     const { code, out } = await runCheck('bug2016');
     expectRuns(out, [
-      'PASS bug2016-pte: property (1) fails as expected',
-      'PASS bug2016-pmd: property (1) fails as expected',
+      'PASS bug2016-pte: property (1) fails as expected, with a trail',
+      'PASS bug2016-pmd: property (1) fails as expected, with a trail',
     ]);
     expect(code, out).toBe(0);
   },
@@ -98,8 +98,8 @@ check(
       'PASS async-pte-futex: all properties hold',
       'PASS async-pmd-futex: all properties hold',
       'PASS async-pmd-liveness: all properties hold',
-      'PASS async-no-hlock-pte: property (2) fails as expected',
-      'PASS async-no-hlock-pmd: property (2) fails as expected',
+      'PASS async-no-hlock-pte: property (2) fails as expected, with a trail',
+      'PASS async-no-hlock-pmd: property (2) fails as expected, with a trail',
     ]);
     expect(code, out).toBe(0);
   },

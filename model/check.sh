@@ -9,8 +9,9 @@
 #             lock itself on the PMD geometry. Every property must hold.
 #   bug2016   the 2016 ordering, PTE and PMD: property (1) must FAIL.
 #   async     the async tracker (WP_ASYNC writers, harvest before tagging),
-#             PTE and PMD: (2)(3) with the futex entry lock, (4); and with
-#             the harvest lock removed (HLOCK=0) property (2) must FAIL.
+#             PTE and PMD: (2)(3) and (4); the entry and harvest locks'
+#             futex protocols: (2)(3) on PMD, (4) (no lost wake-up) on one
+#             page; with the harvest lock removed (HLOCK=0) (2) must FAIL.
 #   mutants   deliberately broken protocols: each must fail the named
 #             property (shows the properties are not vacuous).
 #   findings  open questions found by the model (summary bit, partial
@@ -55,6 +56,7 @@ PTE="-DNE=2 -DPPE=1 -DBLK=2"          # 2 PTE entries; the 2 MiB block is both
 PTE3="-DNE=3 -DPPE=1 -DBLK=2"         # blocks {0,1},{2}: whole-mapping last resort
 PMD="-DNE=1 -DPPE=2 -DBLK=1"          # 1 PMD entry covering 2 pages
 PMD2="-DNE=2 -DPPE=2 -DBLK=1"         # 2 PMD entries
+ONE="-DNE=1 -DPPE=1 -DBLK=1"          # 1 page: enough for the locks' wake-ups
 
 SAFETY_CC="-DSAFETY -DNOCLAIM"        # (1) monitor + (2) assert + (3) end states
 LIVE_CC="-DNFAIR=3 -DCOLLAPSE"        # (4): ltl p4 with -a -f
@@ -151,9 +153,10 @@ suite_bug2016() {
 # entry lock by design); (2) and (3) in the safety run, (4) in the liveness run.
 ASYNC_IMPL="-DASYNC=1 -DSUMMARY=2"
 suite_async() {
-  run async-pte-futex    pass   "-DFUTEX=1 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
+  run async-pte-safety   pass   "-DFUTEX=0 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
   run async-pmd-futex    pass   "-DFUTEX=1 $ASYNC_IMPL $PMD" "$SAFETY_CC" ""
   run async-pmd-liveness pass   "-DFUTEX=0 $ASYNC_IMPL $PMD" "$LIVE_CC" "-a -f -N p4"
+  run async-futex-liveness pass "-DFUTEX=1 $ASYNC_IMPL $ONE" "$LIVE_CC" "-a -f -N p4"
   run async-no-hlock-pte fail:2 "-DFUTEX=0 -DHLOCK=0 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
   run async-no-hlock-pmd fail:2 "-DFUTEX=0 -DHLOCK=0 $ASYNC_IMPL $PMD" "$SAFETY_CC" ""
 }
@@ -165,6 +168,7 @@ suite_mutants() {
   run mutant-no-snapshot       fail:4 "-DFUTEX=0 -DNO_SNAPSHOT=1 $PMD" "$LIVE_CC" "-a -f -N p4"
   run mutant-2016-store-lost   fail:2 "-DFUTEX=0 -DBUG2016=1 -DCHECK=2 $PTE" "$SAFETY_CC" ""
   run mutant-harvest-late      fail:2 "-DFUTEX=0 -DHARVEST_LATE=1 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
+  run mutant-hlock-no-wake     fail:4 "-DFUTEX=1 -DHLOCK_NO_WAKE=1 $ASYNC_IMPL $ONE" "$LIVE_CC" "-a -f -N p4"
 }
 
 suite_findings() {
@@ -183,6 +187,8 @@ suite_full() {
   run full-pte-futex     pass "-DFUTEX=1 -DVMA=0 $PTE" "$SAFETY_CC -DCOLLAPSE" "-w28"
   run full-pte-liveness  pass "-DFUTEX=0 $PTE" "$LIVE_CC" "-a -f -N p4"
   run full-pmd-futex-liveness pass "-DFUTEX=1 $PMD" "$LIVE_CC" "-a -f -N p4"
+  run full-async-pte-futex pass "-DFUTEX=1 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
+  run full-async-pmd-futex-liveness pass "-DFUTEX=1 $ASYNC_IMPL $PMD" "$LIVE_CC" "-a -f -N p4"
 }
 
 # Shortest (breadth-first) 2016 counterexample, replayed with spin -t -p.

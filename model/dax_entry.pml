@@ -35,9 +35,11 @@
  *                 Property (1) does not apply (writers never take the lock);
  *                 (2), (3) and (4) do.
  *   HLOCK=1|0     with ASYNC: the per-file harvest lock around the harvest
- *                 (default 1). 0 must fail property (2).
+ *                 (default 1; with FUTEX=1 its futex protocol as
+ *                 implemented). 0 must fail property (2).
  *   Mutants, used by check.sh only to show that each property can fail:
  *   HARVEST_LATE=1 with ASYNC: sync tags before it harvests.
+ *   HLOCK_NO_WAKE=1 with ASYNC, FUTEX=1: harvest_unlock() never wakes.
  *   WAKE_ONE=1    unlock wakes one sleeper (and still clears WAITERS).
  *   FENCE_LATE=1  clearDirty() before the sfence.
  *   NO_SNAPSHOT=1 sync re-scans "while anything is DIRTY" (no TOWRITE list).
@@ -88,6 +90,9 @@
 #ifndef HARVEST_LATE
 #define HARVEST_LATE 0
 #endif
+#ifndef HLOCK_NO_WAKE
+#define HLOCK_NO_WAKE 0
+#endif
 #ifndef HLOCK
 #define HLOCK 1
 #endif
@@ -127,7 +132,9 @@ byte sleeping[NT];     /* futex: 0 = running, e+1 = asleep on ent[e]            
 byte summary;          /* the one entry group's summary (bit or counter)       */
 #endif
 #if ASYNC && HLOCK
-byte hlock;            /* the file's harvest lock: 0 free, else holder's tid   */
+byte hlock;            /* the file's harvest lock word: 0 free, 1 held, 2 held
+                        * with waiters (FUTEX=1; FUTEX=0: 0 free, 1 held)     */
+#define HSLEEP (NE + 1) /* sleeping[tid] == HSLEEP: asleep on the harvest word */
 #endif
 
 /* ---- ghost state for property (2): one tracked store ------------------- */
@@ -451,7 +458,8 @@ proctype async_writer(byte tid) {
 
 /* ASYNC: native/uffd.cc Harvest() over the whole file, the first step of
  * every sync (src/file.ts #writeback -> AsyncTracker.harvest). Under the
- * file's harvest lock (harvest_lock(), an abstract blocking mutex here),
+ * file's harvest lock (harvest_lock(): with FUTEX=1 the futex mutex of
+ * native/uffd.cc, with FUTEX=0 an abstract blocking mutex),
  * for each live async mapping in turn (harvest_region()): scan_written()
  * runs PAGEMAP_SCAN get-and-write-protect over the range, which reports
  * each written page and write-protects it, atomically per page (per page
@@ -460,9 +468,50 @@ proctype async_writer(byte tid) {
  * entry_dirty_as(): lock, entry_set_dirty() (DIRTY, then the summary), unlock.
  * Between a page's scan and its entry's DIRTY the dirt lives only in the
  * harvester's result (todo here): TRACKERS.md trap 6. */
+#if HLOCK && FUTEX
+/* harvest_lock(): CAS 0 -> 1; else exchange 2 (unless seen 2) and, while
+ * the word was not 0, futex_wait(word, 2) (EAGAIN if it changed) and
+ * exchange 2 again. seen holds c. */
+inline harvest_lock() {
+  atomic { if :: hlock == 0 -> hlock = 1; seen = 0 :: else -> seen = hlock fi };
+  if
+  :: seen != 0 && seen != 2 -> atomic { seen = hlock; hlock = 2 }
+  :: else
+  fi;
+  do
+  :: seen != 0 ->
+     atomic { if :: hlock == 2 -> sleeping[tid] = HSLEEP :: else fi };  /* FUTEX_WAIT */
+     sleeping[tid] == 0;
+     atomic { seen = hlock; hlock = 2 }
+  :: else -> break
+  od
+}
+/* harvest_unlock(): exchange 0; if it was 2, FUTEX_WAKE one sleeper. */
+inline harvest_unlock() {
+  atomic { seen = hlock; hlock = 0 };
+  if
+#if HLOCK_NO_WAKE
+  :: seen == 2 -> seen = 0                                   /* mutant: no wake */
+#else
+  :: seen == 2 ->
+     atomic {
+        if
+        :: sleeping[3] == HSLEEP -> sleeping[3] = 0
+        :: sleeping[4] == HSLEEP -> sleeping[4] = 0
+        :: else
+        fi; seen = 0 }
+#endif
+  :: else
+  fi
+}
+#elif HLOCK
+inline harvest_lock() { atomic { hlock == 0 -> hlock = 1 } }
+inline harvest_unlock() { hlock = 0 }
+#endif
+
 inline harvest() {
 #if HLOCK
-  atomic { hlock == 0 -> hlock = tid };                /* harvest_lock()       */
+  harvest_lock();                                      /* harvest_lock()       */
 #endif
   m = 0;
   do
@@ -487,7 +536,8 @@ inline harvest() {
   :: else -> break
   od;
 #if HLOCK
-  atomic { hlock = 0; m = 0 }                          /* harvest_unlock()     */
+  m = 0;
+  harvest_unlock()                                     /* harvest_unlock()     */
 #else
   m = 0
 #endif

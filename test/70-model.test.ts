@@ -95,9 +95,10 @@ check(
   async () => {
     const { code, out } = await runCheck('async');
     expectRuns(out, [
-      'PASS async-pte-futex: all properties hold',
+      'PASS async-pte-safety: all properties hold',
       'PASS async-pmd-futex: all properties hold',
       'PASS async-pmd-liveness: all properties hold',
+      'PASS async-futex-liveness: all properties hold',
       'PASS async-no-hlock-pte: property (2) fails as expected, with a trail',
       'PASS async-no-hlock-pmd: property (2) fails as expected, with a trail',
     ]);

@@ -103,7 +103,8 @@ int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable
 // mapRegion(fileId, inodeId, fileOffset, length, shared, writable, tracked, mapSync, async) -> region id.
 // Tracked regions (shared and writable) start read-only: the first store
 // faults. Async ones are read-write, registered with the userfaultfd and
-// write-protected there instead (native/uffd.cc).
+// write-protected there instead (native/uffd.cc). Neither is inherited by a
+// forked child (MADV_DONTFORK).
 static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   uint64_t offset = (uint64_t)info[2].As<Napi::Number>().Int64Value();
@@ -127,6 +128,15 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   int flags = shared ? (map_sync ? MAP_SHARED_VALIDATE | MAP_SYNC : MAP_SHARED) : MAP_PRIVATE;
   void *p = mmap(nullptr, length, prot, flags | MAP_NORESERVE, fd, (off_t)offset);
   if (p == MAP_FAILED) throw errno_error(env, errno, "mmap", t->path);
+  // A forked child must not inherit a tracked mapping: it would keep the
+  // writable pages with no entry table of its own (sigsegv) or lose the
+  // userfaultfd registration (async), and its stores would go untracked.
+  // The child opens the file itself.
+  if (tracked && madvise(p, length, MADV_DONTFORK) != 0) {
+    int err = errno;
+    munmap(p, length);
+    throw errno_error(env, err, "madvise", t->path);
+  }
   if (async) {
     const char *call = nullptr;
     int err = uffd_arm((uintptr_t)p, length, uffd_scan_policy(t.get()), &call);

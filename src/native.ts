@@ -124,6 +124,7 @@ export interface NativeAddon {
   testingRefuseUserfaultfd(): void;
   testingAsyncFault(pages: number): number;
   testingUffdWriteProtect(region: number, offset: number, length: number): void;
+  testingForkProbe(region: number): 'unmapped' | 'mapped' | 'partly';
   testingSetHarvestDelay(ns: number): void;
 }
 

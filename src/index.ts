@@ -28,3 +28,5 @@ export type { VolumeOptions, VolumeEntry } from './volume.js';
 export type { MetadataModelName } from './metadata.js';
 export { VolumeCrashStates } from './volume-crash.js';
 export type { VolumeCrashState, VolumeCrashStatesOptions, VolumeUnit, VolumeOperation, SampleOptions, StateChoice } from './volume-crash.js';
+export { checkVolumeRecovery } from './volume-check.js';
+export type { CheckVolumeRecoveryOptions, VolumeRecoveryReport, VolumeRecoveryFailure, VolumeRecoverFn } from './volume-check.js';

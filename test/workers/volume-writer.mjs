@@ -20,4 +20,4 @@ while (Atomics.load(stop, 0) === 0) {
 }
 fa.close();
 fb.close();
-parentPort.postMessage('stopped');
+parentPort.postMessage({ stopped: c });

@@ -3,7 +3,8 @@
 // a per-file crash image costs), measured in one run.
 //   npm install && node dist/bench/volume-states.js [--rounds N] [--trials T] [--sizes 1,64,256 (MiB)] [--dir /dev/shm]
 // Each configuration: a volume with one file of SIZE (a store into each of
-// DIRTY pages, unsynced: one cache-line unit each), ten small synced files,
+// DIRTY pages, unsynced: one cache-line unit each), ten small durable files
+// (and one row with 1,000 in 25 directories, an engine's data directory),
 // and two pending namespace operations (create + rename). A state keeps both
 // operations and a random half of the units. Prints a table, then JSON, and
 // the target "≤ 1 ms per state at 256 MiB" judged like bench/targets.ts.
@@ -34,6 +35,7 @@ const now = () => Number(process.hrtime.bigint());
 interface Row {
   size: number;
   dirtyUnits: number;
+  smallFiles: number;
   /** ns per state (build + undo), per trial. */
   samples: number[][];
   /** ns per whole-file copy, per trial. */
@@ -46,7 +48,8 @@ function trial(size: number, dirty: number, t: number, row: Row): void {
   const volume = openVolume(base, { create: true });
   let states: VolumeCrashStates | undefined;
   try {
-    for (let i = 0; i < 10; i++) volume.create(`small-${i}`).sync();
+    for (let d = 0; d < 25; d++) volume.mkdir(`d${d}`);
+    for (let i = 0; i < row.smallFiles; i++) volume.create(`d${i % 25}/small-${i}`);
     const big = volume.create('big', size);
     big.sync();
     volume.syncDirectory();
@@ -84,28 +87,30 @@ function trial(size: number, dirty: number, t: number, row: Row): void {
   }
 }
 
+const configs = [
+  ...SIZES.flatMap((size) => DIRTY.map((dirtyUnits) => ({ size, dirtyUnits, smallFiles: 10 }))),
+  { size: SIZES[SIZES.length - 1], dirtyUnits: DIRTY[0], smallFiles: 1000 },
+];
 const rows: Row[] = [];
-for (const size of SIZES) {
-  for (const dirty of DIRTY) {
-    const row: Row = { size, dirtyUnits: dirty, samples: [], copySamples: [], bytesPerState: 0 };
-    for (let t = 0; t < trials; t++) trial(size, dirty, t, row);
-    rows.push(row);
-  }
+for (const c of configs) {
+  const row: Row = { ...c, samples: [], copySamples: [], bytesPerState: 0 };
+  for (let t = 0; t < trials; t++) trial(c.size, c.dirtyUnits, t, row);
+  rows.push(row);
 }
 
 const median = (s: TrialSamples) => summarize(s.flat()).medianNs;
 console.log(`volume crash states: ${rounds} states × ${trials} trials per row, on ${dir}; a state keeps 2 pending operations and half the units`);
-console.log('file size   dirty units   per state (p5–p95)            whole-file copy   × cheaper   bytes written/state');
+console.log('file size   dirty units   small files   per state (p5–p95)            whole-file copy   × cheaper   bytes written/state');
 for (const r of rows) {
   const s = summarize(r.samples.flat());
   const copy = median(r.copySamples);
-  console.log(`${formatBytes(r.size).padStart(9)}  ${String(r.dirtyUnits).padStart(12)}   ${formatNs(s.medianNs).padStart(9)} (${formatNs(s.p5Ns)}–${formatNs(s.p95Ns)})`.padEnd(60) +
+  console.log(`${formatBytes(r.size).padStart(9)}  ${String(r.dirtyUnits).padStart(12)}  ${String(r.smallFiles).padStart(12)}   ${formatNs(s.medianNs).padStart(9)} (${formatNs(s.p5Ns)}–${formatNs(s.p95Ns)})`.padEnd(74) +
     `${formatNs(copy).padStart(10)}  ${(copy / s.medianNs).toFixed(0).padStart(10)}  ${String(r.bytesPerState).padStart(20)}`);
 }
-const target = crashStateTarget(rows.filter((r) => r.size === 256 * MiB && r.dirtyUnits === DIRTY[0]).flatMap((r) => r.samples));
+const target = crashStateTarget(rows.filter((r) => r.size === 256 * MiB && r.dirtyUnits === DIRTY[0] && r.smallFiles === 10).flatMap((r) => r.samples));
 console.log(`target ${target.name}: ${target.goal} — ${target.verdict} (median ${formatNs(target.measured ?? NaN)}${target.interval ? `, 95% CI ${formatNs(target.interval[0])}–${formatNs(target.interval[1])}` : ''})`);
 console.log(JSON.stringify({
   bench: 'volume-states', rounds, trials, dir,
-  rows: rows.map((r) => ({ size: r.size, dirtyUnits: r.dirtyUnits, medianStateNs: median(r.samples), medianWholeCopyNs: median(r.copySamples), bytesPerState: r.bytesPerState })),
+  rows: rows.map((r) => ({ size: r.size, dirtyUnits: r.dirtyUnits, smallFiles: r.smallFiles, medianStateNs: median(r.samples), medianWholeCopyNs: median(r.copySamples), bytesPerState: r.bytesPerState })),
   target,
 }));

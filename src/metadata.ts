@@ -40,9 +40,16 @@ export function parentOf(path: string): string {
   return i < 0 ? '' : path.slice(0, i);
 }
 
+/** What applyOp needs of a namespace (a Map, or an overlay on one). */
+export interface NamespaceLike {
+  get(path: string): NamespaceNode | undefined;
+  set(path: string, node: NamespaceNode): unknown;
+  delete(path: string): boolean;
+}
+
 /** Apply op to ns (op was valid when issued, and every op it depends on
  * has been applied). Returns the file a rename replaced, if any. */
-export function applyOp(ns: Namespace, op: MetaOp): number | undefined {
+export function applyOp(ns: NamespaceLike, op: MetaOp): number | undefined {
   switch (op.kind) {
     case 'create': ns.set(op.path, { kind: 'file', file: op.file }); return undefined;
     case 'unlink': ns.delete(op.path); return undefined;
@@ -54,6 +61,44 @@ export function applyOp(ns: Namespace, op: MetaOp): number | undefined {
       ns.delete(op.path);
       return replaced?.kind === 'file' ? replaced.file : undefined;
     }
+  }
+}
+
+/** A namespace as a base plus changes, so a crash state costs the
+ * operations it replays, not a copy of a namespace of 1,000 files. */
+export class NamespaceOverlay implements NamespaceLike {
+  readonly #base: Namespace;
+  /** Changed paths: their node, or null where removed. */
+  readonly #changed = new Map<string, NamespaceNode | null>();
+
+  constructor(base: Namespace) {
+    this.#base = base;
+  }
+
+  get(path: string): NamespaceNode | undefined {
+    const c = this.#changed.get(path);
+    return c === null ? undefined : c ?? this.#base.get(path);
+  }
+
+  set(path: string, node: NamespaceNode): void {
+    this.#changed.set(path, node);
+  }
+
+  delete(path: string): boolean {
+    const had = this.get(path) !== undefined;
+    this.#changed.set(path, null);
+    return had;
+  }
+
+  /** Whether the file is at some path: baseFiles are the base's files. */
+  hasFile(file: number, baseFiles: ReadonlySet<number>): boolean {
+    let displaced = false;
+    for (const [path, node] of this.#changed) {
+      if (node?.kind === 'file' && node.file === file) return true;
+      const was = this.#base.get(path);
+      if (was?.kind === 'file' && was.file === file) displaced = true;
+    }
+    return !displaced && baseFiles.has(file);
   }
 }
 

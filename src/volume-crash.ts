@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { checkCrashable, differingUnits, type Unit } from './crash.js';
 import { errnoError, rangeError, udaxError } from './errors.js';
 import { checkPath, type DaxFile } from './file.js';
-import { applyOp, describeOp, type MetaOp, type Namespace } from './metadata.js';
+import { applyOp, describeOp, NamespaceOverlay, type MetaOp, type Namespace } from './metadata.js';
 import { native } from './native.js';
 import { mulberry32 } from './prng.js';
 import { binomialSum, combinations } from './subsets.js';
@@ -169,7 +169,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
   readonly #stash: string;
   readonly #k: number;
   readonly #includeAll: boolean;
-  #durableFiles: Set<number> | undefined;
+  readonly #durableFiles = new Set<number>();
   #closed = false;
   #building = false;
 
@@ -188,6 +188,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     this.#stash = `${this.dir}.stash`;
     this.#ops = [...view.pending];
     this.#durable = new Map(view.durable);
+    for (const node of this.#durable.values()) if (node.kind === 'file') this.#durableFiles.add(node.file);
     this.metadata = view.model.name;
     this.pending = this.#ops.map(opView);
     const incs = [...view.incarnations.values()];
@@ -237,15 +238,11 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     }
   }
 
-  /** The namespace after the kept operations (to know which files exist). */
-  #namespaceAfter(kept: readonly number[]): Set<number> {
-    if (kept.length === 0 && this.#durableFiles) return this.#durableFiles;
-    const ns = new Map(this.#durable);
+  /** Which files exist after the kept operations. */
+  #namespaceAfter(kept: readonly number[]): { has(file: number): boolean } {
+    const ns = new NamespaceOverlay(this.#durable);
     for (const i of kept) applyOp(ns, this.#ops[i]);
-    const present = new Set<number>();
-    for (const node of ns.values()) if (node.kind === 'file') present.add(node.file);
-    if (kept.length === 0) this.#durableFiles = present;
-    return present;
+    return { has: (file) => ns.hasFile(file, this.#durableFiles) };
   }
 
   /** The units of files that exist after kept. */
@@ -369,7 +366,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
 
   /** Replay the kept operations on the image, with their inverses in undo. */
   #applyOperations(kept: readonly number[], undo: (() => void)[], cost: { namespaceOps: number }): void {
-    const ns = new Map(this.#durable);
+    const ns = new NamespaceOverlay(this.#durable);
     const img = (p: string) => join(this.dir, p);
     const stashed = (file: number) => join(this.#stash, String(file));
     const move = (from: string, to: string) => {

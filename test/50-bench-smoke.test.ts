@@ -171,10 +171,10 @@ describe('bench/volume-states.ts (volume crash-state cost)', () => {
     const r = spawnSync(process.execPath, [script, '--rounds', '5', '--trials', '1', '--sizes', '1,8'], { encoding: 'utf8', timeout: 60_000 });
     expect(r.stderr).toBe('');
     const json = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
-      rows: { size: number; dirtyUnits: number; bytesPerState: number; medianStateNs: number }[];
+      rows: { size: number; dirtyUnits: number; smallFiles: number; bytesPerState: number; medianStateNs: number }[];
       target: { name: string; verdict: string };
     };
-    expect(json.rows.map((x) => [x.size / 2 ** 20, x.dirtyUnits])).toEqual([[1, 4], [1, 64], [8, 4], [8, 64]]);
+    expect(json.rows.map((x) => [x.size / 2 ** 20, x.dirtyUnits, x.smallFiles])).toEqual([[1, 4, 10], [1, 64, 10], [8, 4, 10], [8, 64, 10], [8, 4, 1000]]);
     for (const dirty of [4, 64]) {
       const bytes = json.rows.filter((x) => x.dirtyUnits === dirty).map((x) => x.bytesPerState);
       expect(new Set(bytes).size).toBe(1);

@@ -306,6 +306,17 @@ export class Volume {
     }));
   }
 
+  /** stat(2) of a name: its type and, for a file, its size. */
+  stat(name: string): { type: 'file' | 'directory'; size?: number } {
+    this.#assertOpen('stat', typeof name === 'string' ? name : undefined);
+    const n = this.#name('stat: name', name, 'stat');
+    const node = this.#live.get(n);
+    if (!node) throw errnoError('ENOENT', 'stat', n, 'no such file or directory in the volume');
+    if (node.kind === 'directory') return { type: 'directory' };
+    const inc = this.#incarnations.get(node.file)!;
+    return { type: 'file', size: inc.dax ? inc.dax.size : statSync(this.#real(n)).size };
+  }
+
   /** fsync(2) of a directory of the volume (default: its root): makes the
    * operations the metadata model says durable. */
   syncDirectory(dir?: string): void {

@@ -73,6 +73,8 @@ describe('namespace', () => {
     v.rename('a', 'd/a2');
     expect(readFileSync(join(v.dir, 'd/a2')).subarray(0, 5).toString()).toBe('alpha');
     expect(v.open('d/a2').size).toBe(2 * PAGE);
+    expect(v.stat('d/a2')).toEqual({ type: 'file', size: 2 * PAGE });
+    expect(v.stat('d')).toEqual({ type: 'directory' });
     v.unlink('d/b');
     expect(existsSync(join(v.dir, 'd/b'))).toBe(false);
     v.unlink('d/a2');
@@ -147,6 +149,14 @@ describe('namespace', () => {
     expectCode(() => v.rmdir('missing'), 'ENOENT');
     expectCode(() => v.list('keep'), 'ENOTDIR');
     expectCode(() => v.syncDirectory('missing'), 'ENOENT');
+    expectCode(() => v.stat('missing'), 'ENOENT');
+    let tooBig: unknown;
+    try {
+      v.create('huge', 2 ** 46);  // more entries than a table holds, or more bytes than /dev/shm has
+    } catch (e) {
+      tooBig = e;
+    }
+    expect(['EFBIG', 'ENOSPC']).toContain((tooBig as { code?: string }).code);
     expectCode(() => udax.openVolume(volumeDir(), { metadata: 'ext3' as udax.MetadataModelName }), 'ERR_OUT_OF_RANGE');
     expect({ list: v.list(), sub: v.list('d'), pending: v.pendingOperations(), files: tree(v.dir) }).toEqual(before);
     v.close();
@@ -389,6 +399,19 @@ describe('crash states of a volume', () => {
     expect(tree(copy).get('a')![0]).toBe(1);
     expect(tree(states.dir).get('a')![0]).toBe(0);
     states.close();
+    v.close();
+  });
+
+  test('crash-state misuse: over the limit, a second state at once, after close', () => {
+    const { v } = twoFiles(4 * PAGE);
+    const dir = `${v.dir}.states`;
+    expectCode(() => v.crashStates({ dir, k: 3, limit: 4 }), 'ERR_OUT_OF_RANGE');
+    expect(existsSync(dir)).toBe(false);
+    const states = v.crashStates({ dir, k: 1 });
+    expectCode(() => states.with({ operations: [], units: [0] }, () => states.with({ operations: [], units: [1] }, () => 0)), 'ERR_OUT_OF_RANGE');
+    expect(tree(dir).get('a')![0]).toBe(0);  // the outer state was undone too
+    states.close();
+    expectCode(() => states.with({ operations: [], units: [] }, () => 0), 'EBADF');
     v.close();
   });
 

@@ -162,7 +162,6 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
   readonly #ops: readonly MetaOp[];
   readonly #durable: Namespace;
   readonly #files: FileSnapshot[] = [];
-  readonly #fileOf = new Map<number, FileSnapshot>();
   readonly #unitFile: FileSnapshot[] = [];
   readonly #live: Uint8Array[] = [];
   readonly #media: Uint8Array[] = [];
@@ -194,29 +193,31 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     const incs = [...view.incarnations.values()];
     for (const inc of incs) if (inc.dax) checkCrashable(inc.dax);
     this.units = [];
-    // The count first (it may refuse), then the snapshot and the base image.
+    // Under the locks: the units, the count (it may refuse, before any
+    // copy), then the base image.
+    let count = 0;
     mkdirSync(this.dir);
     try {
       mkdirSync(this.#stash);
-      withVolumeFrozen(incs.flatMap((i) => (i.dax ? [i.dax] : [])), () => this.#snapshot(incs));
+      withVolumeFrozen(incs.flatMap((i) => (i.dax ? [i.dax] : [])), () => {
+        this.#readUnits(incs);
+        count = this.#countStates();
+        if (count > limit) {
+          throw rangeError(`crashStates: ${count} states (${this.units.length} data units, ${this.#ops.length} pending operations, k=${this.#k}) exceed limit ${limit}: lower k, raise limit, or sample()`);
+        }
+        this.#copyBase();
+      });
     } catch (e) {
       this.#remove();
       throw e;
     }
-    this.count = this.#countStates();
-    if (this.count > limit) {
-      this.#remove();
-      throw rangeError(`crashStates: ${this.count} states (${this.units.length} data units, ${this.#ops.length} pending operations, k=${this.#k}) exceed limit ${limit}: lower k, raise limit, or sample()`);
-    }
+    this.count = count;
   }
 
-  /** Under the volume's locks: the units of every file, and the base image. */
-  #snapshot(incs: Incarnation[]): void {
+  /** The candidate units of every file (caller holds the volume frozen). */
+  #readUnits(incs: Incarnation[]): void {
     const where = new Map<number, string>();
-    for (const [path, node] of this.#durable) {
-      if (node.kind === 'directory') mkdirSync(join(this.dir, path), { recursive: true });
-      else where.set(node.file, join(this.dir, path));
-    }
+    for (const [path, node] of this.#durable) if (node.kind === 'file') where.set(node.file, join(this.dir, path));
     for (const inc of incs) {
       const basePath = where.get(inc.id) ?? join(this.#stash, String(inc.id));
       const fs: FileSnapshot = { inc, first: this.units.length, count: 0, basePath, fd: undefined };
@@ -229,12 +230,18 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
           this.#media.push(d.media[j]);
         }
         fs.count = d.units.length;
-        copyBase(inc.dax, basePath);
-      } else {
-        copyFileSync(inc.live ? join(this.#view.dir, inc.name) : inc.keptDataPath, basePath);
       }
       this.#files.push(fs);
-      this.#fileOf.set(inc.id, fs);
+    }
+  }
+
+  /** The base image: the durable namespace with each file's media, and the
+   * stash (caller holds the volume frozen: the media cannot change). */
+  #copyBase(): void {
+    for (const [path, node] of this.#durable) if (node.kind === 'directory') mkdirSync(join(this.dir, path), { recursive: true });
+    for (const { inc, basePath } of this.#files) {
+      if (inc.dax) copyMedia(inc.dax, basePath);
+      else copyFileSync(inc.live ? join(this.#view.dir, inc.name) : inc.keptDataPath, basePath);
     }
   }
 
@@ -415,7 +422,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
 
 /** Copy a file's durable bytes (its media) to path: the media file itself,
  * or on a real DAX mount the file. Caller holds the file's entry locks. */
-function copyBase(dax: DaxFile, path: string): void {
+function copyMedia(dax: DaxFile, path: string): void {
   const p = dax.persistence;
   if (p.media) {
     copyFileSync(p.media.path, path);

@@ -107,3 +107,15 @@ export function evaluateTargets(ws: WorkloadResult[], o: Pick<BenchOptions, 'hug
   }
   return targets;
 }
+
+/** bench/volume-states.ts: one volume crash state (build + undo) with a
+ * 256 MiB file and a few dirty units, ≤ 1 ms. */
+export function crashStateTarget(samples: TrialSamples): TargetResult {
+  const all = samples.flat();
+  const measured = all.length === 0 ? undefined : [...all].sort((a, b) => a - b)[Math.floor(all.length / 2)];
+  const interval = all.length === 0 ? undefined : medianInterval(samples, mulberry32(0x5eed));
+  return {
+    name: 'volume-state-256M', goal: 'one volume crash state at 256 MiB with a few dirty pages ≤ 1 ms (build + undo)',
+    measured, limit: 1e6, kind: 'time', applies: true, interval, ...judge(interval, measured, 1e6),
+  };
+}

@@ -21,6 +21,7 @@ import { checkPath, statIdentity, type DaxFile } from './file.js';
 import { sameFile, type FileIdentity } from './media.js';
 import { native } from './native.js';
 import { mulberry32 } from './prng.js';
+import { binomialSum, combinations } from './subsets.js';
 import * as check from './validate.js';
 
 /** A unit of the file: [offset, offset+length). */
@@ -58,9 +59,9 @@ interface Snapshot {
   checkPath: (path: unknown) => string;
 }
 
-/** Copy the media and the live file at one moment (through native code, so
- * a file truncated underneath is an error, not a SIGBUS). */
-function snapshot(file: DaxFile): Snapshot {
+/** Refuse a crash image of a file with no persistence domain, or whose
+ * data file or media was truncated underneath (reading it would SIGBUS). */
+export function checkCrashable(file: DaxFile): void {
   file.assertOpen('read');
   const p = file.persistence;
   if (p.kind === 'none') {
@@ -71,36 +72,75 @@ function snapshot(file: DaxFile): Snapshot {
   if (shrank !== undefined) {
     throw udaxError('ERR_UDAX_FILE_SHRANK', `the file or its media was truncated underneath udax (below ${file.size} bytes):`, { syscall: 'read', path: shrank });
   }
-  file.harvest();  // async: what the kernel recorded as written is DIRTY too
-  const live = readWhole(file.size, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path);
-  // On a real DAX mount the file is the media: no second copy exists, and
-  // what is still in the CPU cache cannot be seen. The image is the file.
-  const checkPath = imagePathCheck([file.identity, ...(p.media ? [p.media.identity] : [])]);
-  if (p.kind === 'pmem') return { base: live, units: [], data: [], checkPath };
-  const media = readWhole(file.size, (into) => p.media!.read(0, into), p.media!.path);
+}
+
+/** The candidate units of a file, each with its live and its media bytes. */
+export interface DifferingUnits {
+  units: Unit[];
+  live: Uint8Array[];
+  media: Uint8Array[];
+}
+
+/** The units of DIRTY entries whose live bytes differ from the media,
+ * reading only those entries (a cost in dirty entries, not file size).
+ * Caller has run checkCrashable and harvested; 'pmem' files have none (what
+ * is still in the CPU cache cannot be seen). */
+export function differingUnits(file: DaxFile): DifferingUnits {
+  const out: DifferingUnits = { units: [], live: [], media: [] };
+  const p = file.persistence;
+  if (!p.media) return out;
   const u = p.unitSize;
-  const words = u >>> 2;
-  const live32 = new Int32Array(live.buffer, live.byteOffset, live.byteLength >>> 2);
-  const media32 = new Int32Array(media.buffer, media.byteOffset, media.byteLength >>> 2);
-  const units: Unit[] = [];
-  const data: Uint8Array[] = [];
-  const table = file.table;
-  const entrySize = file.entrySize;
+  const { table, entrySize } = file;
+  const live = new Uint8Array(entrySize);
+  const media = new Uint8Array(entrySize);
   table.forEachMaybeDirty(0, table.count - 1, (i) => {
     if (!table.isDirty(i)) return;
-    const end = Math.min(file.size, (i + 1) * entrySize);
-    for (let off = i * entrySize; off < end; off += u) {
-      const w = off >>> 2;
-      for (let k = 0; k < words; k++) {
-        if (live32[w + k] !== media32[w + k]) {
-          units.push({ offset: off, length: u });
-          data.push(live.slice(off, off + u));
+    const start = i * entrySize;
+    const length = Math.min(file.size, start + entrySize) - start;
+    const l = live.subarray(0, length);
+    const m = media.subarray(0, length);
+    try {
+      native.regionRead(file.fallbackRegion, start, l);
+    } catch (e) {
+      throw shrankError(e, file.path);
+    }
+    try {
+      p.media!.read(start, m);
+    } catch (e) {
+      throw shrankError(e, p.media!.path);
+    }
+    const l32 = new Int32Array(l.buffer, 0, length >>> 2);
+    const m32 = new Int32Array(m.buffer, 0, length >>> 2);
+    const words = u >>> 2;
+    for (let off = 0; off < length; off += u) {
+      for (let k = off >>> 2, end = k + words; k < end; k++) {
+        if (l32[k] !== m32[k]) {
+          out.units.push({ offset: start + off, length: u });
+          out.live.push(l.slice(off, off + u));
+          out.media.push(m.slice(off, off + u));
           break;
         }
       }
     }
   });
-  return { base: media, units, data, checkPath };
+  return out;
+}
+
+/** Copy the media and the candidate units at one moment (through native
+ * code, so a file truncated underneath is an error, not a SIGBUS). */
+function snapshot(file: DaxFile): Snapshot {
+  checkCrashable(file);
+  const p = file.persistence;
+  file.harvest();  // async: what the kernel recorded as written is DIRTY too
+  const checkPath = imagePathCheck([file.identity, ...(p.media ? [p.media.identity] : [])]);
+  // On a real DAX mount the file is the media: no second copy exists, and
+  // what is still in the CPU cache cannot be seen. The image is the file.
+  if (p.kind === 'pmem') {
+    return { base: readWhole(file.size, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path), units: [], data: [], checkPath };
+  }
+  const base = readWhole(file.size, (into) => p.media!.read(0, into), p.media!.path);
+  const { units, live } = differingUnits(file);
+  return { base, units, data: live, checkPath };
 }
 
 function readWhole(size: number, read: (into: Uint8Array) => void, path: string): Uint8Array {
@@ -192,16 +232,6 @@ export interface CrashStates extends Iterable<CrashState> {
   count: number;
 }
 
-function binomialSum(n: number, k: number): number {
-  let total = 0;
-  let c = 1;  // C(n, i)
-  for (let i = 0; i <= Math.min(n, k); i++) {
-    total += c;
-    c = (c * (n - i)) / (i + 1);
-  }
-  return total;
-}
-
 function state(s: Snapshot, index: number, chosen: number[]): CrashState {
   const image = build(s, chosen);
   return {
@@ -237,15 +267,7 @@ function enumerate(s: Snapshot, o: Partial<CrashStatesOptions>): CrashStates {
     *[Symbol.iterator]() {
       let index = 0;
       for (let size = 0; size <= Math.min(k, n); size++) {
-        const c = Array.from({ length: size }, (_, j) => j);
-        for (;;) {
-          yield state(s, index++, [...c]);
-          let j = size - 1;
-          while (j >= 0 && c[j] === n - size + j) j--;
-          if (j < 0) break;
-          c[j]++;
-          for (let m = j + 1; m < size; m++) c[m] = c[m - 1] + 1;
-        }
+        for (const c of combinations(n, size)) yield state(s, index++, [...c]);
       }
       if (extra) yield state(s, index++, s.units.map((_, j) => j));
     },

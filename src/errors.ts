@@ -17,6 +17,8 @@ export const UDAX_ERROR_CODES = {
   ERR_UDAX_FILE_SHRANK: 'the file (or its media) was truncated underneath udax',
   ERR_UDAX_NO_ADDON: 'the native addon is not built or does not load',
   ERR_UDAX_TRACKER_UNAVAILABLE: 'the tracker asked for (option or UDAX_TRACKER) is not available here: udax info says why',
+  ERR_UDAX_BAD_NAME: 'a volume name escapes the volume (absolute, \'..\', \'.\', an empty component) or names its .udax directory',
+  ERR_UDAX_UNLINKED: 'the volume file behind this handle was unlinked, or replaced by a rename',
 } as const;
 
 export type UdaxErrorCode = keyof typeof UDAX_ERROR_CODES;

@@ -23,3 +23,10 @@ export type {
   Unit, CrashImageOptions, CrashImageResult, CrashStatesOptions, CrashState, CrashStates,
   CheckRecoveryOptions, RecoveryReport, RecoveryFailure, RecoverFn,
 } from './crash.js';
+export { openVolume, Volume, VolumeFile } from './volume.js';
+export type { VolumeOptions, VolumeEntry } from './volume.js';
+export type { MetadataModelName } from './metadata.js';
+export { VolumeCrashStates } from './volume-crash.js';
+export type { VolumeCrashState, VolumeCrashStatesOptions, VolumeUnit, VolumeOperation, SampleOptions, StateChoice } from './volume-crash.js';
+export { checkVolumeRecovery } from './volume-check.js';
+export type { CheckVolumeRecoveryOptions, VolumeRecoveryReport, VolumeRecoveryFailure, VolumeRecoverFn } from './volume-check.js';

@@ -160,3 +160,5 @@ export function asyncFaultNs(pages: number): number {
 }
 
 export { asyncTrackerAvailability } from './tracker.js';
+/** Delta debugging (ddmin), as checkVolumeRecovery reduces failures with it. */
+export { ddmin } from './volume-check.js';

@@ -164,3 +164,22 @@ describe('target verdicts come from a bootstrap interval', () => {
     expect(slower[1]).toBeLessThan(2.2);
   });
 });
+
+describe('bench/volume-states.ts (volume crash-state cost)', () => {
+  it('runs, and a state writes the same bytes whatever the file size', () => {
+    const script = resolve(__dirname, '../dist/bench/volume-states.js');
+    const r = spawnSync(process.execPath, [script, '--rounds', '5', '--trials', '1', '--sizes', '1,8'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    const json = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      rows: { size: number; dirtyUnits: number; smallFiles: number; bytesPerState: number; medianStateNs: number }[];
+      target: { name: string; verdict: string };
+    };
+    expect(json.rows.map((x) => [x.size / 2 ** 20, x.dirtyUnits, x.smallFiles])).toEqual([[1, 4, 10], [1, 64, 10], [8, 4, 10], [8, 64, 10], [8, 4, 1000]]);
+    for (const dirty of [4, 64]) {
+      const bytes = json.rows.filter((x) => x.dirtyUnits === dirty).map((x) => x.bytesPerState);
+      expect(new Set(bytes).size).toBe(1);
+      expect(bytes[0]).toBeLessThanOrEqual(dirty * 64 + 64);
+    }
+    expect(json.target).toMatchObject({ name: 'volume-state-256M', verdict: 'not measured' });
+  });
+});

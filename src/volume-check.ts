@@ -1,0 +1,157 @@
+// Recovery checking over a volume: run the user's recovery on each crash
+// state's directory; stop at the first failure or collect them all; reduce
+// each failure to a minimal set of units and operations (delta debugging,
+// Zeller & Hildebrandt's ddmin, over the state's persisted units).
+import { typeError } from './errors.js';
+import * as check from './validate.js';
+import type { Volume } from './volume.js';
+import type { SampleOptions, StateChoice, VolumeCrashState, VolumeCrashStates, VolumeCrashStatesOptions, VolumeOperation, VolumeUnit } from './volume-crash.js';
+
+/** A recovery: given a state's directory, return false or throw to reject it.
+ * It must not change the directory (copy it with state.copyTo first). */
+export type VolumeRecoverFn = (dir: string, state: VolumeCrashState) => boolean | void;
+
+export interface CheckVolumeRecoveryOptions extends VolumeCrashStatesOptions {
+  /** Also check this many seeded random states (sample(); default 0). */
+  random?: number;
+  /** The first random state's seed; probability; k bound of random states. */
+  seed?: SampleOptions['seed'];
+  probability?: SampleOptions['probability'];
+  randomK?: SampleOptions['k'];
+  /** 'first' (default): stop at the first failure; 'all': check every state. */
+  stop?: 'first' | 'all';
+  /** Reduce each failure to a minimal set of units (default true). */
+  reduce?: boolean;
+  /** Called after each state with (checked, total). */
+  progress?: (checked: number, total: number) => void;
+}
+
+export interface VolumeRecoveryFailure {
+  kind: VolumeCrashState['kind'];
+  index: number;
+  seed: number | undefined;
+  /** The pending operations the state kept, and the data units it took. */
+  operations: VolumeOperation[];
+  units: VolumeUnit[];
+  error: unknown;
+  /** A smallest set found that still fails (removing any one of its units
+   * makes the recovery pass); the model completes operations it needs. */
+  minimal?: { operations: VolumeOperation[]; units: VolumeUnit[] };
+}
+
+export interface VolumeRecoveryReport {
+  ok: boolean;
+  /** The metadata model the states followed. */
+  metadata: string;
+  checked: number;
+  failures: VolumeRecoveryFailure[];
+  /** One paragraph per failure ('' when ok). */
+  message: string;
+}
+
+/** Run recover over every enumerated crash state of the volume now (and
+ * `random` sampled ones). */
+export function checkVolumeRecovery(volume: Volume, recover: VolumeRecoverFn, opts: CheckVolumeRecoveryOptions): VolumeRecoveryReport {
+  if (typeof recover !== 'function') throw typeError('checkVolumeRecovery: recover must be a function');
+  const o = check.options<CheckVolumeRecoveryOptions>('checkVolumeRecovery options', opts);
+  const random = check.integer('random', o.random ?? 0, 0);
+  const stop = o.stop ?? 'first';
+  if (stop !== 'first' && stop !== 'all') throw typeError(`stop must be 'first' or 'all', got ${String(stop)}`);
+  const reduce = check.boolean('reduce', o.reduce, true);
+  if (o.progress !== undefined && typeof o.progress !== 'function') throw typeError('progress must be a function');
+  const states = volume.crashStates({ dir: o.dir as string, k: o.k, includeAll: o.includeAll, limit: o.limit });
+  try {
+    const total = states.count + random;
+    const failures: VolumeRecoveryFailure[] = [];
+    const choices: StateChoice[] = [];  // what rebuilds each failure's state
+    let checked = 0;
+    const visit = (st: VolumeCrashState): boolean => {
+      checked++;
+      const error = run(recover, st);
+      if (error !== undefined) {
+        failures.push({ kind: st.kind, index: st.index, seed: st.seed, operations: st.operations, units: st.units, error });
+        choices.push(choiceOf(states, st));
+      }
+      o.progress?.(checked, total);
+      return error !== undefined && stop === 'first';
+    };
+    let stopped = false;
+    for (const st of states) if ((stopped = visit(st))) break;
+    if (!stopped && random > 0) {
+      for (const st of states.sample(random, { seed: o.seed, probability: o.probability, k: o.randomK })) if (visit(st)) break;
+    }
+    if (reduce) failures.forEach((f, i) => (f.minimal = minimise(states, recover, choices[i])));
+    return { ok: failures.length === 0, metadata: states.metadata, checked, failures, message: failures.map((f) => describe(volume, states.metadata, f)).join('\n') };
+  } finally {
+    states.close();
+  }
+}
+
+function run(recover: VolumeRecoverFn, st: VolumeCrashState): unknown {
+  try {
+    return recover(st.path, st) === false ? false : undefined;
+  } catch (e) {
+    return e ?? new Error('recover threw');
+  }
+}
+
+/** The choice that rebuilds st: its units and operations as indices. */
+function choiceOf(states: VolumeCrashStates, st: VolumeCrashState): StateChoice {
+  return { operations: st.operations.map((op) => op.index), units: st.units.map((u) => states.units.indexOf(u)) };
+}
+
+/** ddmin over the state's elements: each data unit, and each operation (the
+ * model adds back what a kept operation needs: for ext4/xfs a prefix). */
+function minimise(states: VolumeCrashStates, recover: VolumeRecoverFn, choice: StateChoice): VolumeRecoveryFailure['minimal'] {
+  type Element = { op: number } | { unit: number };
+  const elements: Element[] = [...choice.operations.map((op) => ({ op })), ...choice.units.map((unit) => ({ unit }))];
+  const fails = (subset: Element[]) => states.with({
+    operations: subset.flatMap((e) => ('op' in e ? [e.op] : [])),
+    units: subset.flatMap((e) => ('unit' in e ? [e.unit] : [])),
+  }, (st) => run(recover, st) !== undefined);
+  const minimal = ddmin(elements, fails);
+  return states.with({
+    operations: minimal.flatMap((e) => ('op' in e ? [e.op] : [])),
+    units: minimal.flatMap((e) => ('unit' in e ? [e.unit] : [])),
+  }, (st) => ({ operations: st.operations, units: st.units }));
+}
+
+/** Zeller's ddmin: a 1-minimal failing subset of items (fails(items) holds). */
+export function ddmin<T>(items: T[], fails: (subset: T[]) => boolean): T[] {
+  if (fails([])) return [];
+  let c = items;
+  let n = 2;
+  while (c.length >= 2) {
+    const chunk = Math.ceil(c.length / n);
+    let reduced = false;
+    for (let i = 0; i * chunk < c.length && !reduced; i++) {
+      const part = c.slice(i * chunk, (i + 1) * chunk);
+      const rest = [...c.slice(0, i * chunk), ...c.slice((i + 1) * chunk)];
+      if (fails(part)) {
+        c = part;
+        n = 2;
+        reduced = true;
+      } else if (n > 2 && fails(rest)) {
+        c = rest;
+        n = Math.max(n - 1, 2);
+        reduced = true;
+      }
+    }
+    if (!reduced) {
+      if (n >= c.length) break;
+      n = Math.min(c.length, 2 * n);
+    }
+  }
+  return c;
+}
+
+const list = (xs: string[]) => (xs.length === 0 ? 'none' : xs.length > 8 ? `${xs.slice(0, 8).join(', ')} … (${xs.length})` : xs.join(', '));
+const units = (us: VolumeUnit[]) => list(us.map((u) => `${u.file}[${u.offset}, ${u.offset + u.length})`));
+const ops = (os: VolumeOperation[]) => list(os.map((op) => op.description));
+
+function describe(volume: Volume, metadata: string, f: VolumeRecoveryFailure): string {
+  const why = f.error instanceof Error ? f.error.message : f.error === false ? 'recover returned false' : String(f.error);
+  return `recovery of volume '${volume.dir}' rejected ${f.kind} crash state ${f.index}${f.seed === undefined ? '' : ` (seed ${f.seed})`}` +
+    ` under the ${metadata} metadata model: ${why}. Operations kept: ${ops(f.operations)}; units persisted: ${units(f.units)}` +
+    (f.minimal ? `; minimal: operations ${ops(f.minimal.operations)}, units ${units(f.minimal.units)}` : '');
+}

@@ -1,0 +1,436 @@
+// Crash states of a whole volume at one instant (docs/volumes.md).
+//
+// A state = the durable namespace + a set of pending namespace operations the
+// metadata model lets a crash keep + a set of candidate data units (per
+// file, as src/crash.ts: units of DIRTY entries whose live bytes differ from
+// the media) that reached the media on their own.
+//
+// Cost: the snapshot copies each file's media once into a base image (the
+// durable namespace, as plain files) and a stash beside it (files no durable
+// name holds). Each state is then built in place and undone: pwrite of its
+// units, renames between stash and image for its operations. A state costs
+// what it changes, not the size of the files.
+import { closeSync, copyFileSync, cpSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { checkCrashable, differingUnits, type Unit } from './crash.js';
+import { errnoError, rangeError, udaxError } from './errors.js';
+import { checkPath, type DaxFile } from './file.js';
+import { applyOp, describeOp, NamespaceOverlay, type MetaOp, type Namespace } from './metadata.js';
+import { native } from './native.js';
+import { mulberry32 } from './prng.js';
+import { binomialSum, combinations } from './subsets.js';
+import * as check from './validate.js';
+import type { Incarnation, Volume, VolumeView } from './volume.js';
+
+/** A candidate data unit of one file. */
+export interface VolumeUnit extends Unit {
+  /** The file's name (now, or the last it had). */
+  file: string;
+  /** Its incarnation (a re-created name is another one). */
+  incarnation: number;
+}
+
+/** A pending namespace operation, as a state reports it. */
+export interface VolumeOperation {
+  /** 0-based position among the pending operations. */
+  index: number;
+  kind: MetaOp['kind'];
+  path: string;
+  to?: string;
+  /** "rename 'a' -> 'b'". */
+  description: string;
+}
+
+/** Which units a state takes: pending operations (indices into `pending`)
+ * that persisted at least, and data units (indices into `units`). */
+export interface StateChoice {
+  operations: readonly number[];
+  units: readonly number[];
+}
+
+export interface VolumeCrashState {
+  /** 0-based position in the enumeration, or the sample's number. */
+  index: number;
+  kind: 'enumerated' | 'random';
+  /** For random states: the seed that draws it. */
+  seed: number | undefined;
+  /** The directory as this crash leaves it; valid until the next state is
+   * built or the states are closed. Treat it as read-only (copyTo first to
+   * change it). */
+  path: string;
+  /** The pending operations this crash kept (in issue order). */
+  operations: VolumeOperation[];
+  /** The data units that persisted. */
+  units: VolumeUnit[];
+  /** What building it wrote: bytes pwritten, renames/mkdirs/rmdirs. */
+  cost: { bytes: number; namespaceOps: number };
+  /** Copy the state's directory (to keep it, or to run a recovery that writes). */
+  copyTo(path: string): void;
+}
+
+export interface VolumeCrashStatesOptions {
+  /** Where each state's directory is built (must not exist; removed by close). */
+  dir: string;
+  /** At most this many units (data units and operations) per state (default 1). */
+  k?: number;
+  /** Also enumerate the state where every unit persisted (default true). */
+  includeAll?: boolean;
+  /** Refuse (RangeError) an enumeration of more states (default 100000). */
+  limit?: number;
+}
+
+export interface SampleOptions {
+  /** State j uses seed + j (default 1). */
+  seed?: number;
+  /** The chance each unit persisted (default 0.5). */
+  probability?: number;
+  /** At most this many units per state (default: no bound). */
+  k?: number;
+}
+
+/** One file as the snapshot saw it. */
+interface FileSnapshot {
+  inc: Incarnation;
+  /** Global unit indices of its units. */
+  first: number;
+  count: number;
+  /** Where its bytes are in the image when the image is the base. */
+  basePath: string;
+  fd: number | undefined;
+}
+
+/** A file's size in a crash state. Today sizes are fixed at create, so the
+ * durable size is the size; once file.resize keeps a durable size in the
+ * file's persistence model, this is the one place that reads it. */
+function durableSize(dax: DaxFile): number {
+  return dax.size;
+}
+
+/** Lock every entry of every open file (ascending table id: one order for
+ * every taker), harvest, and write-protect the DIRTY entries, so stores from
+ * other threads fault and wait (sigsegv tracker) while fn reads. Writeback
+ * and file.write wait for the locks: the media cannot change under fn. */
+function withVolumeFrozen<T>(files: DaxFile[], fn: () => T): T {
+  const sorted = [...files].sort((a, b) => a.table.id - b.table.id);
+  const lockAll = (i: number): T => {
+    if (i === sorted.length) return fn();
+    const f = sorted[i];
+    return f.table.withLocked(0, f.table.count - 1, () => {
+      f.harvest();
+      writeProtectDirty(f);
+      return lockAll(i + 1);
+    });
+  };
+  return lockAll(0);
+}
+
+/** mkclean the DIRTY entries of f without cleaning them (they stay DIRTY: the
+ * next store faults and finds them so). Caller holds their locks. */
+function writeProtectDirty(f: DaxFile): void {
+  const t = f.table;
+  let start = -1;
+  let prev = -2;
+  const flushRun = () => {
+    if (start >= 0) native.mkcleanFlush(t.id, start, prev, f.fallbackRegion);
+  };
+  t.forEachMaybeDirty(0, t.count - 1, (i) => {
+    if (!t.isDirty(i)) return;
+    if (i !== prev + 1) {
+      flushRun();
+      start = i;
+    }
+    prev = i;
+  });
+  flushRun();
+}
+
+function opView(op: MetaOp, index: number): VolumeOperation {
+  return { index, kind: op.kind, path: op.path, ...(op.kind === 'rename' ? { to: op.to } : {}), description: describeOp(op) };
+}
+
+export class VolumeCrashStates implements Iterable<VolumeCrashState> {
+  /** The metadata model the states follow. */
+  readonly metadata: string;
+  /** The namespace operations not durable at the snapshot. */
+  readonly pending: VolumeOperation[];
+  /** Every candidate data unit. */
+  readonly units: VolumeUnit[];
+  /** How many states iteration yields. */
+  readonly count: number;
+  readonly dir: string;
+  readonly #view: VolumeView;
+  readonly #ops: readonly MetaOp[];
+  readonly #durable: Namespace;
+  readonly #files: FileSnapshot[] = [];
+  readonly #unitFile: FileSnapshot[] = [];
+  readonly #live: Uint8Array[] = [];
+  readonly #media: Uint8Array[] = [];
+  readonly #stash: string;
+  readonly #k: number;
+  readonly #includeAll: boolean;
+  readonly #durableFiles = new Set<number>();
+  #closed = false;
+  #building = false;
+
+  /** @internal Use volume.crashStates(). */
+  constructor(volume: Volume, opts: VolumeCrashStatesOptions) {
+    const o = check.options<VolumeCrashStatesOptions>('crashStates options', opts);
+    this.dir = checkPath('crashStates: dir', o.dir);
+    this.#k = check.integer('k', o.k ?? 1, 0, 64);
+    this.#includeAll = check.boolean('includeAll', o.includeAll, true);
+    const limit = check.integer('limit', o.limit ?? 100000, 1);
+    const view = (this.#view = volume.view());
+    const [mine, live] = [resolve(this.dir), resolve(view.dir)];
+    if (mine === live || mine.startsWith(`${live}/`) || live.startsWith(`${mine}/`)) {
+      throw udaxError('ERR_UDAX_SAME_FILE', 'crash states would be built inside the live volume:', { syscall: 'mkdir', path: this.dir });
+    }
+    this.#stash = `${this.dir}.stash`;
+    this.#ops = [...view.pending];
+    this.#durable = new Map(view.durable);
+    for (const node of this.#durable.values()) if (node.kind === 'file') this.#durableFiles.add(node.file);
+    this.metadata = view.model.name;
+    this.pending = this.#ops.map(opView);
+    const incs = [...view.incarnations.values()];
+    for (const inc of incs) if (inc.dax) checkCrashable(inc.dax);
+    this.units = [];
+    // Under the locks: the units, the count (it may refuse, before any
+    // copy), then the base image.
+    let count = 0;
+    mkdirSync(this.dir);
+    try {
+      mkdirSync(this.#stash);
+      withVolumeFrozen(incs.flatMap((i) => (i.dax ? [i.dax] : [])), () => {
+        this.#readUnits(incs);
+        count = this.#countStates();
+        if (count > limit) {
+          throw rangeError(`crashStates: ${count} states (${this.units.length} data units, ${this.#ops.length} pending operations, k=${this.#k}) exceed limit ${limit}: lower k, raise limit, or sample()`);
+        }
+        this.#copyBase();
+      });
+    } catch (e) {
+      this.#remove();
+      throw e;
+    }
+    this.count = count;
+  }
+
+  /** The candidate units of every file (caller holds the volume frozen). */
+  #readUnits(incs: Incarnation[]): void {
+    const where = new Map<number, string>();
+    for (const [path, node] of this.#durable) if (node.kind === 'file') where.set(node.file, join(this.dir, path));
+    for (const inc of incs) {
+      const basePath = where.get(inc.id) ?? join(this.#stash, String(inc.id));
+      const fs: FileSnapshot = { inc, first: this.units.length, count: 0, basePath, fd: undefined };
+      if (inc.dax) {
+        const d = differingUnits(inc.dax);
+        for (let j = 0; j < d.units.length; j++) {
+          this.units.push({ ...d.units[j], file: inc.name, incarnation: inc.id });
+          this.#unitFile.push(fs);
+          this.#live.push(d.live[j]);
+          this.#media.push(d.media[j]);
+        }
+        fs.count = d.units.length;
+      }
+      this.#files.push(fs);
+    }
+  }
+
+  /** The base image: the durable namespace with each file's media, and the
+   * stash (caller holds the volume frozen: the media cannot change). */
+  #copyBase(): void {
+    for (const [path, node] of this.#durable) if (node.kind === 'directory') mkdirSync(join(this.dir, path), { recursive: true });
+    for (const { inc, basePath } of this.#files) {
+      if (inc.dax) copyMedia(inc.dax, basePath);
+      else copyFileSync(inc.live ? join(this.#view.dir, inc.name) : inc.keptDataPath, basePath);
+    }
+  }
+
+  /** Which files exist after the kept operations. */
+  #namespaceAfter(kept: readonly number[]): { has(file: number): boolean } {
+    const ns = new NamespaceOverlay(this.#durable);
+    for (const i of kept) applyOp(ns, this.#ops[i]);
+    return { has: (file) => ns.hasFile(file, this.#durableFiles) };
+  }
+
+  /** The units of files that exist after kept. */
+  #presentUnits(kept: readonly number[]): number[] {
+    const present = this.#namespaceAfter(kept);
+    return this.#files.filter((f) => present.has(f.inc.id)).flatMap((f) => Array.from({ length: f.count }, (_, j) => f.first + j));
+  }
+
+  #choices() {
+    return this.#view.model.choices(this.#ops, this.#k);
+  }
+
+  #allChoice(): StateChoice {
+    return { operations: this.#ops.map((_, i) => i), units: this.#presentUnits(this.#ops.map((_, i) => i)) };
+  }
+
+  /** Whether the all-persisted state is one enumeration does not yield already. */
+  #allIsExtra(): boolean {
+    if (!this.#includeAll) return false;
+    const all = this.#allChoice();
+    const metaCost = this.#choices().find((c) => c.kept.length === all.operations.length)?.cost;
+    return metaCost === undefined || metaCost + all.units.length > this.#k;
+  }
+
+  #countStates(): number {
+    let n = 0;
+    for (const c of this.#choices()) n += binomialSum(this.#presentUnits(c.kept).length, this.#k - c.cost);
+    return n + (this.#allIsExtra() ? 1 : 0);
+  }
+
+  /** Every state of at most k units (each once: per kept set of operations,
+   * the subsets of the units of files that exist then), then the
+   * all-persisted state. The directory is rebuilt for each. */
+  *[Symbol.iterator](): Iterator<VolumeCrashState> {
+    let index = 0;
+    for (const c of this.#choices()) {
+      const present = this.#presentUnits(c.kept);
+      for (let size = 0; size <= Math.min(this.#k - c.cost, present.length); size++) {
+        for (const s of combinations(present.length, size)) {
+          yield* this.#visit(index++, 'enumerated', undefined, { operations: c.kept, units: s.map((j) => present[j]) });
+        }
+      }
+    }
+    if (this.#allIsExtra()) yield* this.#visit(index++, 'enumerated', undefined, this.#allChoice());
+  }
+
+  /** n seeded random states: state j from seed + j (the same snapshot and
+   * seed give the same state). With k, at most k units each. */
+  *sample(n: number, opts?: SampleOptions): Generator<VolumeCrashState> {
+    check.integer('n', n, 0);
+    const o = check.options<SampleOptions>('sample options', opts);
+    const seed0 = check.integer('seed', o.seed ?? 1, -0x80000000, 0xffffffff);
+    const probability = o.probability ?? 0.5;
+    if (typeof probability !== 'number' || !(probability >= 0 && probability <= 1)) throw rangeError(`probability must be in [0, 1], got ${String(probability)}`);
+    const k = o.k === undefined ? Infinity : check.integer('k', o.k, 0, 64);
+    for (let j = 0; j < n; j++) {
+      const seed = seed0 + j;
+      yield* this.#visit(j, 'random', seed, this.#draw(seed, probability, k));
+    }
+  }
+
+  #draw(seed: number, probability: number, k: number): StateChoice {
+    const random = mulberry32(seed);
+    const operations = this.#view.model.sample(this.#ops, random, probability, k);
+    const cost = operations.length === 0 ? 0 : this.#view.model.name === 'ext4/xfs' ? 1 : operations.length;
+    const present = this.#presentUnits(operations);
+    const units: number[] = [];
+    for (const u of present) if (random() < probability) units.push(u);
+    // Over the bound: keep a random k - cost of them (partial Fisher-Yates).
+    const room = Math.max(0, k - cost);
+    for (let i = 0; i < Math.min(room, units.length); i++) {
+      const r = i + Math.floor(random() * (units.length - i));
+      [units[i], units[r]] = [units[r], units[i]];
+    }
+    return { operations, units: units.slice(0, Math.min(room, units.length)).sort((a, b) => a - b) };
+  }
+
+  /** Build the state of a choice (the model completes its operations; units
+   * of files absent in it are ignored), run fn on it, undo it. */
+  with<T>(choice: StateChoice, fn: (state: VolumeCrashState) => T): T {
+    let result: T | undefined;
+    for (const st of this.#visit(0, 'enumerated', undefined, choice)) result = fn(st);
+    return result as T;
+  }
+
+  *#visit(index: number, kind: VolumeCrashState['kind'], seed: number | undefined, choice: StateChoice): Generator<VolumeCrashState> {
+    if (this.#closed) throw errnoError('EBADF', 'open', this.dir, 'these crash states were closed');
+    if (this.#building) throw rangeError('a crash state is already built: finish with it before building another');
+    this.#building = true;
+    const kept = this.#view.model.kept(this.#ops, choice.operations);
+    const present = this.#namespaceAfter(kept);
+    const units = choice.units.filter((u) => present.has(this.#unitFile[u].inc.id));
+    const undo: (() => void)[] = [];
+    const cost = { bytes: 0, namespaceOps: 0 };
+    try {
+      for (const u of units) this.#fd(this.#unitFile[u]);  // opened at the base location, before anything moves
+      this.#applyOperations(kept, undo, cost);
+      for (const u of units) {
+        const fd = this.#unitFile[u].fd!;
+        const unit = this.units[u];
+        writeSync(fd, this.#live[u], 0, unit.length, unit.offset);
+        cost.bytes += unit.length;
+        undo.push(() => writeSync(fd, this.#media[u], 0, unit.length, unit.offset));
+      }
+      yield {
+        index, kind, seed, path: this.dir, cost,
+        operations: kept.map((i) => this.pending[i]),
+        units: units.map((u) => this.units[u]),
+        copyTo: (path: string) => cpSync(this.dir, checkPath('copyTo: path', path), { recursive: true, errorOnExist: true, force: false }),
+      };
+    } finally {
+      for (let i = undo.length - 1; i >= 0; i--) undo[i]();
+      this.#building = false;
+    }
+  }
+
+  #fd(f: FileSnapshot): number {
+    f.fd ??= openSync(f.basePath, 'r+');
+    return f.fd;
+  }
+
+  /** Replay the kept operations on the image, with their inverses in undo. */
+  #applyOperations(kept: readonly number[], undo: (() => void)[], cost: { namespaceOps: number }): void {
+    const ns = new NamespaceOverlay(this.#durable);
+    const img = (p: string) => join(this.dir, p);
+    const stashed = (file: number) => join(this.#stash, String(file));
+    const move = (from: string, to: string) => {
+      renameSync(from, to);
+      cost.namespaceOps++;
+      undo.push(() => renameSync(to, from));
+    };
+    for (const i of kept) {
+      const op = this.#ops[i];
+      if (op.kind === 'create') move(stashed(op.file), img(op.path));
+      else if (op.kind === 'unlink') move(img(op.path), stashed(op.file));
+      else if (op.kind === 'rename') {
+        const target = ns.get(op.to);
+        if (target?.kind === 'file') move(img(op.to), stashed(target.file));
+        move(img(op.path), img(op.to));
+      } else if (op.kind === 'mkdir') {
+        mkdirSync(img(op.path));
+        cost.namespaceOps++;
+        undo.push(() => rmdirSync(img(op.path)));
+      } else {
+        rmdirSync(img(op.path));
+        cost.namespaceOps++;
+        undo.push(() => mkdirSync(img(op.path)));
+      }
+      applyOp(ns, op);
+    }
+  }
+
+  /** Remove the state directory and the stash. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#remove();
+  }
+
+  #remove(): void {
+    for (const f of this.#files) if (f.fd !== undefined) closeSync(f.fd);
+    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.#stash, { recursive: true, force: true });
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Copy a file's durable bytes (its media) to path: the media file itself,
+ * or on a real DAX mount the file. Caller holds the file's entry locks. */
+function copyMedia(dax: DaxFile, path: string): void {
+  const p = dax.persistence;
+  if (p.media) {
+    copyFileSync(p.media.path, path);
+    truncateSync(path, durableSize(dax));
+    return;
+  }
+  const bytes = new Uint8Array(durableSize(dax));
+  native.regionRead(dax.fallbackRegion, 0, bytes);
+  writeFileSync(path, bytes);
+}
+

@@ -37,6 +37,10 @@ static void bare_write_fault(udax_region *, uintptr_t addr) {
   mprotect((void *)(addr & ~(uintptr_t)4095), 4096, PROT_READ | PROT_WRITE);
 }
 
+static void bare_uffd_write_fault(udax_region *, uintptr_t addr) {
+  sigbus_set_wp(addr & ~(uintptr_t)4095, 4096, false);
+}
+
 static void delayed_write_fault(udax_region *r, uintptr_t addr) {
   uint32_t index = entry_of(r, addr);
   entry_lock(r->inode, index);
@@ -63,8 +67,8 @@ static Napi::Value TestingSetWriteFault(const Napi::CallbackInfo &info) {
   PinnedRegion r(info, 0);
   std::string kind = info[1].As<Napi::String>().Utf8Value();
   g_delay_ns.store(info[2].As<Napi::Number>().Int64Value());
-  udax_write_fault_fn fn = kind == "dax" ? handle_write_fault
-                           : kind == "bare" ? bare_write_fault
+  udax_write_fault_fn fn = kind == "dax" ? (r->sigbus ? handle_uffd_write_fault : handle_write_fault)
+                           : kind == "bare" ? (r->sigbus ? bare_uffd_write_fault : bare_write_fault)
                            : kind == "delayed" ? delayed_write_fault
                            : kind == "2016" ? write_fault_2016
                            : nullptr;

@@ -108,7 +108,30 @@ static Napi::Value TestingRefuseUserfaultfd(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// testingRefusePagemapScan(): from now on the PAGEMAP_SCAN ioctl fails with
+// ENOTTY in this process, as on a kernel before 6.7 (where the sigbus
+// tracker runs and the async one cannot). Matched by its type 'f' and
+// number 0x10 (the low 16 bits of the request). Irreversible: child
+// processes only.
+static Napi::Value TestingRefusePagemapScan(const Napi::CallbackInfo &info) {
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 4),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),  // low word (x86-64)
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xffff),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ('f' << 8) | 0x10, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw errno_error(info.Env(), errno, "prctl");
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+    throw errno_error(info.Env(), errno, "seccomp");
+  return info.Env().Undefined();
+}
+
 void init_testing(Napi::Env env, Napi::Object exports) {
+  exports.Set("testingRefusePagemapScan", Napi::Function::New(env, TestingRefusePagemapScan, "testingRefusePagemapScan"));
   exports.Set("testingMadvise", Napi::Function::New(env, TestingMadvise, "testingMadvise"));
   exports.Set("testingRefuseUserfaultfd", Napi::Function::New(env, TestingRefuseUserfaultfd, "testingRefuseUserfaultfd"));
   exports.Set("testingSetWriteFault", Napi::Function::New(env, TestingSetWriteFault, "testingSetWriteFault"));

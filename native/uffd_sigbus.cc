@@ -203,36 +203,6 @@ static Napi::Value SigbusSelfTest(const Napi::CallbackInfo &info) {
   return o;
 }
 
-// testingWriteProtectedPages(region, offset, length) -> Uint8Array, one byte
-// per page: 1 where the page is userfaultfd write-protected (PM_UFFD_WP in
-// /proc/self/pagemap: a present page or a hole's marker), for the tests'
-// "no writable page behind a clean entry".
-static Napi::Value TestingWriteProtectedPages(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  PinnedRegion r(info, 0);
-  size_t length;
-  uintptr_t addr = region_range(info, r.get(), 1, "pread", &length);
-  int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (pm < 0) throw errno_error(env, errno, "open", "/proc/self/pagemap");
-  size_t pages = (length + 4095) / 4096;
-  Napi::Uint8Array out = Napi::Uint8Array::New(env, pages);
-  uint64_t word[512];
-  for (size_t p = 0; p < pages;) {
-    size_t n = pages - p < 512 ? pages - p : 512;
-    ssize_t got = pread(pm, word, n * 8, (off_t)(((addr / 4096) + p) * 8));
-    if (got != (ssize_t)(n * 8)) {
-      int e = got < 0 ? errno : EIO;
-      close(pm);
-      throw errno_error(env, e, "pread", "/proc/self/pagemap");
-    }
-    for (size_t k = 0; k < n; k++) out[p + k] = (word[k] & UDAX_PM_UFFD_WP) ? 1 : 0;
-    p += n;
-  }
-  close(pm);
-  return out;
-}
-
 void init_uffd_sigbus(Napi::Env env, Napi::Object exports) {
   exports.Set("sigbusSelfTest", Napi::Function::New(env, SigbusSelfTest, "sigbusSelfTest"));
-  exports.Set("testingWriteProtectedPages", Napi::Function::New(env, TestingWriteProtectedPages, "testingWriteProtectedPages"));
 }

@@ -114,7 +114,6 @@ export interface NativeAddon {
   faultHandlerIsOurs(signal?: 'SIGSEGV' | 'SIGBUS'): boolean;
   // native/uffd_sigbus.cc
   sigbusSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
-  testingWriteProtectedPages(region: number, offset: number, length: number): Uint8Array;
   // native/uffd.cc
   harvest(inode: number, firstEntry: number, lastEntry: number): number;
   asyncSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
@@ -122,6 +121,7 @@ export interface NativeAddon {
   testingSetWriteFault(region: number, kind: string, delayNs: number): void;
   testingMadvise(region: number, offset: number, length: number, advice: string): void;
   testingRefuseUserfaultfd(): void;
+  testingRefusePagemapScan(): void;
   testingAsyncFault(pages: number): number;
   testingUffdWriteProtect(region: number, offset: number, length: number): void;
   testingSetHarvestDelay(ns: number): void;

@@ -87,7 +87,8 @@ int sigbus_set_wp(uintptr_t start, size_t len, bool wp) {
   return err;
 }
 
-// The pagemap word of the page holding addr, 0 when it cannot be read.
+// The pagemap word of the page holding addr, 0 when it cannot be read (then
+// the fault is not taken for ours: a crash, never a store looping forever).
 static uint64_t pagemap_word(uintptr_t addr) {
   uint64_t word = 0;
   if (pread(g_sigbus_pagemap, &word, sizeof word, (off_t)((addr / 4096) * sizeof word)) != (ssize_t)sizeof word) return 0;
@@ -129,7 +130,8 @@ bool sigbus_write_fault(siginfo_t *si, void *uctx) {
   if (si->si_code != BUS_ADRERR || g_sigbus_uffd < 0 || !is_write_fault(uctx)) return false;
   uintptr_t addr = (uintptr_t)si->si_addr;
   uintptr_t page = addr & ~(uintptr_t)4095;
-  if (page == g_selftest_page.load(std::memory_order_acquire)) {
+  uintptr_t selftest = g_selftest_page.load(std::memory_order_acquire);
+  if (selftest && page == selftest) {
     if (!(pagemap_word(addr) & UDAX_PM_UFFD_WP)) return false;
     g_selftest_faults.fetch_add(1);
     return sigbus_set_wp(page, 4096, false) == 0;

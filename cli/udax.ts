@@ -187,6 +187,7 @@ function info(args: string[]): number {
     `path:               ${p.path}: ${kind}`,
     ...(p.exists ? [`  file system:      ${p.fileSystem ?? 'unknown'} mounted on ${p.mountPoint ?? '?'} (${p.mountOptions ?? ''})`] : []),
     ...(p.mapSync !== undefined ? [`  MAP_SYNC:         ${p.mapSync ? 'works' : 'not supported'}`] : []),
+    ...(p.asyncScan ? [`  async scan:       ${p.asyncScan.scan} for a file of ${p.asyncScan.forSize} bytes (UDAX_ASYNC_SCAN=${process.env.UDAX_ASYNC_SCAN || 'auto'}: ${p.asyncScan.reason})`] : []),
     `  space:            ${free}`,
     `kernel:             Linux ${i.kernel.release}`,
     `  userfaultfd:      ${i.kernel.userfaultfd ? 'present' : 'absent'}; write-protect async + PAGEMAP_SCAN: ${i.kernel.pagemapScan ? 'yes (6.7+)' : 'no'}`,

@@ -39,6 +39,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("PERSIST_BYTES", UDAX_PERSIST_BYTES);
   c.Set("TRACKER_KIND", UDAX_TRACKER_KIND);
   c.Set("TRACKER_WORDS", UDAX_TRACKER_WORDS);
+  c.Set("TRACKER_SCAN", UDAX_TRACKER_SCAN);
+  c.Set("SCAN_ARMED", UDAX_SCAN_ARMED);
+  c.Set("SCAN_POPULATED", UDAX_SCAN_POPULATED);
   c.Set("MAX_ENTRIES", (double)UDAX_MAX_ENTRIES);
   c.Set("PAGE_SIZE", (double)sysconf(_SC_PAGESIZE));
   Napi::Array stats = Napi::Array::New(env);

@@ -68,9 +68,15 @@ enum udax_stat {
 // After the persistence area: the fault tracker's shared words. Which
 // tracker the file runs (set once by the first open, src/tracker.ts), and
 // the async tracker's harvest lock (native/uffd.cc: a futex word, so two
-// syncs never interleave "scan consumed the written bit" and "entry DIRTY").
+// syncs never interleave "scan consumed the written bit" and "entry DIRTY"),
+// and the async tracker's scan policy (set with the kind; src/tracker.ts):
+// armed (every mapping write-protected whole at map time, holes included)
+// or populated (nothing armed; scans look at present pages only).
 #define UDAX_TRACKER_KIND 0
 #define UDAX_TRACKER_HARVEST_LOCK 1
+#define UDAX_TRACKER_SCAN 2
+#define UDAX_SCAN_ARMED 1
+#define UDAX_SCAN_POPULATED 2
 #define UDAX_TRACKER_WORDS 4
 
 // The largest entry count of one file (entry indices are int32 in TS).

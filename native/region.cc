@@ -137,7 +137,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   if (p == MAP_FAILED) throw errno_error(env, errno, "mmap", t->path);
   if (async) {
     const char *call = nullptr;
-    int err = uffd_arm((uintptr_t)p, length, &call);
+    int err = uffd_arm((uintptr_t)p, length, uffd_scan_policy(t.get()), &call);
     if (err) {
       munmap(p, length);
       throw errno_error(env, err, call, t->path);

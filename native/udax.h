@@ -256,10 +256,13 @@ bool sigbus_write_fault(siginfo_t *si, void *uctx);
 void handle_uffd_write_fault(udax_region *r, uintptr_t addr);
 
 // ---- the async tracker (native/uffd.cc) --------------------------------------
-// Register [start, start+len) with the process's userfaultfd in WP_ASYNC mode
-// and write-protect all of it (armed). Returns 0 or an errno; *call names the
-// failed call.
-int uffd_arm(uintptr_t start, size_t len, const char **call);
+// Register [start, start+len) with the process's userfaultfd in WP_ASYNC mode;
+// with scan UDAX_SCAN_ARMED also write-protect all of it, holes included.
+// Returns 0 or an errno; *call names the failed call.
+int uffd_arm(uintptr_t start, size_t len, int32_t scan, const char **call);
+// The file's scan policy (entry.h UDAX_TRACKER_SCAN): armed unless the first
+// open chose populated.
+int32_t uffd_scan_policy(const udax_inode *t);
 // Harvest file bytes [from, to) of async region r (harvest lock held by the
 // caller): DIRTY every entry with a written page. On a scan error every entry
 // of that part is dirtied (nothing lost) and the errno returned.

@@ -3,9 +3,16 @@
 // marks the PTE written; no signal, no fault hook), and the harvest:
 // PAGEMAP_SCAN reports written pages and write-protects them again,
 // atomically per page, so a store after the scan marks its page written
-// again and the next harvest finds it. Mappings are armed at map time (all
-// of it write-protected, holes included): then exactly the pages written
-// since, or written and zapped since (a hole again), are reported.
+// again and the next harvest finds it. Two scan policies (TS picks one per
+// file, src/tracker.ts):
+//   armed      every mapping write-protected whole at map time, holes
+//              included: exactly the pages written since, or written and
+//              zapped since (a hole again), are reported. Costs a walk of
+//              every mapped page per scan, and page tables for holes.
+//   populated  nothing armed; a scan looks at present (or swapped) pages
+//              only, so holes cost nothing. A page faulted in by a read is
+//              reported once; a written page the kernel zaps before a scan
+//              is missed, so TS picks it only where nothing can zap.
 #include "udax.h"
 
 #include <errno.h>
@@ -33,6 +40,8 @@ struct pm_scan_arg {
   __u64 category_inverted, category_mask, category_anyof_mask, return_mask;
 };
 #define PAGE_IS_WRITTEN (1 << 1)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_SWAPPED (1 << 4)
 #define PM_SCAN_WP_MATCHING (1 << 0)
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
 #define PAGEMAP_SCAN _IOWR('f', 0x10, struct pm_scan_arg)
@@ -69,7 +78,12 @@ static int uffd_open(const char **call) {
   return g_uffd_err;
 }
 
-int uffd_arm(uintptr_t start, size_t len, const char **call) {
+int32_t uffd_scan_policy(const udax_inode *t) {
+  return __atomic_load_n(&t->tracker[UDAX_TRACKER_SCAN], __ATOMIC_ACQUIRE) == UDAX_SCAN_POPULATED ? UDAX_SCAN_POPULATED
+                                                                                                  : UDAX_SCAN_ARMED;
+}
+
+int uffd_arm(uintptr_t start, size_t len, int32_t scan, const char **call) {
   int err = uffd_open(call);
   if (err) return err;
   // ext4 maps 2 MiB folios with a PMD; a partial scan splits it and loses
@@ -80,13 +94,15 @@ int uffd_arm(uintptr_t start, size_t len, const char **call) {
   }
   *call = "ioctl";
   if ((err = uffd_register_wp(g_uffd, start, len)) != 0) return err;
+  if (scan != UDAX_SCAN_ARMED) return 0;
   return uffd_set_wp(g_uffd, start, len, true);
 }
 
 // Scan [start, end): call fn(from, to, arg) for each run of written pages,
-// write-protecting them. Loops until the walk reaches end: a scan may stop
-// early with room left in the vector (trap 5). Returns 0 or an errno.
-static int scan_written(uintptr_t start, uintptr_t end, void (*fn)(uintptr_t, uintptr_t, void *), void *arg) {
+// write-protecting them; populated: present or swapped pages only (holes
+// would report as written). Loops until the walk reaches end: a scan may
+// stop early with room left in the vector (trap 5). Returns 0 or an errno.
+static int scan_written(uintptr_t start, uintptr_t end, int32_t scan, void (*fn)(uintptr_t, uintptr_t, void *), void *arg) {
   struct page_region vec[256];
   for (uintptr_t at = start; at < end;) {
     struct pm_scan_arg a = {};
@@ -97,6 +113,7 @@ static int scan_written(uintptr_t start, uintptr_t end, void (*fn)(uintptr_t, ui
     a.vec = (uintptr_t)vec;
     a.vec_len = sizeof vec / sizeof vec[0];
     a.category_mask = PAGE_IS_WRITTEN;
+    if (scan == UDAX_SCAN_POPULATED) a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
     a.return_mask = PAGE_IS_WRITTEN;
     long n = ioctl(g_pagemap, PAGEMAP_SCAN, &a);
     if (n < 0) return errno;
@@ -163,7 +180,8 @@ int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uin
   if (to > region_to) to = region_to;
   if (from >= to) return 0;
   harvest_job j{r, self, 0};
-  int err = scan_written(r->start + (from - r->file_offset), r->start + (to - r->file_offset), on_written, &j);
+  int err = scan_written(r->start + (from - r->file_offset), r->start + (to - r->file_offset), uffd_scan_policy(r->inode),
+                         on_written, &j);
   if (err) dirty_entries(r, from, to, self);
   *pages += j.pages;
   return err;
@@ -209,53 +227,58 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), (double)pages);
 }
 
-static int count_scan(uintptr_t start, uintptr_t end, uint64_t *pages) {
+static int count_scan(uintptr_t start, uintptr_t end, int32_t scan, uint64_t *pages) {
   struct counter {
     static void add(uintptr_t from, uintptr_t to, void *arg) { *(uint64_t *)arg += (to - from) / 4096; }
   };
   *pages = 0;
-  return scan_written(start, end, counter::add, pages);
+  return scan_written(start, end, scan, counter::add, pages);
 }
 
-// asyncSelfTest() -> { ok, syscall?, errno?, detail? }: can this process use
-// the async tracker? On a memfd page: arm, a scan reports 0, a store, a scan
-// reports 1, a scan reports 0. Leaves nothing behind but the userfaultfd.
-static Napi::Value AsyncSelfTest(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  auto fail = [&](const char *call, int err, const char *detail) {
-    o.Set("ok", false);
-    o.Set("syscall", call);
-    o.Set("errno", err);
-    o.Set("detail", detail);
-    return o;
-  };
-  const char *call = nullptr;
-  int err = uffd_open(&call);
-  if (err) return fail(call, err, "no userfaultfd with UFFD_FEATURE_WP_ASYNC");
+// One self-test of a scan policy on a fresh memfd page: register (armed:
+// and write-protect), a scan reports 0, a store, a scan reports 1, a scan
+// reports 0. Returns 0, or an errno with *call and *what set.
+static int self_test_scan(int32_t scan, const char **call, const char **what) {
   int fd = (int)syscall(SYS_memfd_create, "udax-selftest", MFD_CLOEXEC);
-  if (fd < 0) return fail("memfd_create", errno, "no memfd for the self-test");
+  if (fd < 0) return *call = "memfd_create", *what = "no memfd for the self-test", errno;
   if (ftruncate(fd, 4096) != 0) {
-    err = errno;
+    int err = errno;
     close(fd);
-    return fail("ftruncate", err, "no memfd page for the self-test");
+    return *call = "ftruncate", *what = "no memfd page for the self-test", err;
   }
   void *p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
-  if (p == MAP_FAILED) return fail("mmap", errno, "no mapping for the self-test");
+  if (p == MAP_FAILED) return *call = "mmap", *what = "no mapping for the self-test", errno;
   uintptr_t a = (uintptr_t)p;
   uint64_t n0 = 9, n1 = 9, n2 = 9;
-  const char *what = nullptr;
-  err = uffd_arm(a, 4096, &call);
-  if (err) what = "registering a memfd page for write-protect failed";
-  if (!err && (err = count_scan(a, a + 4096, &n0)) != 0) call = "ioctl", what = "PAGEMAP_SCAN failed (Linux < 6.7?)";
+  int err = uffd_arm(a, 4096, scan, call);
+  if (err) *what = "registering a memfd page for write-protect failed";
+  if (!err && (err = count_scan(a, a + 4096, scan, &n0)) != 0) *call = "ioctl", *what = "PAGEMAP_SCAN failed (Linux < 6.7?)";
   if (!err) *(volatile char *)p = 1;
-  if (!err && (err = count_scan(a, a + 4096, &n1)) != 0) call = "ioctl", what = "PAGEMAP_SCAN failed";
-  if (!err && (err = count_scan(a, a + 4096, &n2)) != 0) call = "ioctl", what = "PAGEMAP_SCAN failed";
+  if (!err && (err = count_scan(a, a + 4096, scan, &n1)) != 0) *call = "ioctl", *what = "PAGEMAP_SCAN failed";
+  if (!err && (err = count_scan(a, a + 4096, scan, &n2)) != 0) *call = "ioctl", *what = "PAGEMAP_SCAN failed";
   munmap(p, 4096);
-  if (err) return fail(call, err, what);
-  if (n0 != 0 || n1 != 1 || n2 != 0) return fail("ioctl", EIO, "PAGEMAP_SCAN did not report exactly the page stored (0, 1, 0)");
-  o.Set("ok", true);
+  if (!err && (n0 != 0 || n1 != 1 || n2 != 0))
+    err = EIO, *call = "ioctl", *what = "PAGEMAP_SCAN did not report exactly the page stored (0, 1, 0)";
+  return err;
+}
+
+// asyncSelfTest() -> { ok, syscall?, errno?, detail? }: can this process use
+// the async tracker? Both scan policies, each on its own memfd page. Leaves
+// nothing behind but the userfaultfd.
+static Napi::Value AsyncSelfTest(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  const char *call = nullptr, *what = "no userfaultfd with UFFD_FEATURE_WP_ASYNC";
+  int err = uffd_open(&call);
+  if (!err) err = self_test_scan(UDAX_SCAN_ARMED, &call, &what);
+  if (!err) err = self_test_scan(UDAX_SCAN_POPULATED, &call, &what);
+  o.Set("ok", err == 0);
+  if (err) {
+    o.Set("syscall", call);
+    o.Set("errno", err);
+    o.Set("detail", what);
+  }
   return o;
 }
 
@@ -278,7 +301,7 @@ static Napi::Value TestingAsyncFault(const Napi::CallbackInfo &info) {
   volatile char *c = (volatile char *)p;
   for (size_t i = 0; i < pages; i++) c[i * 4096] = 1;  // populate: a minor fault is not the floor
   const char *call = nullptr;
-  int err = uffd_arm((uintptr_t)p, len, &call);
+  int err = uffd_arm((uintptr_t)p, len, UDAX_SCAN_ARMED, &call);
   if (err) {
     munmap(p, len);
     throw errno_error(env, err, call);

@@ -62,32 +62,47 @@ static uint64_t entry_end(const udax_inode *t, uint32_t e) {
   return end < t->size ? end : t->size;
 }
 
-// Write-protect the job's entries that region r holds writable, and flush
-// those it covers whole. Caller pinned r.
-static void mkclean_region(mkclean_job *j, udax_region *r) {
+// Flush the job's entries in [lo, hi] that region r covers whole and no
+// other region flushed yet, in contiguous pieces. Caller pinned r.
+static void flush_covered(mkclean_job *j, udax_region *r, uint32_t lo, uint32_t hi) {
   const uint32_t first = j->first, shift = j->t->entry_shift;
   std::vector<uint8_t> &done = j->done;
-  uint32_t region_last = r->first_entry + r->n_entries - 1;
-  uint32_t lo = first > r->first_entry ? first : r->first_entry;
-  uint32_t hi = j->last < region_last ? j->last : region_last;
   uint64_t region_to = r->file_offset + (r->end - r->start);
-  for (uint32_t e = lo; lo <= hi && e <= hi;) {
+  for (uint32_t k = lo; k <= hi;) {
+    uint64_t from = (uint64_t)k << shift;
+    if (done[k - first] || from < r->file_offset || entry_end(j->t, k) > region_to) { k++; continue; }
+    uint32_t piece_end = k;
+    while (piece_end < hi && !done[piece_end + 1 - first] && entry_end(j->t, piece_end + 1) <= region_to) piece_end++;
+    uint64_t to = entry_end(j->t, piece_end);
+    j->flushed += flush_resident((void *)(r->start + (from - r->file_offset)), to - from, shift, j->resident);
+    memset(&done[k - first], 1, piece_end - k + 1);
+    k = piece_end + 1;
+  }
+}
+
+// Write-protect the job's entries that region r holds writable, and flush
+// those it covers whole. An async region was write-protected by the harvest
+// already; its 4 KiB entries flush through it, where the written pages are
+// mapped (the fallback would read-fault each one in). Its 2 MiB entries go
+// through the fallback: flushing a block through r would read-fault its
+// unwritten pages in, and populated scans would report them (trap 7).
+// Caller pinned r.
+static void mkclean_region(mkclean_job *j, udax_region *r) {
+  uint32_t region_last = r->first_entry + r->n_entries - 1;
+  uint32_t lo = j->first > r->first_entry ? j->first : r->first_entry;
+  uint32_t hi = j->last < region_last ? j->last : region_last;
+  if (lo > hi) return;
+  if (r->async) {
+    if (j->t->entry_shift == 12) flush_covered(j, r, lo, hi);
+    return;
+  }
+  for (uint32_t e = lo; e <= hi;) {
     if (!r->writable[e - r->first_entry]) { e++; continue; }
     uint32_t run_end = e;
     while (run_end < hi && r->writable[run_end + 1 - r->first_entry]) run_end++;
     int err = region_set_prot(r, e, run_end, false);
     if (err) { j->err = err; return; }
-    // Flush the entries this region covers whole, in contiguous pieces.
-    for (uint32_t k = e; k <= run_end;) {
-      uint64_t from = (uint64_t)k << shift;
-      if (done[k - first] || from < r->file_offset || entry_end(j->t, k) > region_to) { k++; continue; }
-      uint32_t piece_end = k;
-      while (piece_end < run_end && !done[piece_end + 1 - first] && entry_end(j->t, piece_end + 1) <= region_to) piece_end++;
-      uint64_t to = entry_end(j->t, piece_end);
-      j->flushed += flush_resident((void *)(r->start + (from - r->file_offset)), to - from, shift, j->resident);
-      memset(&done[k - first], 1, piece_end - k + 1);
-      k = piece_end + 1;
-    }
+    flush_covered(j, r, e, run_end);
     e = run_end + 1;
   }
 }

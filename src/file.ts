@@ -9,7 +9,8 @@ import { flushChoice, type FlushInstruction } from './flush.js';
 import { Mapping, type MapOptions, type MappingHandle } from './mapping.js';
 import { native, type FileStat } from './native.js';
 import { DaxHandle } from './handle.js';
-import { claimTracker, resolveTracker, trackerOfTable, trackerOption, type FaultTracker, type TrackerName, type TrackerOption } from './tracker.js';
+import { chooseScan, type ScanPolicy } from './scan.js';
+import { claimTracker, resolveTracker, scanPolicyOfTable, trackerOfTable, trackerOption, type FaultTracker, type TrackerName, type TrackerOption } from './tracker.js';
 import * as check from './validate.js';
 import { PAGE_SIZE, PMD_SIZE, TMPFS_MAGIC } from './constants.js';
 import { writeback, type SyncResult } from './writeback.js';
@@ -89,6 +90,9 @@ export class DaxFile {
   readonly isTmpfs: boolean;
   /** The fault tracker the file runs: 'async', 'sigbus' or 'sigsegv'. */
   readonly tracker: TrackerName;
+  /** How the async tracker scans for written pages (src/scan.ts): 'armed'
+   * or 'populated'; undefined for the other trackers. */
+  readonly scanPolicy: ScanPolicy | undefined;
   /** @internal */ readonly faultTracker: FaultTracker;
   /** @internal */ readonly identity: FileIdentity;
   /** @internal */ readonly table: EntryTable;
@@ -117,6 +121,7 @@ export class DaxFile {
     this.#owner = parts.owner;
     this.faultTracker = parts.tracker;
     this.tracker = parts.tracker.name;
+    this.scanPolicy = this.tracker === 'async' ? scanPolicyOfTable(parts.table) : undefined;
     this.fallbackRegion = native.mapRegion(this.fileId, this.table.id, 0, this.size, true, false, false, false, false, false);
     try {
       this.#persistence = new Persistence(this, persist);
@@ -483,7 +488,8 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
         `this open asks for ${size} bytes in ${entrySize}-byte entries (close the other first):`, { syscall: 'open', path });
     }
     table = new EntryTable(view);
-    const tracker = claimTracker(table, resolved.name, wantedTracker.explicit, path);
+    const scan = resolved.name === 'async' ? chooseScan(st.fsType, st.dev, path, view.size).scan : 'armed';
+    const tracker = claimTracker(table, resolved.name, wantedTracker.explicit, path, scan);
     tracker.ensureInstalled();
     const isPmem = !readOnly && native.fileProbeMapSync(file);
     return new DaxFile({ path, file, table, stat: { ...st, size: view.size }, readOnly, isPmem, owner: true, tracker }, persist);

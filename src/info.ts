@@ -1,12 +1,14 @@
 // What `udax info` reports: the CPU's flush instructions and udax's choice,
 // what kind of file system a path is on, and the kernel features and limits
 // udax depends on. Reads only; writes nothing.
-import { constants as fsConstants, existsSync, readFileSync, realpathSync, statSync, statfsSync } from 'node:fs';
+import { constants as fsConstants, existsSync, realpathSync, statSync, statfsSync } from 'node:fs';
 import { release } from 'node:os';
 import { TMPFS_MAGIC } from './constants.js';
 import { dirname, resolve } from 'node:path';
 import { flushChoice, type FlushChoice } from './flush.js';
 import { native } from './native.js';
+import { ARMED_MAX_BYTES, chooseScan, type ScanChoice } from './scan.js';
+import { mountOf, readText, selectedSetting, SHMEM_HUGE_PAGES } from './system.js';
 import { defaultVmaPolicy } from './vma.js';
 import { resolveTracker, trackerAvailability, trackerOption, type TrackerAvailability, type TrackerName, type TrackerOption } from './tracker.js';
 
@@ -20,6 +22,9 @@ export interface PathInfo {
   kind?: 'dax' | 'tmpfs' | 'disk';
   /** MAP_SYNC probed on the file itself (regular files only). */
   mapSync?: boolean;
+  /** The async tracker's scan policy (src/scan.ts) for the file at path, or
+   * for a file larger than ARMED_MAX_BYTES in the directory at path. */
+  asyncScan?: ScanChoice & { forSize: number };
   /** Bytes free (to us) and in all on the file system of path or, if path
    * does not exist, of the nearest directory above it that does (at). */
   space?: { free: number; total: number; at: string };
@@ -51,31 +56,6 @@ export interface SystemInfo {
   };
 }
 
-function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
-/** The mountinfo line of the mount holding path (longest mount-point prefix). */
-function mountOf(path: string): { point: string; fs: string; options: string } | undefined {
-  const text = readText('/proc/self/mountinfo');
-  if (!text) return undefined;
-  let best: { point: string; fs: string; options: string } | undefined;
-  for (const line of text.split('\n')) {
-    const [left, right] = line.split(' - ');
-    if (!right) continue;
-    const f = left.split(' ');
-    const point = f[4].replace(/\\040/g, ' ');
-    const [fs, , superOptions] = right.split(' ');
-    const inside = path === point || path.startsWith(point.endsWith('/') ? point : point + '/');
-    if (inside && (!best || point.length >= best.point.length)) best = { point, fs, options: `${f[5]},${superOptions ?? ''}` };
-  }
-  return best;
-}
-
 function spaceAt(path: string): PathInfo['space'] {
   let at = resolve(path);
   while (!existsSync(at) && at !== dirname(at)) at = dirname(at);
@@ -91,13 +71,17 @@ export function pathInfo(path: string): PathInfo {
   if (!existsSync(path)) return { path, exists: false, space: spaceAt(path) };
   const real = realpathSync(path);
   const mount = mountOf(real);
-  const isTmpfs = statfsSync(real).type === TMPFS_MAGIC;
+  const fsType = statfsSync(real).type;
+  const isTmpfs = fsType === TMPFS_MAGIC;
   const dax = mount !== undefined && /(^|,)dax(=always|=inode)?(,|$)/.test(mount.options);
   const info: PathInfo = {
     path, exists: true, fileSystem: mount?.fs ?? (isTmpfs ? 'tmpfs' : undefined), mountPoint: mount?.point,
     mountOptions: mount?.options, kind: dax ? 'dax' : isTmpfs ? 'tmpfs' : 'disk', space: spaceAt(real),
   };
-  if (statSync(real).isFile()) {
+  const st = statSync(real);
+  const forSize = st.isFile() ? st.size : ARMED_MAX_BYTES + 4096;
+  info.asyncScan = { ...chooseScan(fsType, st.dev, real, forSize), forSize };
+  if (st.isFile()) {
     try {
       const file = native.fileOpen(real, fsConstants.O_RDWR, 0).id;
       try {
@@ -144,7 +128,6 @@ function kernelAtLeast(version: string, major: number, minor: number): boolean {
 
 export function systemInfo(path: string): SystemInfo {
   const rel = release();
-  const shmem = readText('/sys/kernel/mm/transparent_hugepage/shmem_enabled');
   const maxMap = readText('/proc/sys/vm/max_map_count');
   return {
     flush: flushChoice(),
@@ -153,7 +136,7 @@ export function systemInfo(path: string): SystemInfo {
       release: rel,
       userfaultfd: existsSync('/dev/userfaultfd') || existsSync('/proc/sys/vm/unprivileged_userfaultfd'),
       pagemapScan: kernelAtLeast(rel, 6, 7),
-      shmemHugePages: shmem?.match(/\[(\w+)\]/)?.[1] ?? shmem,
+      shmemHugePages: selectedSetting(SHMEM_HUGE_PAGES),
       maxMapCount: maxMap === undefined ? undefined : Number(maxMap),
     },
     udax: { vmaBudget: defaultVmaPolicy().budget, trackers: trackersInfo(fileSystemType(path)) },

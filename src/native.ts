@@ -57,6 +57,9 @@ export interface NativeConstants {
   PERSIST_BYTES: number;
   TRACKER_KIND: number;
   TRACKER_WORDS: number;
+  TRACKER_SCAN: number;
+  SCAN_ARMED: number;
+  SCAN_POPULATED: number;
   MAX_ENTRIES: number;
   PAGE_SIZE: number;
   /** The statistics in entry-table order (native/entry.h UDAX_STATS). */

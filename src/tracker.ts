@@ -9,8 +9,9 @@
 //            tmpfs only (ext4 refuses the registration). Signal-bound cost.
 //   async    userfaultfd WP_ASYNC: the kernel resolves write faults itself
 //            and marks the page written; every writeback first harvests the
-//            written pages into DIRTY entries (native/uffd.cc). No fault
-//            hook, no VMA splitting, ~1 µs a fault.
+//            written pages into DIRTY entries (native/uffd.cc; how it
+//            scans: src/scan.ts). No fault hook, no VMA splitting, ~1 µs a
+//            fault.
 // auto picks async where its self-test passes; else sigbus for a tmpfs file
 // where its self-test passes (exact, no VMA limit); else sigsegv.
 // Which one a file runs is decided at its first open and kept in its entry
@@ -19,6 +20,7 @@ import { typeError, udaxError } from './errors.js';
 import type { EntryTable } from './entry.js';
 import { fileSystemName, TMPFS_MAGIC } from './constants.js';
 import { native } from './native.js';
+import type { ScanPolicy } from './scan.js';
 import { activeVmaPolicy, nearVmaBudget } from './vma.js';
 
 export type TrackerName = 'sigsegv' | 'sigbus' | 'async';
@@ -204,12 +206,17 @@ function sigbusUsable(fsType: number | undefined): TrackerAvailability {
   return sigbusOnFileSystem(fsType);
 }
 
+const SCAN_CODES: Record<ScanPolicy, number> = { armed: native.constants.SCAN_ARMED, populated: native.constants.SCAN_POPULATED };
+
 /** The file's tracker: the one its table holds, or (the first open) name,
- * claimed atomically. Throws ERR_UDAX_ALREADY_OPEN when an explicit request
- * disagrees with the one the file runs. */
-export function claimTracker(table: EntryTable, name: TrackerName, explicit: boolean, path: string): FaultTracker {
+ * claimed atomically, with the async scan policy (set before the kind, so
+ * whoever sees the kind sees the policy; native reads it at map and scan).
+ * Throws ERR_UDAX_ALREADY_OPEN when an explicit request disagrees with the
+ * one the file runs. */
+export function claimTracker(table: EntryTable, name: TrackerName, explicit: boolean, path: string, scan: ScanPolicy): FaultTracker {
   const word = table.trackerWords;
   const kind = native.constants.TRACKER_KIND;
+  if (Atomics.load(word, kind) === 0) Atomics.compareExchange(word, native.constants.TRACKER_SCAN, 0, SCAN_CODES[scan]);
   Atomics.compareExchange(word, kind, 0, KIND_CODES[name]);
   const running = trackerOfTable(table);
   if (explicit && running.name !== name) {
@@ -226,6 +233,11 @@ export function trackerOfTable(table: EntryTable): FaultTracker {
   const name = (Object.keys(KIND_CODES) as TrackerName[]).find((n) => KIND_CODES[n] === code);
   if (!name) throw new Error(`udax: the file's entry table names no tracker (${code})`);
   return TRACKERS[name];
+}
+
+/** The async scan policy a file's table holds (armed unless populated). */
+export function scanPolicyOfTable(table: EntryTable): ScanPolicy {
+  return Atomics.load(table.trackerWords, native.constants.TRACKER_SCAN) === SCAN_CODES.populated ? 'populated' : 'armed';
 }
 
 export function trackerNamed(name: TrackerName): FaultTracker {

@@ -14,6 +14,20 @@ import { daxError, distIndex, nextMessage, notAsync, removeScratch, runChild, sc
 afterAll(removeScratch);
 
 const PAGE = 4096;
+
+/** Run fn with environment variables set (undefined: removed), then restore them. */
+function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  const apply = (v: Record<string, string | undefined>) => {
+    for (const [k, x] of Object.entries(v)) if (x === undefined) delete process.env[k]; else process.env[k] = x;
+  };
+  apply(vars);
+  try {
+    return fn();
+  } finally {
+    apply(saved);
+  }
+}
 const testingIndex = distIndex.replace(/index\.js$/, 'testing.js');
 
 describe('the tracker option', () => {
@@ -58,23 +72,53 @@ describe('the tracker option', () => {
 });
 
 describe.skipIf(notAsync)('the async tracker (async runs only)', () => {
-  test('stores to holes of a sparse file are found exactly, and pages only read are not', () => {
-    const f = open(scratchPath('holes'), { create: true, size: 64 << 20 });
-    const m = f.map();
-    let sum = 0;
-    for (let p = 0; p < 16384; p += 97) sum += m.bytes[p * PAGE];  // read-faults holes in
-    expect(sum).toBe(0);
-    expect(harvest(f)).toBe(0);
-    for (const p of [5, 6, 9000, 16383]) m.bytes[p * PAGE + 7] = 1;
-    expect(f.dirtyRanges()).toEqual([
-      { offset: 5 * PAGE, length: 2 * PAGE }, { offset: 9000 * PAGE, length: PAGE }, { offset: 16383 * PAGE, length: PAGE },
-    ]);
-    expect(f.stats()).toMatchObject({ writeFaults: 0, pagesHarvested: 4 });
-    expect(f.sync()).toEqual({ entries: 4, bytes: 4 * PAGE });
-    expect(harvest(f)).toBe(0);  // the scan write-protected them again
-    m.bytes[6 * PAGE] = 2;       // a store after the sync is the next harvest's
-    expect(f.dirtyRanges()).toEqual([{ offset: 6 * PAGE, length: PAGE }]);
-    f.close();
+  // A 64 MiB tmpfs file is scanned populated by default (src/scan.ts); armed
+  // when UDAX_ASYNC_SCAN says so. Both find stores to holes exactly; a page
+  // only read is reported once by populated, never by armed.
+  for (const scan of ['armed', 'populated'] as const) {
+    test(`${scan}: stores to holes of a sparse file are found exactly; pages only read are reported ${scan === 'armed' ? 'never' : 'once'}`, () => {
+      const f = withEnv({ UDAX_ASYNC_SCAN: scan === 'armed' ? 'armed' : undefined }, () => open(scratchPath(`holes-${scan}`), { create: true, size: 64 << 20 }));
+      expect(f.scanPolicy).toBe(scan);
+      const m = f.map();
+      let sum = 0;
+      let read = 0;
+      for (let p = 0; p < 16384; p += 97, read++) sum += m.bytes[p * PAGE];  // read-faults holes in
+      expect(sum).toBe(0);
+      expect(harvest(f)).toBe(scan === 'armed' ? 0 : read);
+      expect(f.sync().entries).toBe(scan === 'armed' ? 0 : read);  // one needless flush each, nothing lost
+      expect(harvest(f)).toBe(0);
+      for (const p of [5, 6, 9000, 16383]) m.bytes[p * PAGE + 7] = 1;
+      expect(f.dirtyRanges()).toEqual([
+        { offset: 5 * PAGE, length: 2 * PAGE }, { offset: 9000 * PAGE, length: PAGE }, { offset: 16383 * PAGE, length: PAGE },
+      ]);
+      expect(f.stats()).toMatchObject({ writeFaults: 0, pagesHarvested: (scan === 'armed' ? 0 : read) + 4 });
+      expect(f.sync()).toEqual({ entries: 4, bytes: 4 * PAGE });
+      expect(harvest(f)).toBe(0);  // the scan write-protected them again
+      m.bytes[6 * PAGE] = 2;       // a store after the sync is the next harvest's
+      expect(f.dirtyRanges()).toEqual([{ offset: 6 * PAGE, length: PAGE }]);
+      f.close();
+    });
+  }
+
+  test('the scan policy: armed for small files, disk files and UDAX_ASYNC_SCAN=armed; populated for large tmpfs files; agreed by every open', () => {
+    const small = open(scratchPath('scan-small'), { create: true, size: 8 << 20 });
+    expect(small.scanPolicy).toBe('armed');
+    const large = open(scratchPath('scan-large'), { create: true, size: (8 << 20) + PAGE });
+    expect(large.scanPolicy).toBe('populated');
+    expect(withEnv({ UDAX_ASYNC_SCAN: 'armed' }, () => open(large.path)).scanPolicy).toBe('populated');  // the first open chose
+    expect(withEnv({ UDAX_ASYNC_SCAN: 'populated' }, () => open(scratchPath('scan-forced'), { create: true, size: PAGE })).scanPolicy).toBe('populated');
+    expect(() => withEnv({ UDAX_ASYNC_SCAN: 'exact' }, () => open(scratchPath('scan-bad'), { create: true, size: PAGE }))).toThrow(TypeError);
+    const disk = join(tmpdir(), `udax-scan-${process.pid}`);
+    try {
+      const d = withEnv({ UDAX_ASYNC_SCAN: 'populated' }, () => open(disk, { create: true, size: 16 << 20 }));
+      expect(d.scanPolicy).toBe('armed');  // the kernel reclaims disk pages: populated could miss stores
+      d.close();
+    } finally {
+      rmSync(disk, { force: true });
+    }
+    expect(open(scratchPath('scan-sigsegv'), { create: true, size: 16 << 20, tracker: 'sigsegv' }).scanPolicy).toBeUndefined();
+    small.close();
+    large.close();
   });
 
   test('a range sync harvests only its range; written pages outside it wait for a later harvest', () => {
@@ -91,6 +135,7 @@ describe.skipIf(notAsync)('the async tracker (async runs only)', () => {
 
   test('a written page the kernel zaps (MADV_PAGEOUT, MADV_DONTNEED) is still reported: armed, not populated', () => {
     const f = open(scratchPath('zap'), { create: true, size: 16 * PAGE });
+    expect(f.scanPolicy).toBe('armed');
     const m = f.map();
     m.bytes[2 * PAGE] = 1;
     m.bytes[3 * PAGE] = 1;

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # model/check.sh -- run the SPIN model of the entry protocol (dax_entry.pml).
 #
-#   model/check.sh [SUITE...]      default suites: ours bug2016
+#   model/check.sh [SUITE...]      default suites: ours bug2016 async
 #
 # Suites (each run prints one PASS/FAIL line with the state-space size):
 #   ours      (= ours-pte ours-pmd) our protocol, PTE and PMD: (1)(2)(3) in one safety run per
 #             geometry, (4) in a weak-fairness acceptance run, and the futex
 #             lock itself on the PMD geometry. Every property must hold.
 #   bug2016   the 2016 ordering, PTE and PMD: property (1) must FAIL.
+#   async     the async tracker (WP_ASYNC writers, harvest before tagging),
+#             PTE and PMD: (2)(3) and (4); the entry and harvest locks'
+#             futex protocols: (2)(3) on PMD, (4) (no lost wake-up) on one
+#             page; with the harvest lock removed (HLOCK=0) (2) must FAIL.
 #   mutants   deliberately broken protocols: each must fail the named
 #             property (shows the properties are not vacuous).
 #   findings  open questions found by the model (summary bit, partial
@@ -17,8 +21,11 @@
 #             Minutes, not seconds; not run by the test.
 #   trail     write the shortest 2016 counterexample (spin -t -p) to
 #             $OUT/bug2016-trail/raw.txt (model/race-2016.trail.txt is the
-#             annotated copy of it).
+#             annotated copy of it), and the shortest harvest-lock-removed
+#             one to $OUT/no-hlock-trail/raw.txt (model/no-harvest-lock.trail.txt).
 #
+# A run expected to fail passes only if pan wrote its counterexample (the
+# .trail file in the run's work directory; replay it with spin -t -p).
 # Exit status: 0 when every run matched its expectation, 1 otherwise, 2 when
 # spin or gcc is missing. Work files go to $UDAX_MODEL_OUT (default: a fresh
 # temporary directory, removed at exit unless UDAX_MODEL_KEEP=1).
@@ -49,6 +56,7 @@ PTE="-DNE=2 -DPPE=1 -DBLK=2"          # 2 PTE entries; the 2 MiB block is both
 PTE3="-DNE=3 -DPPE=1 -DBLK=2"         # blocks {0,1},{2}: whole-mapping last resort
 PMD="-DNE=1 -DPPE=2 -DBLK=1"          # 1 PMD entry covering 2 pages
 PMD2="-DNE=2 -DPPE=2 -DBLK=1"         # 2 PMD entries
+ONE="-DNE=1 -DPPE=1 -DBLK=1"          # 1 page: enough for the locks' wake-ups
 
 SAFETY_CC="-DSAFETY -DNOCLAIM"        # (1) monitor + (2) assert + (3) end states
 LIVE_CC="-DNFAIR=3 -DCOLLAPSE"        # (4): ltl p4 with -a -f
@@ -109,8 +117,10 @@ run() {
     return
   fi
   local prop; prop=$(classify "$log")
-  if [[ "$expect" == "fail:$prop" ]]; then
-    echo "PASS $name: property ($prop) fails as expected ($stats)"; passed=$((passed + 1))
+  if [[ "$expect" == "fail:$prop" && ! -s "$dir/dax_entry.pml.trail" ]]; then
+    echo "FAIL $name: property ($prop) fails as expected, but pan wrote no trail ($stats)"; failed=$((failed + 1))
+  elif [[ "$expect" == "fail:$prop" ]]; then
+    echo "PASS $name: property ($prop) fails as expected, with a trail ($stats)"; passed=$((passed + 1))
   else
     echo "FAIL $name: property ($prop) violated, expected $expect ($stats)"
     grep -E "violated|invalid end state|acceptance cycle" "$log" | head -3 | sed 's/^/  /'
@@ -139,12 +149,26 @@ suite_bug2016() {
   run bug2016-pmd fail:1 "-DBUG2016=1 -DFUTEX=0 -DCHECK=3 $PMD" "-DSAFETY" "-N p1"
 }
 
+# The async tracker (ASYNC=1): no property (1) (writers store without the
+# entry lock by design); (2) and (3) in the safety run, (4) in the liveness run.
+ASYNC_IMPL="-DASYNC=1 -DSUMMARY=2"
+suite_async() {
+  run async-pte-safety   pass   "-DFUTEX=0 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
+  run async-pmd-futex    pass   "-DFUTEX=1 $ASYNC_IMPL $PMD" "$SAFETY_CC" ""
+  run async-pmd-liveness pass   "-DFUTEX=0 $ASYNC_IMPL $PMD" "$LIVE_CC" "-a -f -N p4"
+  run async-futex-liveness pass "-DFUTEX=1 $ASYNC_IMPL $ONE" "$LIVE_CC" "-a -f -N p4"
+  run async-no-hlock-pte fail:2 "-DFUTEX=0 -DHLOCK=0 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
+  run async-no-hlock-pmd fail:2 "-DFUTEX=0 -DHLOCK=0 $ASYNC_IMPL $PMD" "$SAFETY_CC" ""
+}
+
 suite_mutants() {
   run mutant-wake-one-deadlock fail:3 "-DFUTEX=1 -DWAKE_ONE=1 $PMD" "$SAFETY_CC" ""
   run mutant-wake-one-liveness fail:4 "-DFUTEX=1 -DWAKE_ONE=1 $PMD" "$LIVE_CC" "-a -f -N p4"
   run mutant-fence-late        fail:2 "-DFUTEX=0 -DFENCE_LATE=1 $PMD" "$SAFETY_CC" ""
   run mutant-no-snapshot       fail:4 "-DFUTEX=0 -DNO_SNAPSHOT=1 $PMD" "$LIVE_CC" "-a -f -N p4"
   run mutant-2016-store-lost   fail:2 "-DFUTEX=0 -DBUG2016=1 -DCHECK=2 $PTE" "$SAFETY_CC" ""
+  run mutant-harvest-late      fail:2 "-DFUTEX=0 -DHARVEST_LATE=1 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
+  run mutant-hlock-no-wake     fail:4 "-DFUTEX=1 -DHLOCK_NO_WAKE=1 $ASYNC_IMPL $ONE" "$LIVE_CC" "-a -f -N p4"
 }
 
 suite_findings() {
@@ -163,6 +187,8 @@ suite_full() {
   run full-pte-futex     pass "-DFUTEX=1 -DVMA=0 $PTE" "$SAFETY_CC -DCOLLAPSE" "-w28"
   run full-pte-liveness  pass "-DFUTEX=0 $PTE" "$LIVE_CC" "-a -f -N p4"
   run full-pmd-futex-liveness pass "-DFUTEX=1 $PMD" "$LIVE_CC" "-a -f -N p4"
+  run full-async-pte-futex pass "-DFUTEX=1 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
+  run full-async-pmd-futex-liveness pass "-DFUTEX=1 $ASYNC_IMPL $PMD" "$LIVE_CC" "-a -f -N p4"
 }
 
 # Shortest (breadth-first) 2016 counterexample, replayed with spin -t -p.
@@ -172,17 +198,22 @@ suite_trail() {
   # shellcheck disable=SC2086
   (cd "$OUT/bug2016-trail" && spin $defs -t -p -g -l dax_entry.pml >raw.txt 2>&1) || true
   echo "trail: $OUT/bug2016-trail/raw.txt"
+  defs="-DASYNC=1 -DHLOCK=0 -DSUMMARY=2 -DFUTEX=0 $PTE"
+  run no-hlock-trail fail:2 "$defs" "$SAFETY_CC -DBFS" ""
+  # shellcheck disable=SC2086
+  (cd "$OUT/no-hlock-trail" && spin $defs -t -p -g -l dax_entry.pml >raw.txt 2>&1) || true
+  echo "trail: $OUT/no-hlock-trail/raw.txt"
 }
 
 suites=("$@")
-[[ ${#suites[@]} -gt 0 ]] || suites=(ours bug2016)
+[[ ${#suites[@]} -gt 0 ]] || suites=(ours bug2016 async)
 for s in "${suites[@]}"; do
   case "$s" in
     ours) suite_ours_pte; suite_ours_pmd ;;
     ours-pte|ours-pmd) "suite_${s//-/_}" ;;
-    bug2016|mutants|findings|full|trail) "suite_$s" ;;
-    all) suite_ours_pte; suite_ours_pmd; suite_bug2016; suite_mutants; suite_findings ;;
-    *) echo "check.sh: unknown suite '$s' (ours ours-pte ours-pmd bug2016 mutants findings full trail all)" >&2; exit 2 ;;
+    bug2016|async|mutants|findings|full|trail) "suite_$s" ;;
+    all) suite_ours_pte; suite_ours_pmd; suite_bug2016; suite_async; suite_mutants; suite_findings ;;
+    *) echo "check.sh: unknown suite '$s' (ours ours-pte ours-pmd bug2016 async mutants findings full trail all)" >&2; exit 2 ;;
   esac
 done
 

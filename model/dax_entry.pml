@@ -26,7 +26,20 @@
  *                 clears it, scans, sets it again if it found DIRTY entries.
  *                 2: a counter of DIRTY entries (+1 on clean->DIRTY, -1 on
  *                 DIRTY->clean); tagging skips the group while it is 0.
+ *   ASYNC=0|1     1: the async tracker (userfaultfd WP_ASYNC + PAGEMAP_SCAN,
+ *                 native/uffd.cc) instead of the sigsegv fault path: a store
+ *                 to a write-protected page is resolved by the kernel with
+ *                 no entry lock (the page becomes written and writable), and
+ *                 every sync first harvests: scan-and-write-protect the
+ *                 written pages of every mapping, then DIRTY their entries.
+ *                 Property (1) does not apply (writers never take the lock);
+ *                 (2), (3) and (4) do.
+ *   HLOCK=1|0     with ASYNC: the per-file harvest lock around the harvest
+ *                 (default 1; with FUTEX=1 its futex protocol as
+ *                 implemented). 0 must fail property (2).
  *   Mutants, used by check.sh only to show that each property can fail:
+ *   HARVEST_LATE=1 with ASYNC: sync tags before it harvests.
+ *   HLOCK_NO_WAKE=1 with ASYNC, FUTEX=1: harvest_unlock() never wakes.
  *   WAKE_ONE=1    unlock wakes one sleeper (and still clears WAITERS).
  *   FENCE_LATE=1  clearDirty() before the sfence.
  *   NO_SNAPSHOT=1 sync re-scans "while anything is DIRTY" (no TOWRITE list).
@@ -71,6 +84,18 @@
 #ifndef FLAG_FIRST
 #define FLAG_FIRST 0
 #endif
+#ifndef ASYNC
+#define ASYNC 0
+#endif
+#ifndef HARVEST_LATE
+#define HARVEST_LATE 0
+#endif
+#ifndef HLOCK_NO_WAKE
+#define HLOCK_NO_WAKE 0
+#endif
+#ifndef HLOCK
+#define HLOCK 1
+#endif
 
 /* ---- geometry ---------------------------------------------------------- */
 #ifndef NE
@@ -97,11 +122,19 @@
 #define OWNER_SHIFT 4
 
 byte ent[NE];          /* entry words                                          */
-bit  prot[NM * NP];    /* page protection per mapping: 1 = PROT_READ|PROT_WRITE */
+bit  prot[NM * NP];    /* page protection per mapping: 1 = PROT_READ|PROT_WRITE;
+                        * ASYNC: 1 = the PTE is not uffd-write-protected, which
+                        * is what PAGEMAP_SCAN reports as PAGE_IS_WRITTEN (the
+                        * mappings are armed at map time: all 0)            */
 bit  wflag[NM * NE];   /* udax_region.writable[]: entry mapped RW here          */
 byte sleeping[NT];     /* futex: 0 = running, e+1 = asleep on ent[e]            */
 #if SUMMARY
 byte summary;          /* the one entry group's summary (bit or counter)       */
+#endif
+#if ASYNC && HLOCK
+byte hlock;            /* the file's harvest lock word: 0 free, 1 held, 2 held
+                        * with waiters (FUTEX=1; FUTEX=0: 0 free, 1 held)     */
+#define HSLEEP (NE + 1) /* sleeping[tid] == HSLEEP: asleep on the harvest word */
 #endif
 
 /* ---- ghost state for property (2): one tracked store ------------------- */
@@ -144,7 +177,7 @@ byte syncs_done;       /* sync threads that returned (property 4)             */
 /* (1) as an invariant monitor: in any reachable state where BAD holds the
  * monitor can step and fail; blocked here is a valid end state. The same
  * property as LTL (ltl p1) for a cross-check: ./pan -N p1. */
-#if CHECK == 0 || CHECK == 1
+#if (CHECK == 0 || CHECK == 1) && !ASYNC
 active proctype monitor() {
 end: atomic { BAD -> assert(!BAD) }
 }
@@ -404,6 +437,112 @@ exit:
   skip
 }
 
+/* ASYNC: a writer thread of a userfaultfd WP_ASYNC mapping. A store to a
+ * page that is not write-protected completes; a store to a write-protected
+ * one is resolved by the kernel itself (no signal, no udax code, no entry
+ * lock): the PTE loses its uffd-wp bit, i.e. the page is now written and
+ * writable, and the store retries. The writer then goes on with any store
+ * (a superset of "the store retries"; a scan may write-protect the page
+ * again in between, and the retried store faults again). */
+proctype async_writer(byte tid) {
+  byte m, p;
+  do
+  :: atomic {
+       PICK_MAPPING; PICK_PAGE;
+       if
+       :: prot[m * NP + p] -> ghost_store(p)                   /* the store   */
+       :: else -> prot[m * NP + p] = 1                         /* WP_ASYNC    */
+       fi; m = 0; p = 0 }
+  od
+}
+
+/* ASYNC: native/uffd.cc Harvest() over the whole file, the first step of
+ * every sync (src/file.ts #writeback -> AsyncTracker.harvest). Under the
+ * file's harvest lock (harvest_lock(): with FUTEX=1 the futex mutex of
+ * native/uffd.cc, with FUTEX=0 an abstract blocking mutex),
+ * for each live async mapping in turn (harvest_region()): scan_written()
+ * runs PAGEMAP_SCAN get-and-write-protect over the range, which reports
+ * each written page and write-protects it, atomically per page (per page
+ * table in the kernel: one step per page is a superset); then on_written()
+ * -> dirty_entries() DIRTies each entry holding a reported page with
+ * entry_dirty_as(): lock, entry_set_dirty() (DIRTY, then the summary), unlock.
+ * Between a page's scan and its entry's DIRTY the dirt lives only in the
+ * harvester's result (todo here): TRACKERS.md trap 6. */
+#if HLOCK && FUTEX
+/* harvest_lock(): CAS 0 -> 1; else exchange 2 (unless seen 2) and, while
+ * the word was not 0, futex_wait(word, 2) (EAGAIN if it changed) and
+ * exchange 2 again. seen holds c. */
+inline harvest_lock() {
+  atomic { if :: hlock == 0 -> hlock = 1; seen = 0 :: else -> seen = hlock fi };
+  if
+  :: seen != 0 && seen != 2 -> atomic { seen = hlock; hlock = 2 }
+  :: else
+  fi;
+  do
+  :: seen != 0 ->
+     atomic { if :: hlock == 2 -> sleeping[tid] = HSLEEP :: else fi };  /* FUTEX_WAIT */
+     sleeping[tid] == 0;
+     atomic { seen = hlock; hlock = 2 }
+  :: else -> break
+  od
+}
+/* harvest_unlock(): exchange 0; if it was 2, FUTEX_WAKE one sleeper. */
+inline harvest_unlock() {
+  atomic { seen = hlock; hlock = 0 };
+  if
+#if HLOCK_NO_WAKE
+  :: seen == 2 -> seen = 0                                   /* mutant: no wake */
+#else
+  :: seen == 2 ->
+     atomic {
+        if
+        :: sleeping[3] == HSLEEP -> sleeping[3] = 0
+        :: sleeping[4] == HSLEEP -> sleeping[4] = 0
+        :: else
+        fi; seen = 0 }
+#endif
+  :: else
+  fi
+}
+#elif HLOCK
+inline harvest_lock() { atomic { hlock == 0 -> hlock = 1 } }
+inline harvest_unlock() { hlock = 0 }
+#endif
+
+inline harvest() {
+#if HLOCK
+  harvest_lock();                                      /* harvest_lock()       */
+#endif
+  m = 0;
+  do
+  :: m < NM ->
+     k = 0;                                            /* scan_written()       */
+     do
+     :: k < NP ->
+        atomic { if :: prot[m * NP + k] -> prot[m * NP + k] = 0; todo = todo | (1 << ENT(k))
+                    :: else fi; k++ }
+     :: else -> break
+     od;
+     e = 0;                                            /* dirty_entries()      */
+     do
+     :: e < NE && (todo & (1 << e)) ->
+        lock_dirty(e);                                 /* entry_dirty_as()     */
+        entry_unlock(e);
+        e++
+     :: e < NE && !(todo & (1 << e)) -> e++
+     :: else -> break
+     od;
+     atomic { todo = 0; k = 0; e = 0; m++ }
+  :: else -> break
+  od;
+#if HLOCK
+  m = 0;
+  harvest_unlock()                                     /* harvest_unlock()     */
+#else
+  m = 0
+#endif
+}
+
 /* ======================================================================== */
 /* Writeback: src/writeback.ts, sync(range) with range = the whole file.     */
 /* ======================================================================== */
@@ -481,19 +620,32 @@ inline writeback_run() {
 }
 
 proctype syncer(byte tid; byte s) {
-  byte i, k, m, e, lo, hi, list, todo, seen;
+  byte i, k, m, e, lo, hi, list, todo, seen;   /* todo: also the harvest's found entries */
   bit old;
-  /* sync() begins. tagPagesForWriteback(): every DIRTY entry gets TOWRITE
+  /* sync() begins (ASYNC: it harvests first). tagPagesForWriteback(): every DIRTY entry gets TOWRITE
    * (fetch_or) and joins the list. With a summary, the group is first
    * checked (and, SUMMARY=1, its bit cleared) and skipped if clean. */
-#if SUMMARY == 0
-  atomic { tobl[s] = (tstate != T_NONE); e = 0 };
-#elif SUMMARY == 1
+#if ASYNC
   atomic { tobl[s] = (tstate != T_NONE) };
+#if !HARVEST_LATE
+  harvest();                                          /* before it tags      */
+#endif
+#if SUMMARY == 0
+  e = 0;
+#endif
+#elif SUMMARY == 0
+  atomic { tobl[s] = (tstate != T_NONE); e = 0 };
+#endif
+#if SUMMARY == 1
+#if !ASYNC
+  atomic { tobl[s] = (tstate != T_NONE) };
+#endif
 again:
   atomic { if :: summary -> summary = 0; e = 0 :: else -> e = NE fi };
-#else
+#elif SUMMARY == 2
+#if !ASYNC
   atomic { tobl[s] = (tstate != T_NONE) };
+#endif
 again:
   atomic { if :: summary != 0 -> e = 0 :: else -> e = NE fi };
 #endif
@@ -508,6 +660,9 @@ again:
   od;
 #if SUMMARY == 1
   atomic { if :: list != 0 -> summary = 1 :: else fi };  /* group not clean */
+#endif
+#if ASYNC && HARVEST_LATE
+  harvest();                                          /* mutant: after tagging */
 #endif
   /* each contiguous run of the list -> writebackRun() */
   e = 0;
@@ -531,8 +686,13 @@ again:
 
 init {
   atomic {
+#if ASYNC
+    run async_writer(1);
+    run async_writer(2);
+#else
     run writer(1);
     run writer(2);
+#endif
     run syncer(3, 0);
     run syncer(4, 1)
   }

@@ -110,7 +110,7 @@ int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable
 // Tracked regions (shared and writable) start read-only: the first store
 // faults. Async and sigbus ones are read-write, registered with their
 // userfaultfd and write-protected there instead (native/uffd.cc,
-// native/uffd_sigbus.cc).
+// native/uffd_sigbus.cc). None is inherited by a forked child (MADV_DONTFORK).
 static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   uint64_t offset = (uint64_t)info[2].As<Napi::Number>().Int64Value();
@@ -135,6 +135,15 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   int flags = shared ? (map_sync ? MAP_SHARED_VALIDATE | MAP_SYNC : MAP_SHARED) : MAP_PRIVATE;
   void *p = mmap(nullptr, length, prot, flags | MAP_NORESERVE, fd, (off_t)offset);
   if (p == MAP_FAILED) throw errno_error(env, errno, "mmap", t->path);
+  // A forked child must not inherit a tracked mapping: it would keep the
+  // writable pages with no entry table of its own (sigsegv) or lose the
+  // userfaultfd registration (async, sigbus), and its stores would go untracked.
+  // The child opens the file itself.
+  if (tracked && madvise(p, length, MADV_DONTFORK) != 0) {
+    int err = errno;
+    munmap(p, length);
+    throw errno_error(env, err, "madvise", t->path);
+  }
   if (async) {
     const char *call = nullptr;
     int err = uffd_arm((uintptr_t)p, length, uffd_scan_policy(t.get()), &call);

@@ -8,6 +8,7 @@
 //            test can run a sync inside the window
 //   2016     the 2016 patch's ordering: DIRTY, unlock, sleep, then mprotect
 //            RW — the race the design must not have
+// and a fork probe: what a forked child finds where a mapping is.
 #include "udax.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static std::atomic<int64_t> g_delay_ns{0};
@@ -130,8 +132,38 @@ static Napi::Value TestingRefusePagemapScan(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// testingForkProbe(region) -> 'unmapped' | 'mapped' | 'partly': what a
+// forked child finds at the region's addresses. The child asks msync of each
+// page (ENOMEM: nothing mapped there) and _exits with the answer: system
+// calls only, nothing that takes a lock another thread may have held at the
+// fork. The parent waits for it.
+static Napi::Value TestingForkProbe(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  PinnedRegion r(info, 0);
+  const uintptr_t start = r->start;
+  const size_t pages = (r->end - r->start) / 4096;
+  pid_t pid = fork();
+  if (pid < 0) throw errno_error(env, errno, "fork", r->inode->path);
+  if (pid == 0) {
+    size_t mapped = 0;
+    for (size_t i = 0; i < pages; i++) {
+      if (msync((void *)(start + i * 4096), 4096, MS_ASYNC) == 0) mapped++;
+      else if (errno != ENOMEM) _exit(3);
+    }
+    _exit(mapped == 0 ? 0 : mapped == pages ? 1 : 2);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw errno_error(env, errno, "waitpid", r->inode->path);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) > 2) throw errno_error(env, EIO, "msync", r->inode->path);
+  static const char *const seen[] = {"unmapped", "mapped", "partly"};
+  return Napi::String::New(env, seen[WEXITSTATUS(status)]);
+}
+
 void init_testing(Napi::Env env, Napi::Object exports) {
   exports.Set("testingRefusePagemapScan", Napi::Function::New(env, TestingRefusePagemapScan, "testingRefusePagemapScan"));
+  exports.Set("testingForkProbe", Napi::Function::New(env, TestingForkProbe, "testingForkProbe"));
   exports.Set("testingMadvise", Napi::Function::New(env, TestingMadvise, "testingMadvise"));
   exports.Set("testingRefuseUserfaultfd", Napi::Function::New(env, TestingRefuseUserfaultfd, "testingRefuseUserfaultfd"));
   exports.Set("testingSetWriteFault", Napi::Function::New(env, TestingSetWriteFault, "testingSetWriteFault"));

@@ -127,6 +127,7 @@ export interface NativeAddon {
   testingRefusePagemapScan(): void;
   testingAsyncFault(pages: number): number;
   testingUffdWriteProtect(region: number, offset: number, length: number): void;
+  testingForkProbe(region: number): 'unmapped' | 'mapped' | 'partly';
   testingSetHarvestDelay(ns: number): void;
 }
 

@@ -140,6 +140,13 @@ export function madvise(mapping: Mapping, offset: number, length: number, advice
   native.testingMadvise(mapping.region, offset, length, advice);
 }
 
+/** fork() this process; the child reports what is mapped at the mapping's
+ * addresses ('unmapped', 'mapped', or 'partly') and exits at once. Tracked
+ * mappings are MADV_DONTFORK: a child finds nothing there. */
+export function forkProbe(mapping: Mapping): 'unmapped' | 'mapped' | 'partly' {
+  return native.testingForkProbe(mapping.region);
+}
+
 /** Make userfaultfd() fail with EPERM in this process from now on (a
  * seccomp filter, as Docker's profile: irreversible — child processes only). */
 export function refuseUserfaultfd(): void {

@@ -1,8 +1,12 @@
 // Layer 4: behaviour that ends or breaks a process, each in a child process
 // with a timeout: genuine crashes still crash, WebAssembly traps still throw,
-// a self-deadlock aborts with a message, a replaced handler is refused.
+// a self-deadlock aborts with a message, a replaced handler is refused; a
+// forked child inherits no tracked mapping.
+import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
-import { distIndex, noFaultHook, removeScratch, runChild, scratchPath, TRACKER } from './helpers.js';
+import { open } from 'udax';
+import { forkProbe, mapUntracked } from 'udax/testing';
+import { distIndex, noFaultHook, removeScratch, runChild, scratchPath, TRACKER, writablePages } from './helpers.js';
 
 afterAll(removeScratch);
 
@@ -126,5 +130,45 @@ describe('flush instruction overrides', () => {
       try { udax.open('/dev/shm/never', { create: true, size: 4096 }); } catch (e) { console.log(e.name, e.code, e.message); }
     `, { env: { UDAX_FLUSH: 'wbinvd' } });
     expect(r.stdout).toContain('DaxError EINVAL UDAX_FLUSH=wbinvd');
+  });
+});
+
+describe('fork with tracked mappings (every tracker)', () => {
+  const PAGE = 4096;
+
+  test('a forked child finds no tracked mapping (MADV_DONTFORK), only the untracked and private ones', () => {
+    const f = open(scratchPath('fork'), { create: true, size: 8 * PAGE });
+    const tracked = f.map();
+    tracked.bytes[PAGE] = 1;                      // writable in the parent (sigsegv) / written (async)
+    const part = f.map({ offset: 2 * PAGE, length: 4 * PAGE });
+    const priv = f.map({ private: true });
+    const raw = mapUntracked(f);
+    expect(forkProbe(tracked)).toBe('unmapped');
+    expect(forkProbe(part)).toBe('unmapped');
+    expect(forkProbe(priv)).toBe('mapped');       // copy-on-write, as fork gives it
+    expect(forkProbe(raw)).toBe('mapped');        // untracked: nothing to lose
+    f.close();
+  });
+
+  test('the parent\'s tracking is unaffected by a fork: stores before and after it reach the media at the next sync', () => {
+    const f = open(scratchPath('forkparent'), { create: true, size: 8 * PAGE, media: 'shadow' });
+    const m = f.map();
+    m.bytes[PAGE] = 1;                            // before the fork, not synced
+    expect(forkProbe(m)).toBe('unmapped');
+    m.bytes[3 * PAGE + 5] = 2;                    // after it
+    expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }, { offset: 3 * PAGE, length: PAGE }]);
+    expect(f.sync()).toEqual({ entries: 2, bytes: 2 * PAGE });
+    expect(forkProbe(m)).toBe('unmapped');
+    m.bytes[PAGE] = 3;                            // re-dirtied after a sync and a second fork
+    expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }]);
+    expect(f.sync().entries).toBe(1);
+    const live = Buffer.alloc(f.size);
+    f.read(live, 0);
+    expect(live[PAGE]).toBe(3);
+    expect(live[3 * PAGE + 5]).toBe(2);
+    expect(readFileSync(f.media.path!).equals(live)).toBe(true);   // flushed content = live content
+    if (TRACKER !== 'async') expect(writablePages(m).some(Boolean)).toBe(false);  // clean => write-protected
+    expect(f.dirtyRanges()).toEqual([]);
+    f.close();
   });
 });

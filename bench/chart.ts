@@ -10,6 +10,7 @@ import { formatBytes, formatNs, formatRatio } from './units.js';
 const COLORS: Record<VariantName, string> = {
   udax: '#d9480f',
   'udax-sigsegv': '#f08c00',
+  'udax-sigbus': '#e8590c',
   raw: '#495057',
   bare: '#868e96',
   'bare-async': '#5c940d',

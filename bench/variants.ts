@@ -5,15 +5,16 @@
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { attach, open, PAGE_SIZE, type DaxFile, type DaxFileHandle, type DaxStats, type Mapping, type MappingHandle } from '../src/index.js';
-import { asyncTrackerAvailability, fence, flushBytes, mapBare, mapBareAsync, mapUntracked, msync, uffdWriteProtect, WINDOW_STRIDE, writeProtect } from '../src/testing.js';
+import { asyncTrackerAvailability, fence, sigbusTrackerAvailability, flushBytes, mapBare, mapBareAsync, mapUntracked, msync, uffdWriteProtect, WINDOW_STRIDE, writeProtect } from '../src/testing.js';
 
-export type VariantName = 'udax' | 'udax-sigsegv' | 'raw' | 'bare' | 'bare-async' | 'flush-all' | 'msync-tmpfs' | 'msync-disk' | 'mmap-io';
+export type VariantName = 'udax' | 'udax-sigsegv' | 'udax-sigbus' | 'raw' | 'bare' | 'bare-async' | 'flush-all' | 'msync-tmpfs' | 'msync-disk' | 'mmap-io';
 
-export const VARIANTS: readonly VariantName[] = ['udax', 'udax-sigsegv', 'raw', 'bare', 'bare-async', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'];
+export const VARIANTS: readonly VariantName[] = ['udax', 'udax-sigsegv', 'udax-sigbus', 'raw', 'bare', 'bare-async', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'];
 
 export const VARIANT_INFO: Record<VariantName, string> = {
   udax: 'udax with the default tracker (UDAX_TRACKER, else auto: async where its self-test passes): tracked mapping, sync()',
   'udax-sigsegv': 'udax with tracker: \'sigsegv\' (SIGSEGV + mprotect fault hook)',
+  'udax-sigbus': 'udax with tracker: \'sigbus\' (userfaultfd write-protect + SIGBUS fault hook, tmpfs only)',
   raw: 'untracked read-write mapping; flush exactly the dirty pages (the floor)',
   bare: 'SIGSEGV + mprotect per first store, mprotect + flush per dirty page, no tags or locks',
   'bare-async': 'userfaultfd WP_ASYNC write fault per first store, re-write-protect + flush per dirty page, no scan, tags or locks',
@@ -44,6 +45,10 @@ type RegionVariant = 'raw' | 'bare' | 'bare-async' | 'flush-all' | 'msync-tmpfs'
 
 /** Why a variant cannot run in this process, if it cannot. */
 export function variantProblem(v: VariantName): string | undefined {
+  if (v === 'udax-sigbus') {
+    const s = sigbusTrackerAvailability();
+    return s.available ? undefined : `userfaultfd write-protect + SIGBUS is not available here (${s.reason})`;
+  }
   if (v !== 'bare-async') return undefined;
   const a = asyncTrackerAvailability();
   return a.available ? undefined : `userfaultfd WP_ASYNC is not available here (${a.reason})`;
@@ -235,9 +240,9 @@ export function createOwner(setup: VariantSetup): Owner {
       dispose: () => targets.forEach((t) => t.close()),
     };
   }
-  const tracker = variant === 'udax-sigsegv' || variant === 'bare' ? 'sigsegv' : undefined;
+  const tracker = variant === 'udax-sigsegv' || variant === 'bare' ? 'sigsegv' : variant === 'udax-sigbus' ? 'sigbus' : undefined;
   const file = open(path, { create: true, size, entrySize: setup.entrySize, tracker });
-  if (variant === 'udax' || variant === 'udax-sigsegv') {
+  if (variant === 'udax' || variant === 'udax-sigsegv' || variant === 'udax-sigbus') {
     const mapping = file.map();
     return {
       shared: { kind: 'udax', file: file.handle(), mapping: mapping.handle() },

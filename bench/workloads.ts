@@ -102,7 +102,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'fault',
     summary: 'first store to each page (entry) after a sync: the re-dirty cost',
     op: 'store',
-    variants: ['udax', 'udax-sigsegv', 'bare-async', 'bare', 'raw', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'udax-sigbus', 'bare-async', 'bare', 'raw', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     skip: { 'flush-all': 'same stores as raw: nothing is tracked' },
     fileSize: (o) => o.size,
     run(t, part, ctx) {
@@ -127,7 +127,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-dense',
     summary: `sync of ${SYNC_PAGES} contiguous dirty pages out of the whole mapping`,
     op: 'sync',
-    variants: ['udax', 'udax-sigsegv', 'raw', 'bare-async', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'udax-sigbus', 'raw', 'bare-async', 'bare', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const n = Math.max(1, Math.min(SYNC_PAGES, pagesOf(part) >> 1));
@@ -139,7 +139,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-sparse',
     summary: `sync of ${SYNC_PAGES} dirty pages scattered 1 in ${SPARSE_STRIDE} out of the whole mapping`,
     op: 'sync',
-    variants: ['udax', 'udax-sigsegv', 'bare-async', 'bare', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'udax-sigbus', 'bare-async', 'bare', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const n = Math.max(1, Math.min(SYNC_PAGES, Math.floor(pagesOf(part) / SPARSE_STRIDE)));
@@ -150,7 +150,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-clean-huge',
     summary: `sync of a huge sparse, mostly clean file with ${HUGE_DIRTY_PAGES} dirty pages`,
     op: 'sync',
-    variants: ['udax', 'udax-sigsegv', 'raw', 'bare-async', 'bare', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'udax-sigbus', 'raw', 'bare-async', 'bare', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     skip: { 'flush-all': 'would read in and flush every page of the huge file' },
     fileSize: (o) => o.hugeSize,
     run(t, part, ctx) {
@@ -163,7 +163,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'wal',
     summary: `append ${WAL_RECORD}-byte records to a log, sync every ${WAL_RECORDS_PER_COMMIT} records`,
     op: 'commit',
-    variants: ['udax', 'udax-sigsegv', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'udax-sigbus', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       const commitBytes = WAL_RECORD * WAL_RECORDS_PER_COMMIT;
@@ -196,7 +196,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'btree',
     summary: `random 4 KiB page updates, sync every ${BTREE_UPDATES_PER_SYNC} updates`,
     op: `${BTREE_UPDATES_PER_SYNC} updates+sync`,
-    variants: ['udax', 'udax-sigsegv', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
+    variants: ['udax', 'udax-sigsegv', 'udax-sigbus', 'raw', 'flush-all', 'msync-tmpfs', 'msync-disk', 'mmap-io'],
     fileSize: (o) => o.size,
     run(t, part, ctx) {
       prefault(t, part.offset, part.length);
@@ -218,7 +218,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'sync-random-huge',
     summary: `${RANDOM_STORES.toLocaleString('en')} stores to random pages of a sparse file half the --huge size, then one sync`,
     op: 'sync',
-    variants: ['udax', 'udax-sigsegv', 'raw', 'msync-tmpfs', 'msync-disk'],
+    variants: ['udax', 'udax-sigsegv', 'udax-sigbus', 'raw', 'msync-tmpfs', 'msync-disk'],
     skip: {
       bare: 'one mprotect per isolated page: 200,000 islands pass vm.max_map_count',
       'flush-all': 'would read in and flush every page of the huge file',
@@ -242,7 +242,7 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'threaded',
     summary: '2 writer threads store to random pages while a third thread syncs the whole file every millisecond',
     op: 'store',
-    variants: ['udax', 'udax-sigsegv', 'flush-all', 'msync-tmpfs'],
+    variants: ['udax', 'udax-sigsegv', 'udax-sigbus', 'flush-all', 'msync-tmpfs'],
     skip: {
       raw: 'the syncing thread cannot know which pages the writers dirtied',
       bare: 'the syncing thread cannot know which pages the writers dirtied',

@@ -194,7 +194,7 @@ function info(args: string[]): number {
     `  shmem huge pages: ${i.kernel.shmemHugePages ?? 'unknown'}`,
     `  vm.max_map_count: ${i.kernel.maxMapCount ?? 'unknown'} (udax budgets ${i.udax.vmaBudget} VMAs for dirty islands, then coarsens to 2 MiB)`,
     `fault tracking:     ${i.udax.trackers.default ?? 'none'} (UDAX_TRACKER=${i.udax.trackers.option}: ${i.udax.trackers.reason})`,
-    ...(['async', 'sigsegv'] as const).map((n) => `  ${(n + ':').padEnd(16)}  ${i.udax.trackers.available[n].available ? 'available' : 'unavailable'}: ${i.udax.trackers.available[n].reason}`),
+    ...(['async', 'sigbus', 'sigsegv'] as const).map((n) => `  ${(n + ':').padEnd(16)}  ${i.udax.trackers.available[n].available ? 'available' : 'unavailable'}: ${i.udax.trackers.available[n].reason}`),
     `msync baseline:     ${mmapIo}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

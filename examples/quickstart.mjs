@@ -2,7 +2,7 @@
 import { open } from 'udax';
 
 const file = open('/dev/shm/udax-quickstart', { create: true, size: 1 << 20 });
-const mapping = file.map();               // shared, write-protected until stored to (file.tracker: 'async' or 'sigsegv')
+const mapping = file.map();               // shared, write-protected until stored to (file.tracker: 'async', 'sigbus' or 'sigsegv')
 
 mapping.bytes.set(Buffer.from('hello, pmem'), 4096);  // one write fault: entry 1 is DIRTY
 console.log(file.dirtyRanges());          // [ { offset: 4096, length: 4096 } ]

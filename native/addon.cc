@@ -59,6 +59,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_lock(env, exports);
   init_testing(env, exports);
   init_uffd(env, exports);
+  init_uffd_sigbus(env, exports);
   return exports;
 }
 

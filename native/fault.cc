@@ -4,8 +4,9 @@
 // Contract (as libsigsegv/bdwgc): the handlers are async-signal-safe only —
 // no malloc, no locks other than entry locks (futexes), no stdio. SIGSEGV is
 // acted on only for SEGV_ACCERR inside a LIVE tracked region, dispatched to
-// that region's write-fault function; SIGBUS only inside a native call that
-// guarded itself. Every other signal goes to the previous action (Node's
+// that region's write-fault function; SIGBUS for a write to a page a sigbus
+// region still has write-protected (userfaultfd, native/uffd_sigbus.cc),
+// else only inside a native call that guarded itself. Every other signal goes to the previous action (Node's
 // WebAssembly trap handler, or the default, so a genuine crash still crashes
 // with a correct core). errno is preserved.
 //
@@ -189,6 +190,10 @@ static bool inside_a_region(uintptr_t addr) {
 
 static void udax_sigbus(int sig, siginfo_t *si, void *uctx) {
   int saved_errno = errno;
+  if (sigbus_write_fault(si, uctx)) {  // the sigbus tracker's write fault (native/uffd_sigbus.cc)
+    errno = saved_errno;
+    return;
+  }
   pid_t self = udax_gettid();
   for (sigbus_guard &g : g_guards) {
     if (g.tid.load(std::memory_order_acquire) == self && inside_a_region((uintptr_t)si->si_addr))
@@ -247,11 +252,13 @@ static Napi::Value InstallFaultHandler(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
-// faultHandlerIsOurs(): is udax's handler still the SIGSEGV action?
+// faultHandlerIsOurs(signal = 'SIGSEGV'): is udax's handler still the
+// action of that signal ('SIGSEGV' or 'SIGBUS')?
 static Napi::Value FaultHandlerIsOurs(const Napi::CallbackInfo &info) {
+  bool bus = info.Length() > 0 && info[0].IsString() && info[0].As<Napi::String>().Utf8Value() == "SIGBUS";
   struct sigaction cur;
-  sigaction(SIGSEGV, nullptr, &cur);
-  bool ours = (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == udax_sigsegv;
+  sigaction(bus ? SIGBUS : SIGSEGV, nullptr, &cur);
+  bool ours = (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == (bus ? udax_sigbus : udax_sigsegv);
   return Napi::Boolean::New(info.Env(), ours);
 }
 

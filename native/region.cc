@@ -92,6 +92,12 @@ int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable
   if (to > region_to) to = region_to;
   uintptr_t addr = r->start + (from - r->file_offset);
   int64_t lo = (int64_t)(first - r->first_entry), hi = (int64_t)(last - r->first_entry);
+  if (r->sigbus) {  // per-PTE userfaultfd write-protect: no VMA to count
+    if (writable) memset(r->writable + lo, 1, (size_t)(hi - lo + 1));
+    if (int err = sigbus_set_wp(addr, to - from, !writable)) return err;
+    if (!writable) memset(r->writable + lo, 0, (size_t)(hi - lo + 1));
+    return 0;
+  }
   if (writable) set_writable_flags(r, lo, hi, true);
   if (mprotect((void *)addr, to - from, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0) return errno;
   if (!writable) set_writable_flags(r, lo, hi, false);
@@ -100,11 +106,11 @@ int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable
 
 // ---- map, view, unmap ---------------------------------------------------------
 
-// mapRegion(fileId, inodeId, fileOffset, length, shared, writable, tracked, mapSync, async) -> region id.
+// mapRegion(fileId, inodeId, fileOffset, length, shared, writable, tracked, mapSync, async, sigbus) -> region id.
 // Tracked regions (shared and writable) start read-only: the first store
-// faults. Async ones are read-write, registered with the userfaultfd and
-// write-protected there instead (native/uffd.cc). Neither is inherited by a
-// forked child (MADV_DONTFORK).
+// faults. Async and sigbus ones are read-write, registered with their
+// userfaultfd and write-protected there instead (native/uffd.cc,
+// native/uffd_sigbus.cc). None is inherited by a forked child (MADV_DONTFORK).
 static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   uint64_t offset = (uint64_t)info[2].As<Napi::Number>().Int64Value();
@@ -114,6 +120,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   bool tracked = info[6].As<Napi::Boolean>().Value() && shared && writable;
   bool map_sync = info[7].As<Napi::Boolean>().Value();
   bool async = tracked && info[8].As<Napi::Boolean>().Value();
+  bool sigbus = tracked && !async && info[9].As<Napi::Boolean>().Value();
   InodeArg t(info, 1, "mmap");
   int fd;
   {
@@ -124,13 +131,13 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   }
   if (length == 0 || offset + length > (((uint64_t)t->n_entries) << t->entry_shift))
     throw errno_error(env, EINVAL, "mmap", t->path);
-  int prot = PROT_READ | (writable && (!tracked || async) ? PROT_WRITE : 0);
+  int prot = PROT_READ | (writable && (!tracked || async || sigbus) ? PROT_WRITE : 0);
   int flags = shared ? (map_sync ? MAP_SHARED_VALIDATE | MAP_SYNC : MAP_SHARED) : MAP_PRIVATE;
   void *p = mmap(nullptr, length, prot, flags | MAP_NORESERVE, fd, (off_t)offset);
   if (p == MAP_FAILED) throw errno_error(env, errno, "mmap", t->path);
   // A forked child must not inherit a tracked mapping: it would keep the
   // writable pages with no entry table of its own (sigsegv) or lose the
-  // userfaultfd registration (async), and its stores would go untracked.
+  // userfaultfd registration (async, sigbus), and its stores would go untracked.
   // The child opens the file itself.
   if (tracked && madvise(p, length, MADV_DONTFORK) != 0) {
     int err = errno;
@@ -140,6 +147,14 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   if (async) {
     const char *call = nullptr;
     int err = uffd_arm((uintptr_t)p, length, uffd_scan_policy(t.get()), &call);
+    if (err) {
+      munmap(p, length);
+      throw errno_error(env, err, call, t->path);
+    }
+  }
+  if (sigbus) {
+    const char *call = nullptr;
+    int err = sigbus_arm((uintptr_t)p, length, &call);
     if (err) {
       munmap(p, length);
       throw errno_error(env, err, call, t->path);
@@ -182,7 +197,8 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   inode_ref(t.get());
   r->tracked = tracked;
   r->async = async;
-  r->on_write_fault.store(tracked && !async ? handle_write_fault : nullptr);
+  r->sigbus = sigbus;
+  r->on_write_fault.store(!tracked || async ? nullptr : sigbus ? handle_uffd_write_fault : handle_write_fault);
   r->first_entry = first;
   r->n_entries = n;
   r->writable = flags_mem;
@@ -301,6 +317,7 @@ static Napi::Value RegionInfo(const Napi::CallbackInfo &info) {
   o.Set("length", Napi::Number::New(env, (double)(r->end - r->start)));
   o.Set("tracked", Napi::Boolean::New(env, r->tracked));
   o.Set("async", Napi::Boolean::New(env, r->async));
+  o.Set("sigbus", Napi::Boolean::New(env, r->sigbus));
   return o;
 }
 

@@ -39,6 +39,10 @@ static void bare_write_fault(udax_region *, uintptr_t addr) {
   mprotect((void *)(addr & ~(uintptr_t)4095), 4096, PROT_READ | PROT_WRITE);
 }
 
+static void bare_uffd_write_fault(udax_region *, uintptr_t addr) {
+  sigbus_set_wp(addr & ~(uintptr_t)4095, 4096, false);
+}
+
 static void delayed_write_fault(udax_region *r, uintptr_t addr) {
   uint32_t index = entry_of(r, addr);
   entry_lock(r->inode, index);
@@ -65,8 +69,8 @@ static Napi::Value TestingSetWriteFault(const Napi::CallbackInfo &info) {
   PinnedRegion r(info, 0);
   std::string kind = info[1].As<Napi::String>().Utf8Value();
   g_delay_ns.store(info[2].As<Napi::Number>().Int64Value());
-  udax_write_fault_fn fn = kind == "dax" ? handle_write_fault
-                           : kind == "bare" ? bare_write_fault
+  udax_write_fault_fn fn = kind == "dax" ? (r->sigbus ? handle_uffd_write_fault : handle_write_fault)
+                           : kind == "bare" ? (r->sigbus ? bare_uffd_write_fault : bare_write_fault)
                            : kind == "delayed" ? delayed_write_fault
                            : kind == "2016" ? write_fault_2016
                            : nullptr;
@@ -106,6 +110,28 @@ static Napi::Value TestingRefuseUserfaultfd(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// testingRefusePagemapScan(): from now on the PAGEMAP_SCAN ioctl fails with
+// ENOTTY in this process, as on a kernel before 6.7 (where the sigbus
+// tracker runs and the async one cannot). Matched by its type 'f' and
+// number 0x10 (the low 16 bits of the request). Irreversible: child
+// processes only.
+static Napi::Value TestingRefusePagemapScan(const Napi::CallbackInfo &info) {
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 4),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),  // low word (x86-64)
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xffff),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ('f' << 8) | 0x10, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw errno_error(info.Env(), errno, "prctl");
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+    throw errno_error(info.Env(), errno, "seccomp");
+  return info.Env().Undefined();
+}
+
 // testingForkProbe(region) -> 'unmapped' | 'mapped' | 'partly': what a
 // forked child finds at the region's addresses. The child asks msync of each
 // page (ENOMEM: nothing mapped there) and _exits with the answer: system
@@ -136,6 +162,7 @@ static Napi::Value TestingForkProbe(const Napi::CallbackInfo &info) {
 }
 
 void init_testing(Napi::Env env, Napi::Object exports) {
+  exports.Set("testingRefusePagemapScan", Napi::Function::New(env, TestingRefusePagemapScan, "testingRefusePagemapScan"));
   exports.Set("testingForkProbe", Napi::Function::New(env, TestingForkProbe, "testingForkProbe"));
   exports.Set("testingMadvise", Napi::Function::New(env, TestingMadvise, "testingMadvise"));
   exports.Set("testingRefuseUserfaultfd", Napi::Function::New(env, TestingRefuseUserfaultfd, "testingRefuseUserfaultfd"));

@@ -7,10 +7,17 @@
 
 #include <napi.h>
 #include <atomic>
+#include <fcntl.h>
+#include <signal.h>
 #include <mutex>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <unistd.h>
 #include "entry.h"
 
 // ---- ids -------------------------------------------------------------------
@@ -125,6 +132,7 @@ struct udax_region {
   udax_inode *inode;            // holds a ref
   bool tracked;                 // shared and writable: write-protected, faults dirty entries
   bool async;                   // tracked by userfaultfd WP_ASYNC (native/uffd.cc), not SIGSEGV
+  bool sigbus;                  // tracked by userfaultfd WP + SIGBUS (native/uffd_sigbus.cc), not mprotect
   std::atomic<udax_write_fault_fn> on_write_fault;
   uint32_t first_entry;         // entry containing file_offset
   uint32_t n_entries;           // entries the region touches
@@ -197,6 +205,56 @@ int32_t entry_owner_tag();
 void entry_dirty_as(udax_inode *t, uint32_t index, int32_t self);
 pid_t udax_gettid();
 
+// ---- userfaultfd, shared by the async and sigbus trackers ---------------------
+// Open a userfaultfd (user-mode faults only: no privilege needed) with the
+// API handshake for features. Returns the fd, or -errno with *call naming
+// the failed call (UFFDIO_API gives EINVAL for an unknown feature).
+inline int uffd_create(uint64_t features, const char **call) {
+  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+  if (fd < 0) {
+    *call = "userfaultfd";
+    return -errno;
+  }
+  struct uffdio_api api = {UFFD_API, features, 0};
+  if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    int err = errno;
+    close(fd);
+    *call = "ioctl";
+    return -err;
+  }
+  return fd;
+}
+// Register [start, start+len) with fd for write-protect faults. 0 or errno.
+inline int uffd_register_wp(int fd, uintptr_t start, size_t len) {
+  struct uffdio_register reg = {{start, len}, UFFDIO_REGISTER_MODE_WP, 0};
+  return ioctl(fd, UFFDIO_REGISTER, &reg) == 0 ? 0 : errno;
+}
+// Write-protect (wp) or un-protect [start, start+len) of a registered range.
+// 0 or errno. Async-signal-safe (the sigbus fault handler un-protects).
+inline int uffd_set_wp(int fd, uintptr_t start, size_t len, bool wp) {
+  // Nothing ever sleeps on these faults (WP_ASYNC, or SIGBUS): no wake-up.
+  struct uffdio_writeprotect w = {{start, len}, wp ? UFFDIO_WRITEPROTECT_MODE_WP : UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+  return ioctl(fd, UFFDIO_WRITEPROTECT, &w) == 0 ? 0 : errno;
+}
+// /proc/self/pagemap bits (Documentation/admin-guide/mm/pagemap.rst).
+#define UDAX_PM_PRESENT (1ull << 63)
+#define UDAX_PM_UFFD_WP (1ull << 57)
+
+// ---- the sigbus tracker (native/uffd_sigbus.cc) -------------------------------
+// Register [start, start+len) with the process's sync-mode userfaultfd
+// (UFFD_FEATURE_SIGBUS) and write-protect all of it, holes included.
+// Returns 0 or an errno; *call names the failed call.
+int sigbus_arm(uintptr_t start, size_t len, const char **call);
+// (Un)write-protect [start, start+len) of a sigbus region: 0 or errno.
+// Async-signal-safe.
+int sigbus_set_wp(uintptr_t start, size_t len, bool wp);
+// Called first by the SIGBUS handler: true when the signal was a write to a
+// still write-protected page of a sigbus region (or the self-test page) and
+// has been handled, so the store can retry. Async-signal-safe.
+bool sigbus_write_fault(siginfo_t *si, void *uctx);
+// The sigbus regions' write fault: lock -> DIRTY -> un-protect -> unlock.
+void handle_uffd_write_fault(udax_region *r, uintptr_t addr);
+
 // ---- the async tracker (native/uffd.cc) --------------------------------------
 // Register [start, start+len) with the process's userfaultfd in WP_ASYNC mode;
 // with scan UDAX_SCAN_ARMED also write-protect all of it, holes included.
@@ -242,5 +300,6 @@ void init_fault(Napi::Env env, Napi::Object exports);
 void init_lock(Napi::Env env, Napi::Object exports);
 void init_testing(Napi::Env env, Napi::Object exports);
 void init_uffd(Napi::Env env, Napi::Object exports);
+void init_uffd_sigbus(Napi::Env env, Napi::Object exports);
 
 #endif

@@ -60,26 +60,18 @@ static int uffd_open(const char **call) {
     *call = g_uffd_call;
     return g_uffd_err;
   }
-  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+  int fd = uffd_create(UFFD_FEATURE_WP_ASYNC, &g_uffd_call);
   if (fd < 0) {
-    g_uffd_err = errno;
-    g_uffd_call = "userfaultfd";
+    g_uffd_err = -fd;
   } else {
-    struct uffdio_api api = {UFFD_API, UFFD_FEATURE_WP_ASYNC, 0};
-    if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (pm < 0) {
       g_uffd_err = errno;
-      g_uffd_call = "ioctl";  // UFFDIO_API: EINVAL for an unknown feature
+      g_uffd_call = "open";
       close(fd);
     } else {
-      int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-      if (pm < 0) {
-        g_uffd_err = errno;
-        g_uffd_call = "open";
-        close(fd);
-      } else {
-        g_uffd = fd;
-        g_pagemap = pm;
-      }
+      g_uffd = fd;
+      g_pagemap = pm;
     }
   }
   *call = g_uffd_call;
@@ -100,18 +92,10 @@ int uffd_arm(uintptr_t start, size_t len, int32_t scan, const char **call) {
     *call = "madvise";
     return errno;
   }
-  struct uffdio_register reg = {{start, len}, UFFDIO_REGISTER_MODE_WP, 0};
-  if (ioctl(g_uffd, UFFDIO_REGISTER, &reg) != 0) {
-    *call = "ioctl";
-    return errno;
-  }
+  *call = "ioctl";
+  if ((err = uffd_register_wp(g_uffd, start, len)) != 0) return err;
   if (scan != UDAX_SCAN_ARMED) return 0;
-  struct uffdio_writeprotect wp = {{start, len}, UFFDIO_WRITEPROTECT_MODE_WP};
-  if (ioctl(g_uffd, UFFDIO_WRITEPROTECT, &wp) != 0) {
-    *call = "ioctl";
-    return errno;
-  }
-  return 0;
+  return uffd_set_wp(g_uffd, start, len, true);
 }
 
 // Scan [start, end): call fn(from, to, arg) for each run of written pages,

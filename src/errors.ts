@@ -9,7 +9,7 @@ const errnoNumbers = osConstants.errno as Readonly<Record<string, number>>;
 
 /** udax's own conditions (no errno describes them), with what each means. */
 export const UDAX_ERROR_CODES = {
-  ERR_UDAX_HANDLER_REPLACED: 'the SIGSEGV handler is no longer udax\'s (process.on(\'SIGSEGV\')?): stores would fault forever',
+  ERR_UDAX_HANDLER_REPLACED: 'the SIGSEGV (sigsegv tracker) or SIGBUS (sigbus tracker) handler is no longer udax\'s (process.on(\'SIGSEGV\')?): stores would fault forever',
   ERR_UDAX_DEADLOCK: 'this thread would wait for an entry lock it holds, or unmap/close while holding entry locks',
   ERR_UDAX_NO_MEDIA: 'crash images need a persistence domain: open with media: \'shadow\'',
   ERR_UDAX_ALREADY_OPEN: 'the file is open in this process already, with another size, entry size or persistence model',

@@ -37,9 +37,11 @@ export interface OpenOptions extends PersistOptions {
   allocate?: boolean;
   /** How stores are found (src/tracker.ts): 'async' (userfaultfd WP_ASYNC,
    * ~1 µs a fault, no fault hook), 'sigsegv' (SIGSEGV + mprotect, the
-   * kernel's fault protocol), or 'auto' (the default, or UDAX_TRACKER):
-   * async when this process's self-test passes, else sigsegv. A file runs
-   * the tracker its first open chose; asking another throws. */
+   * kernel's fault protocol), 'sigbus' (userfaultfd write-protect + SIGBUS:
+   * the same protocol, no VMA splitting; tmpfs only), or 'auto' (the
+   * default, or UDAX_TRACKER): async when this process's self-test passes,
+   * else sigbus for a tmpfs file when its self-test passes, else sigsegv. A
+   * file runs the tracker its first open chose; asking another throws. */
   tracker?: TrackerOption;
 }
 
@@ -86,7 +88,7 @@ export class DaxFile {
   readonly isPmem: boolean;
   /** True when the file lives in memory (tmpfs, e.g. /dev/shm). */
   readonly isTmpfs: boolean;
-  /** The fault tracker the file runs: 'async' or 'sigsegv'. */
+  /** The fault tracker the file runs: 'async', 'sigbus' or 'sigsegv'. */
   readonly tracker: TrackerName;
   /** How the async tracker scans for written pages (src/scan.ts): 'armed'
    * or 'populated'; undefined for the other trackers. */
@@ -120,7 +122,7 @@ export class DaxFile {
     this.faultTracker = parts.tracker;
     this.tracker = parts.tracker.name;
     this.scanPolicy = this.tracker === 'async' ? scanPolicyOfTable(parts.table) : undefined;
-    this.fallbackRegion = native.mapRegion(this.fileId, this.table.id, 0, this.size, true, false, false, false, false);
+    this.fallbackRegion = native.mapRegion(this.fileId, this.table.id, 0, this.size, true, false, false, false, false, false);
     try {
       this.#persistence = new Persistence(this, persist);
     } catch (e) {
@@ -183,7 +185,7 @@ export class DaxFile {
   mapRange(offset: number, length: number, isPrivate: boolean, tracked: boolean, tracker: FaultTracker = this.faultTracker): Mapping {
     const writable = isPrivate || !this.readOnly;
     const region = native.mapRegion(this.fileId, this.table.id, offset, length, !isPrivate, writable, tracked,
-      this.isPmem && tracked, tracked && tracker.name === 'async');
+      this.isPmem && tracked, tracked && tracker.name === 'async', tracked && tracker.name === 'sigbus');
     return this.#add(new Mapping(this, region, offset, length, isPrivate, tracked, true));
   }
 
@@ -439,7 +441,7 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
   const persist = parsePersistOptions(o);
   flushChoice();  // fails early on a bad UDAX_FLUSH
   const wantedTracker = trackerOption(o.tracker);
-  const resolved = resolveTracker(wantedTracker.option, path);  // a forced one that is unavailable throws here
+  resolveTracker(wantedTracker.option, path);  // a forced one this process cannot run throws before anything changes
 
   const access = readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR;
   let created = false;
@@ -462,6 +464,7 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
   let table: EntryTable | undefined;
   try {
     if (!st.isFile) throw errnoError('EINVAL', 'open', path, 'not a regular file');
+    const resolved = resolveTracker(wantedTracker.option, path, st.fsType);  // sigbus: only on tmpfs
     const size = Math.max(st.size, wanted ?? 0);
     if (size === 0) throw errnoError('EINVAL', 'mmap', path, 'file is empty: pass a size');
     if (size % PAGE_SIZE !== 0) throw errnoError('EINVAL', 'mmap', path, `file size ${size} is not a multiple of ${PAGE_SIZE}`);

@@ -44,8 +44,9 @@ export interface SystemInfo {
   udax: {
     vmaBudget: number;
     /** The fault trackers: which a file opened with the default option
-     * (UDAX_TRACKER, else auto) runs here and why, and each one's
-     * availability (the async self-test ran in this process). */
+     * (UDAX_TRACKER, else auto) at the path asked about runs here and why,
+     * and each one's availability (the async and sigbus self-tests ran in
+     * this process; sigbus also needs a tmpfs file). */
     trackers: {
       option: TrackerOption;
       default: TrackerName | undefined;
@@ -95,15 +96,28 @@ export function pathInfo(path: string): PathInfo {
   return info;
 }
 
-function trackersInfo(): SystemInfo['udax']['trackers'] {
-  const available = { async: trackerAvailability('async'), sigsegv: trackerAvailability('sigsegv') };
+/** fsType: the statfs f_type of the path asked about (the sigbus tracker
+ * runs on tmpfs only), if it exists. */
+function trackersInfo(fsType: number | undefined): SystemInfo['udax']['trackers'] {
+  const available = { async: trackerAvailability('async'), sigbus: trackerAvailability('sigbus'), sigsegv: trackerAvailability('sigsegv') };
   let option: TrackerOption = 'auto';
   try {
     option = trackerOption(undefined).option;
-    const r = resolveTracker(option);
+    const r = resolveTracker(option, undefined, fsType);
     return { option, default: r.name, reason: r.reason, available };
   } catch (e) {
     return { option, default: undefined, reason: (e as Error).message, available };
+  }
+}
+
+/** statfs f_type of path, or of the nearest existing directory above it. */
+function fileSystemType(path: string): number | undefined {
+  let at = resolve(path);
+  while (!existsSync(at) && at !== dirname(at)) at = dirname(at);
+  try {
+    return statfsSync(at).type;
+  } catch {
+    return undefined;
   }
 }
 
@@ -125,6 +139,6 @@ export function systemInfo(path: string): SystemInfo {
       shmemHugePages: selectedSetting(SHMEM_HUGE_PAGES),
       maxMapCount: maxMap === undefined ? undefined : Number(maxMap),
     },
-    udax: { vmaBudget: defaultVmaPolicy().budget, trackers: trackersInfo() },
+    udax: { vmaBudget: defaultVmaPolicy().budget, trackers: trackersInfo(fileSystemType(path)) },
   };
 }

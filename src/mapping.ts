@@ -106,7 +106,9 @@ export class Mapping {
    * writes the fault handler never sees: system calls (fs.readSync into a
    * view, async reads) get EFAULT on write-protected pages instead of a
    * signal. Lock ascending -> DIRTY -> unprotect -> unlock, like a fault.
-   * A later sync write-protects the range again. With the async tracker
+   * A later sync write-protects the range again (sigsegv: mprotect;
+   * sigbus: UFFDIO_WRITEPROTECT, whose pages give system calls EFAULT
+   * too: userfaultfd is user-mode only). With the async tracker
    * system calls just work (the kernel records their stores too): this only
    * dirties the entries. */
   prepareWrite(offset?: number, length?: number): void {
@@ -134,7 +136,7 @@ export class Mapping {
       this.file.writebackAll();
       err = this.#dirtyAndUnprotect(first, last);
     }
-    if (err) throw errnoError(err, 'mprotect', this.file.path);
+    if (err) throw errnoError(err, tracker.name === 'sigbus' ? 'ioctl' : 'mprotect', this.file.path);
     table.addStat('preparedEntries', last - first + 1);
   }
 

@@ -80,7 +80,7 @@ export class MediaShadow {
       if ('conflict' in view) throw udaxError('ERR_UDAX_ALREADY_OPEN', 'the media file is open in this process as another file:', { syscall: 'open', path });
       this.#table = new EntryTable(view);
       try {
-        this.#region = native.mapRegion(this.#file, this.#table.id, 0, size, true, true, false, false, false);
+        this.#region = native.mapRegion(this.#file, this.#table.id, 0, size, true, true, false, false, false, false);
       } catch (e) {
         this.#table.release();
         throw e;

@@ -86,13 +86,13 @@ export interface NativeAddon {
   releaseBuffer(buffer: ArrayBuffer, hold: object): void;
   // native/region.cc
   mapRegion(file: number, inode: number, fileOffset: number, length: number, shared: boolean,
-    writable: boolean, tracked: boolean, mapSync: boolean, async: boolean): number;
+    writable: boolean, tracked: boolean, mapSync: boolean, async: boolean, sigbus: boolean): number;
   regionView(region: number, offset: number, length: number): HeldBuffer;
   unmapRegion(region: number): void;
   regionProtect(region: number, firstEntry: number, lastEntry: number, writable: boolean): number;
   regionMsync(region: number, offset: number, length: number): void;
   regionIsLive(region: number): boolean;
-  regionInfo(region: number): { address: number; inode: number; fileOffset: number; length: number; tracked: boolean; async: boolean };
+  regionInfo(region: number): { address: number; inode: number; fileOffset: number; length: number; tracked: boolean; async: boolean; sigbus: boolean };
   setVmaPolicy(budget: number, wholeMapping: number): void;
   vmaUsage(): { used: number; budget: number; wholeMapping: number };
   // native/writeback.cc
@@ -114,7 +114,9 @@ export interface NativeAddon {
   flushBuffer(bytes: ArrayBufferView): void;
   // native/fault.cc
   installFaultHandler(): boolean;
-  faultHandlerIsOurs(): boolean;
+  faultHandlerIsOurs(signal?: 'SIGSEGV' | 'SIGBUS'): boolean;
+  // native/uffd_sigbus.cc
+  sigbusSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
   // native/uffd.cc
   harvest(inode: number, firstEntry: number, lastEntry: number): number;
   asyncSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
@@ -122,6 +124,7 @@ export interface NativeAddon {
   testingSetWriteFault(region: number, kind: string, delayNs: number): void;
   testingMadvise(region: number, offset: number, length: number, advice: string): void;
   testingRefuseUserfaultfd(): void;
+  testingRefusePagemapScan(): void;
   testingAsyncFault(pages: number): number;
   testingUffdWriteProtect(region: number, offset: number, length: number): void;
   testingForkProbe(region: number): 'unmapped' | 'mapped' | 'partly';

@@ -153,12 +153,19 @@ export function refuseUserfaultfd(): void {
   native.testingRefuseUserfaultfd();
 }
 
+/** Make the PAGEMAP_SCAN ioctl fail with ENOTTY in this process from now on,
+ * as on a kernel before 6.7 (async unavailable, sigbus still possible).
+ * Irreversible: child processes only. */
+export function refusePagemapScan(): void {
+  native.testingRefusePagemapScan();
+}
+
 /** The bare userfaultfd WP_ASYNC write fault, ns per page, measured on a
  * memfd with no udax in the way (the benchmark's floor for async). */
 export function asyncFaultNs(pages: number): number {
   return native.testingAsyncFault(check.integer('pages', pages, 1));
 }
 
-export { asyncTrackerAvailability } from './tracker.js';
+export { asyncTrackerAvailability, sigbusTrackerAvailability } from './tracker.js';
 /** Delta debugging (ddmin), as checkVolumeRecovery reduces failures with it. */
 export { ddmin } from './volume-check.js';

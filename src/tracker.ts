@@ -2,22 +2,30 @@
 //   sigsegv  mprotect read-only; the SIGSEGV handler runs the kernel's fault
 //            protocol (lock -> DIRTY -> writable -> unlock): the faithful one,
 //            at a signal and an mprotect per first store, one VMA per island.
+//   sigbus   userfaultfd write-protect in sync mode with UFFD_FEATURE_SIGBUS
+//            (native/uffd_sigbus.cc): the same fault protocol as sigsegv, the
+//            handler un-protects with UFFDIO_WRITEPROTECT, per PTE: no VMA
+//            splitting, so no VMA budget, coarsening or early writeback.
+//            tmpfs only (ext4 refuses the registration). Signal-bound cost.
 //   async    userfaultfd WP_ASYNC: the kernel resolves write faults itself
 //            and marks the page written; every writeback first harvests the
 //            written pages into DIRTY entries (native/uffd.cc; how it
 //            scans: src/scan.ts). No fault hook, no VMA splitting, ~1 µs a
 //            fault.
+// auto picks async where its self-test passes; else sigbus for a tmpfs file
+// where its self-test passes (exact, no VMA limit); else sigsegv.
 // Which one a file runs is decided at its first open and kept in its entry
 // table, so every open and every worker agrees.
 import { typeError, udaxError } from './errors.js';
 import type { EntryTable } from './entry.js';
+import { fileSystemName, TMPFS_MAGIC } from './constants.js';
 import { native } from './native.js';
 import type { ScanPolicy } from './scan.js';
 import { activeVmaPolicy, nearVmaBudget } from './vma.js';
 
-export type TrackerName = 'sigsegv' | 'async';
+export type TrackerName = 'sigsegv' | 'sigbus' | 'async';
 export type TrackerOption = 'auto' | TrackerName;
-export const TRACKER_OPTIONS: readonly TrackerOption[] = ['auto', 'sigsegv', 'async'];
+export const TRACKER_OPTIONS: readonly TrackerOption[] = ['auto', 'sigsegv', 'sigbus', 'async'];
 
 export interface FaultTracker {
   readonly name: TrackerName;
@@ -62,6 +70,29 @@ class SigsegvTracker implements FaultTracker {
   harvest(): void {}  // the fault handler dirtied entries already
 }
 
+class SigbusTracker implements FaultTracker {
+  readonly name = 'sigbus';
+  readonly faultHook = true;  // system calls into protected pages get EFAULT: prepareWrite
+
+  ensureInstalled(): void {
+    native.installFaultHandler();
+  }
+
+  wantsEarlyWriteback(): boolean {
+    return false;  // per-PTE protection: no VMAs to run out of
+  }
+
+  check(path: string): void {
+    if (!native.faultHandlerIsOurs('SIGBUS')) {
+      throw udaxError('ERR_UDAX_HANDLER_REPLACED',
+        'the SIGBUS handler is no longer udax\'s (was process.on(\'SIGBUS\') called?); stores to write-protected pages would fault forever:',
+        { syscall: 'sigaction', path });
+    }
+  }
+
+  harvest(): void {}  // the fault handler dirtied entries already
+}
+
 class AsyncTracker implements FaultTracker {
   readonly name = 'async';
   readonly faultHook = false;
@@ -81,9 +112,9 @@ class AsyncTracker implements FaultTracker {
   }
 }
 
-const TRACKERS: Record<TrackerName, FaultTracker> = { sigsegv: new SigsegvTracker(), async: new AsyncTracker() };
+const TRACKERS: Record<TrackerName, FaultTracker> = { sigsegv: new SigsegvTracker(), sigbus: new SigbusTracker(), async: new AsyncTracker() };
 /** The kind word in the entry table: 0 until the first open claims it. */
-const KIND_CODES: Record<TrackerName, number> = { sigsegv: 1, async: 2 };
+const KIND_CODES: Record<TrackerName, number> = { sigsegv: 1, async: 2, sigbus: 3 };
 
 export interface TrackerAvailability {
   available: boolean;
@@ -104,8 +135,34 @@ export function asyncTrackerAvailability(): TrackerAvailability {
   return asyncAvailability;
 }
 
+let sigbusAvailability: TrackerAvailability | undefined;
+
+/** Can this process run the sigbus tracker (on tmpfs)? A self-test once per
+ * process, with udax's SIGBUS handler installed. */
+export function sigbusTrackerAvailability(): TrackerAvailability {
+  if (!sigbusAvailability) {
+    native.installFaultHandler();
+    const r = native.sigbusSelfTest();
+    sigbusAvailability = r.ok
+      ? { available: true, reason: 'userfaultfd write-protect + UFFD_FEATURE_SIGBUS self-test passed (tmpfs files only)' }
+      : { available: false, reason: `${r.detail}: ${r.syscall} failed with errno ${r.errno}` };
+  }
+  return sigbusAvailability;
+}
+
+/** Can the sigbus tracker run on a file of this file system (statfs f_type)?
+ * userfaultfd write-protect registers shmem and hugetlbfs only (ext4:
+ * EINVAL); udax runs it on tmpfs (hugetlbfs is untested, so refused). */
+function sigbusOnFileSystem(fsType: number): TrackerAvailability {
+  return fsType === TMPFS_MAGIC
+    ? { available: true, reason: 'sigbus runs on this tmpfs file' }
+    : { available: false, reason: `userfaultfd write-protect needs a tmpfs file; this one is on ${fileSystemName(fsType)}` };
+}
+
 export function trackerAvailability(name: TrackerName): TrackerAvailability {
-  return name === 'async' ? asyncTrackerAvailability() : { available: true, reason: 'SIGSEGV + mprotect: works everywhere' };
+  if (name === 'async') return asyncTrackerAvailability();
+  if (name === 'sigbus') return sigbusTrackerAvailability();
+  return { available: true, reason: 'SIGSEGV + mprotect: works everywhere' };
 }
 
 /** The tracker option as given, or UDAX_TRACKER, or 'auto'. */
@@ -122,14 +179,31 @@ export function trackerOption(given: unknown, env: NodeJS.ProcessEnv = process.e
   return { option: fromEnv as TrackerOption, explicit: fromEnv !== 'auto' };
 }
 
-/** The tracker an option picks here: 'auto' the fastest available (async,
- * else sigsegv, with the reason); a forced one that is not available throws. */
-export function resolveTracker(option: TrackerOption, path?: string): { name: TrackerName; reason: string } {
+/** The tracker an option picks here for a file on fsType (statfs f_type;
+ * undefined: not known yet, sigbus counts as possible): 'auto' the fastest
+ * available (async, else sigbus on tmpfs, else sigsegv, with the reason); a
+ * forced one that is not available throws ERR_UDAX_TRACKER_UNAVAILABLE. */
+export function resolveTracker(option: TrackerOption, path?: string, fsType?: number): { name: TrackerName; reason: string } {
   if (option === 'sigsegv') return { name: 'sigsegv', reason: 'forced' };
+  if (option === 'sigbus') {
+    const s = sigbusUsable(fsType);
+    if (s.available) return { name: 'sigbus', reason: 'forced' };
+    throw udaxError('ERR_UDAX_TRACKER_UNAVAILABLE', `the sigbus tracker is not available here (${s.reason}):`, { syscall: 'ioctl', path });
+  }
   const a = asyncTrackerAvailability();
   if (a.available) return { name: 'async', reason: option === 'auto' ? a.reason : 'forced' };
-  if (option === 'auto') return { name: 'sigsegv', reason: `async unavailable (${a.reason})` };
+  if (option === 'auto') {
+    const s = sigbusUsable(fsType);
+    if (s.available) return { name: 'sigbus', reason: `async unavailable (${a.reason}); ${s.reason}` };
+    return { name: 'sigsegv', reason: `async unavailable (${a.reason}); sigbus unavailable (${s.reason})` };
+  }
   throw udaxError('ERR_UDAX_TRACKER_UNAVAILABLE', `the async tracker is not available here (${a.reason}):`, { syscall: 'userfaultfd', path });
+}
+
+function sigbusUsable(fsType: number | undefined): TrackerAvailability {
+  const p = sigbusTrackerAvailability();
+  if (!p.available || fsType === undefined) return p;
+  return sigbusOnFileSystem(fsType);
 }
 
 const SCAN_CODES: Record<ScanPolicy, number> = { armed: native.constants.SCAN_ARMED, populated: native.constants.SCAN_POPULATED };

@@ -1,7 +1,7 @@
 // Layer 2: dirty tracking and writeback on one thread.
 import { afterAll, describe, expect, test } from 'vitest';
 import { open, PMD_SIZE, type DaxFile } from 'udax';
-import { notSigsegv, removeScratch, scratchPath, writablePages, writesSeen } from './helpers.js';
+import { noFaultHook, removeScratch, scratchPath, writablePages, writesSeen } from './helpers.js';
 
 afterAll(removeScratch);
 
@@ -53,8 +53,8 @@ describe('write faults', () => {
 });
 
 describe('sync', () => {
-  // sigsegv: the page protections are the tracker's own (async maps read-write)
-  test.skipIf(notSigsegv)('clears DIRTY and write-protects exactly the dirty pages, which a store re-dirties', () => {
+  // sigsegv, sigbus: the page protections are the tracker's own (async maps read-write)
+  test.skipIf(noFaultHook)('clears DIRTY and write-protects exactly the dirty pages, which a store re-dirties', () => {
     const f = freshFile(16 * PAGE);
     const m = f.map();
     expect(writablePages(m).every((w) => !w)).toBe(true);
@@ -70,8 +70,8 @@ describe('sync', () => {
     f.close();
   });
 
-  // sigsegv: the page protections are the tracker's own (async maps read-write)
-  test.skipIf(notSigsegv)('a range sync writes back only that range', () => {
+  // sigsegv, sigbus: the page protections are the tracker's own (async maps read-write)
+  test.skipIf(noFaultHook)('a range sync writes back only that range', () => {
     const f = freshFile(16 * PAGE);
     const m = f.map();
     for (const p of [1, 6, 12]) m.bytes[p * PAGE] = 1;
@@ -88,8 +88,8 @@ describe('sync', () => {
     f.close();
   });
 
-  // sigsegv: the page protections are the tracker's own (async maps read-write)
-  test.skipIf(notSigsegv)('two shared mappings of one file are both cleaned', () => {
+  // sigsegv, sigbus: the page protections are the tracker's own (async maps read-write)
+  test.skipIf(noFaultHook)('two shared mappings of one file are both cleaned', () => {
     const f = freshFile(16 * PAGE);
     const a = f.map();
     const b = f.map({ offset: 4 * PAGE, length: 8 * PAGE });
@@ -135,8 +135,8 @@ describe('private mappings', () => {
 });
 
 describe('PMD (2 MiB) entries', () => {
-  // sigsegv: counts faults and page protections (async: test/38-async)
-  test.skipIf(notSigsegv)('a store anywhere dirties and unprotects the whole block; sync flushes all of it', () => {
+  // sigsegv, sigbus: counts faults and page protections (async: test/38-async)
+  test.skipIf(noFaultHook)('a store anywhere dirties and unprotects the whole block; sync flushes all of it', () => {
     const f = freshFile(2 * PMD_SIZE, PMD_SIZE);
     expect(f.entrySize).toBe(PMD_SIZE);
     const m = f.map();
@@ -164,8 +164,8 @@ describe('PMD (2 MiB) entries', () => {
 });
 
 describe('prepareWrite and system calls', () => {
-  // sigsegv: the page protections are the tracker's own (async maps read-write)
-  test.skipIf(notSigsegv)('fs.readSync into a write-protected page fails; prepareWrite makes it work and dirty', async () => {
+  // sigsegv, sigbus: the page protections are the tracker's own (async maps read-write)
+  test.skipIf(noFaultHook)('fs.readSync into a write-protected page fails; prepareWrite makes it work and dirty', async () => {
     const { openSync, readSync, writeFileSync, closeSync } = await import('node:fs');
     const src = scratchPath('src');
     writeFileSync(src, Buffer.alloc(3 * PAGE, 0x5a));

@@ -1,27 +1,36 @@
 // Test helpers: scratch files, real page protections, child processes.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { readFileSync, rmSync, statfsSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, rmSync, statfsSync } from 'node:fs';
 import { expect } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import type { DaxFile, Mapping } from 'udax';
-import { asyncTrackerAvailability, mappingAddress } from 'udax/testing';
+import { asyncTrackerAvailability, mappingAddress, sigbusTrackerAvailability } from 'udax/testing';
 
 /** The tracker files open with in this run (npm test runs the suite with the
- * default, auto, and again with UDAX_TRACKER=sigsegv). */
-export const TRACKER: 'async' | 'sigsegv' =
-  process.env.UDAX_TRACKER === 'sigsegv' || (process.env.UDAX_TRACKER !== 'async' && !asyncTrackerAvailability().available)
-    ? 'sigsegv' : 'async';
-/** For test.skipIf: the test is about the SIGSEGV tracker's fault hook
- * (fault counts, mprotect'ed pages, the VMA budget, setWriteFault). */
+ * default, auto, and again with UDAX_TRACKER=sigsegv and =sigbus). Scratch
+ * files are on tmpfs, where auto without async picks sigbus if it can. */
+export const TRACKER: 'async' | 'sigbus' | 'sigsegv' = (() => {
+  const env = process.env.UDAX_TRACKER;
+  if (env === 'sigsegv' || env === 'sigbus' || env === 'async') return env;
+  if (asyncTrackerAvailability().available) return 'async';
+  return sigbusTrackerAvailability().available ? 'sigbus' : 'sigsegv';
+})();
+/** For test.skipIf: the test is about the SIGSEGV tracker's mprotect (its
+ * VMAs: /proc/self/maps, the VMA budget, coarsening, early writeback). */
 export const notSigsegv = TRACKER !== 'sigsegv';
+/** For test.skipIf: the test is about the sigbus tracker. */
+export const notSigbus = TRACKER !== 'sigbus';
 /** For test.skipIf: the test is about the async tracker. */
 export const notAsync = TRACKER !== 'async';
+/** For test.skipIf: the test is about a fault hook (sigsegv and sigbus:
+ * fault counts, write-protected pages, setWriteFault; async has none). */
+export const noFaultHook = TRACKER === 'async';
 
-/** Stores the tracker has seen: write faults (sigsegv) or written pages
- * harvested (async; stats() harvests first). */
+/** Stores the tracker has seen: write faults (sigsegv, sigbus) or written
+ * pages harvested (async; stats() harvests first). */
 export function writesSeen(f: DaxFile): number {
   const s = f.stats();
-  return TRACKER === 'sigsegv' ? s.writeFaults : s.pagesHarvested;
+  return TRACKER === 'async' ? s.pagesHarvested : s.writeFaults;
 }
 
 /** Bytes free on /dev/shm, where the scratch files go. */
@@ -66,7 +75,9 @@ function vmas(): Vma[] {
 }
 
 /** The kernel's protection of each page of [offset, offset+length) of a
- * mapping, from /proc/self/maps: true = writable. */
+ * mapping: true = a store would not fault: the VMA's permissions in
+ * /proc/self/maps, and with the sigbus tracker not userfaultfd
+ * write-protected either (uffdProtectedPages). */
 export function writablePages(m: Mapping, offset = 0, length = m.length): boolean[] {
   const base = mappingAddress(m);
   const all = vmas();
@@ -77,7 +88,28 @@ export function writablePages(m: Mapping, offset = 0, length = m.length): boolea
     if (!vma) throw new Error(`no VMA at ${addr.toString(16)}`);
     out.push(vma.perms[1] === 'w');
   }
-  return out;
+  if (TRACKER !== 'sigbus') return out;
+  const wp = uffdProtectedPages(base + offset, length);
+  return out.map((w, i) => w && !wp[i]);
+}
+
+/** PM_UFFD_WP of /proc/self/pagemap (a present page's bit, or a hole's
+ * marker). */
+const PM_UFFD_WP = 1n << 57n;
+
+/** Per page of [address, address+length): is it userfaultfd write-protected
+ * (the sigbus tracker's protection), from /proc/self/pagemap bit 57. */
+export function uffdProtectedPages(address: number, length: number): boolean[] {
+  const pages = Math.ceil(length / 4096);
+  const words = new BigUint64Array(pages);
+  const fd = openSync('/proc/self/pagemap', 'r');
+  try {
+    const got = readSync(fd, new Uint8Array(words.buffer), 0, pages * 8, Math.floor(address / 4096) * 8);
+    if (got !== pages * 8) throw new Error(`short read of /proc/self/pagemap: ${got} of ${pages * 8} bytes`);
+  } finally {
+    closeSync(fd);
+  }
+  return Array.from(words, (w) => (w & PM_UFFD_WP) !== 0n);
 }
 
 export const distIndex = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));

@@ -39,7 +39,12 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("PERSIST_BYTES", UDAX_PERSIST_BYTES);
   c.Set("TRACKER_KIND", UDAX_TRACKER_KIND);
   c.Set("TRACKER_WORDS", UDAX_TRACKER_WORDS);
+  c.Set("SIZE_LIVE", UDAX_SIZE_LIVE);
+  c.Set("SIZE_DURABLE", UDAX_SIZE_DURABLE);
+  c.Set("SIZE_RESIZES", UDAX_SIZE_RESIZES);
+  c.Set("SIZE_WORDS", UDAX_SIZE_WORDS);
   c.Set("MAX_ENTRIES", (double)UDAX_MAX_ENTRIES);
+  c.Set("TABLE_RESERVE_BYTES", (double)UDAX_TABLE_RESERVE_BYTES);
   c.Set("PAGE_SIZE", (double)sysconf(_SC_PAGESIZE));
   Napi::Array stats = Napi::Array::New(env);
 #define UDAX_STAT_NAME(name, js) stats.Set((uint32_t)UDAX_STAT_##name, #js);
@@ -56,6 +61,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_lock(env, exports);
   init_testing(env, exports);
   init_uffd(env, exports);
+  init_resize(env, exports);
   return exports;
 }
 

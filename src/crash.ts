@@ -66,18 +66,28 @@ function snapshot(file: DaxFile): Snapshot {
   if (p.kind === 'none') {
     throw udaxError('ERR_UDAX_NO_MEDIA', 'crash images need a persistence domain: open the file with media: \'shadow\':', { path: file.path });
   }
-  const shrank = native.fileStat(file.fileId).size < file.size ? file.path
-    : p.media && p.media.currentSize() < file.size ? p.media.path : undefined;
+  file.refresh();
+  const size = file.size;
+  // Sizes are metadata: a crash leaves the size of the last fsync, with the
+  // media's bytes up to it (a grow since: the old bytes only; a shrink: the
+  // old length with the old bytes). Dirty units count only below both ends.
+  const durable = p.durableSize;
+  const shrank = native.fileStat(file.fileId).size < size ? file.path
+    : p.media && p.media.currentSize() < Math.max(size, durable) ? p.media.path : undefined;
   if (shrank !== undefined) {
-    throw udaxError('ERR_UDAX_FILE_SHRANK', `the file or its media was truncated underneath udax (below ${file.size} bytes):`, { syscall: 'read', path: shrank });
+    throw udaxError('ERR_UDAX_FILE_SHRANK', `the file or its media was truncated underneath udax (below ${size} bytes):`, { syscall: 'read', path: shrank });
   }
   file.harvest();  // async: what the kernel recorded as written is DIRTY too
-  const live = readWhole(file.size, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path);
+  const live = readWhole(size, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path);
   // On a real DAX mount the file is the media: no second copy exists, and
   // what is still in the CPU cache cannot be seen. The image is the file.
   const checkPath = imagePathCheck([file.identity, ...(p.media ? [p.media.identity] : [])]);
-  if (p.kind === 'pmem') return { base: live, units: [], data: [], checkPath };
-  const media = readWhole(file.size, (into) => p.media!.read(0, into), p.media!.path);
+  if (p.kind === 'pmem') {
+    const base = new Uint8Array(durable);
+    base.set(live.subarray(0, Math.min(size, durable)));
+    return { base, units: [], data: [], checkPath };
+  }
+  const media = readWhole(durable, (into) => p.media!.read(0, into), p.media!.path);
   const u = p.unitSize;
   const words = u >>> 2;
   const live32 = new Int32Array(live.buffer, live.byteOffset, live.byteLength >>> 2);
@@ -86,9 +96,10 @@ function snapshot(file: DaxFile): Snapshot {
   const data: Uint8Array[] = [];
   const table = file.table;
   const entrySize = file.entrySize;
-  table.forEachMaybeDirty(0, table.count - 1, (i) => {
+  const limit = Math.min(size, durable);
+  table.forEachMaybeDirty(0, Math.ceil(limit / entrySize) - 1, (i) => {
     if (!table.isDirty(i)) return;
-    const end = Math.min(file.size, (i + 1) * entrySize);
+    const end = Math.min(limit, (i + 1) * entrySize);
     for (let off = i * entrySize; off < end; off += u) {
       const w = off >>> 2;
       for (let k = 0; k < words; k++) {

@@ -48,12 +48,17 @@ export function assertNoEntryLocksHeld(syscall: string, path: string): void {
 }
 
 /** The entry table of one file (the kernel's per-address_space XArray),
- * as this thread sees it. */
+ * as this thread sees it. The views span the table's whole reservation
+ * (native/udax.h), so they stay valid as the file grows and shrinks in any
+ * thread: the live size is a shared word, read where it is needed. */
 export class EntryTable {
   readonly id: number;
-  readonly count: number;
+  /** Entries reserved: the most the file can grow to, in entries. */
+  readonly capacity: number;
   readonly shift: number;
   readonly words: Int32Array;
+  /** The file's sizes (entry.h UDAX_SIZE_*). */
+  readonly sizes: BigInt64Array;
   /** DIRTY entries per group of 64 (see entry.h), and per 32 groups. */
   readonly groupDirty: Int32Array;
   readonly blockDirty: Int32Array;
@@ -70,10 +75,11 @@ export class EntryTable {
   constructor(view: TableView) {
     this.#view = view;
     this.id = view.id;
-    this.count = view.entries;
+    this.capacity = view.capacity;
     this.shift = view.entryShift;
     this.path = view.path;
-    this.words = new Int32Array(view.buffer, 0, view.entries);
+    this.words = new Int32Array(view.buffer, view.entriesOffset, view.capacity);
+    this.sizes = new BigInt64Array(view.buffer, view.sizesOffset, C.SIZE_WORDS);
     const groups = view.summaryGroups;
     this.groupDirty = new Int32Array(view.buffer, view.summaryOffset, groups);
     this.blockDirty = new Int32Array(view.buffer, view.summaryOffset + groups * 4, Math.ceil(groups / 2 ** SUMMARY2_SHIFT));
@@ -81,6 +87,26 @@ export class EntryTable {
     this.persist = view.buffer;
     this.persistOffset = view.persistOffset;
     this.trackerWords = new Int32Array(view.buffer, view.trackerOffset, C.TRACKER_WORDS);
+  }
+
+  /** The file's size in bytes now (every open, every thread). */
+  get size(): number {
+    return Number(Atomics.load(this.sizes, C.SIZE_LIVE));
+  }
+
+  /** The file's entries now. */
+  get count(): number {
+    return Math.ceil(this.size / 2 ** this.shift);
+  }
+
+  /** The size a crash would leave: the live size as of the last fsync. */
+  get durableSize(): number {
+    return Number(Atomics.load(this.sizes, C.SIZE_DURABLE));
+  }
+
+  /** Size changes so far: a DaxFile refreshes its mappings when this moves. */
+  get resizes(): number {
+    return Number(Atomics.load(this.sizes, C.SIZE_RESIZES));
   }
 
   /** Drop this thread's view now (close), not at garbage collection: the
@@ -163,6 +189,7 @@ export class EntryTable {
    * block is clean). An entry whose store completed before this call is
    * counted already: the count rises before its page becomes writable. */
   forEachMaybeDirty(first: number, last: number, fn: (i: number) => void): void {
+    if (last < first) return;
     const lastGroup = last >>> SUMMARY_SHIFT;
     for (let group = first >>> SUMMARY_SHIFT; group <= lastGroup; ) {
       if (Atomics.load(this.blockDirty, group >>> SUMMARY2_SHIFT) === 0) {

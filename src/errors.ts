@@ -17,6 +17,7 @@ export const UDAX_ERROR_CODES = {
   ERR_UDAX_FILE_SHRANK: 'the file (or its media) was truncated underneath udax',
   ERR_UDAX_NO_ADDON: 'the native addon is not built or does not load',
   ERR_UDAX_TRACKER_UNAVAILABLE: 'the tracker asked for (option or UDAX_TRACKER) is not available here: udax info says why',
+  ERR_UDAX_MAPPED_PAST_END: 'a resize would leave a live mapping of the file wholly past its end (it starts past the new size)',
 } as const;
 
 export type UdaxErrorCode = keyof typeof UDAX_ERROR_CODES;

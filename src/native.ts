@@ -11,15 +11,20 @@ export interface TableView {
   created: boolean;
   buffer: ArrayBuffer;
   hold: object;
+  /** The live size when the view was made (the sizes words hold it now). */
   size: number;
-  entries: number;
+  /** Entries reserved: the table grows in place up to this many. */
+  capacity: number;
   entryShift: number;
+  entriesOffset: number;
   summaryOffset: number;
   summaryGroups: number;
   statsOffset: number;
   persistOffset: number;
   /** Where the tracker's words are (entry.h UDAX_TRACKER_*). */
   trackerOffset: number;
+  /** Where the sizes are (entry.h UDAX_SIZE_*: int64 words). */
+  sizesOffset: number;
   path: string;
 }
 
@@ -57,7 +62,12 @@ export interface NativeConstants {
   PERSIST_BYTES: number;
   TRACKER_KIND: number;
   TRACKER_WORDS: number;
+  SIZE_LIVE: number;
+  SIZE_DURABLE: number;
+  SIZE_RESIZES: number;
+  SIZE_WORDS: number;
   MAX_ENTRIES: number;
+  TABLE_RESERVE_BYTES: number;
   PAGE_SIZE: number;
   /** The statistics in entry-table order (native/entry.h UDAX_STATS). */
   STATS: readonly string[];
@@ -81,6 +91,9 @@ export interface NativeAddon {
   inodeBind(file: number, size: number, entryShift: number, dev: number, ino: number): TableView | TableConflict;
   inodeView(inode: number): TableView;
   releaseBuffer(buffer: ArrayBuffer, hold: object): void;
+  // native/resize.cc
+  inodeResize(file: number, inode: number, size: number, mediaFile: number, mediaInode: number): void;
+  inodeSyncSize(inode: number, mediaFile: number, mediaInode: number): number;
   // native/region.cc
   mapRegion(file: number, inode: number, fileOffset: number, length: number, shared: boolean,
     writable: boolean, tracked: boolean, mapSync: boolean, async: boolean): number;

@@ -150,15 +150,18 @@ export class DaxFile {
   }
 
   /** @internal Catch up with a resize made by any thread: map the fallback
-   * again when the file grew past it (a shrink keeps it: pages past EOF are
-   * only read under a SIGBUS guard). Entry points that use the fallback or
+   * again when the file grew past it, with room to grow (a shrink keeps it:
+   * pages past EOF are only read under a SIGBUS guard). Entry points that use the fallback or
    * the media call this; the store path never does. Caller holds no entry
    * lock of this file (unmapping waits for nothing, but stays simple). */
   refresh(): void {
     const resizes = this.table.resizes;
     if (resizes === this.#resizesSeen) return;
-    const wanted = this.#wholeEntries(this.size);
-    if (wanted > this.#fallbackLength) {
+    const size = this.#wholeEntries(this.size);
+    if (size > this.#fallbackLength) {
+      // Doubling (mapping past EOF is allowed) keeps a file that grows a page
+      // at a time from remapping at every grow.
+      const wanted = Math.max(size, Math.min(2 * this.#fallbackLength, this.table.capacity * this.entrySize));
       let region: number;
       try {
         region = native.mapRegion(this.fileId, this.table.id, 0, wanted, true, false, false, false, false);
@@ -637,7 +640,8 @@ export function attach(handle: DaxFileHandle): DaxFile {
   if (!h || typeof h !== 'object') throw typeError('attach: expected the result of file.handle()');
   checkPath('handle path', h.path);
   for (const key of ['file', 'inode'] as const) check.integer(`file handle ${key}`, h[key], 0, 0x7fffffff);
-  for (const key of ['size', 'entrySize'] as const) check.integer(`file handle ${key}`, h[key], 1);
+  check.integer('file handle size', h.size, 0);  // the size when handle() ran: the file's own is live
+  check.integer('file handle entrySize', h.entrySize, 1);
   if (typeof h.readOnly !== 'boolean' || typeof h.isPmem !== 'boolean') throw typeError('attach: expected the result of file.handle()');
   flushChoice();
   if (!native.fileIsOpen(h.file!)) throw errnoError('EBADF', 'open', h.path, 'the file was closed by the thread that opened it');

@@ -14,6 +14,7 @@ import { constants as fsConstants } from 'node:fs';
 import { EntryTable } from './entry.js';
 import { errnoError, rangeError, typeError, udaxError } from './errors.js';
 import { native } from './native.js';
+import { PAGE_SIZE } from './constants.js';
 
 export type Granularity = 'cache-line' | 'page' | 'byte8';
 
@@ -85,7 +86,7 @@ export class MediaShadow {
       if ('conflict' in view) throw udaxError('ERR_UDAX_ALREADY_OPEN', 'the media file is open in this process as another file:', { syscall: 'open', path });
       this.#table = new EntryTable(view);
       try {
-        this.#regionLength = this.#table.size;
+        this.#regionLength = Math.max(this.#table.size, PAGE_SIZE);  // a media cut to 0 still maps
         this.#region = native.mapRegion(this.fileId, this.#table.id, 0, this.#regionLength, true, true, false, false, false);
       } catch (e) {
         this.#table.release();
@@ -113,10 +114,11 @@ export class MediaShadow {
   get region(): number {
     const size = this.#table.size;
     if (size > this.#regionLength) {
-      const region = native.mapRegion(this.fileId, this.#table.id, 0, size, true, true, false, false, false);
+      const length = Math.max(size, Math.min(2 * this.#regionLength, this.#table.capacity * PAGE_SIZE));  // room to grow
+      const region = native.mapRegion(this.fileId, this.#table.id, 0, length, true, true, false, false, false);
       native.unmapRegion(this.#region);
       this.#region = region;
-      this.#regionLength = size;
+      this.#regionLength = length;
     }
     return this.#region;
   }

@@ -137,10 +137,32 @@ describe('shrink', () => {
     f.close();
   });
 
+  test('to zero and back: an empty file syncs, attaches in a worker and grows again', async () => {
+    const f = shadowFile(4);
+    f.map().bytes[0] = 1;
+    f.sync();
+    f.resize(0);
+    expect([f.size, statSync(f.path).size, f.dirtyRanges(), f.stats().dirtyEntries]).toEqual([0, 0, [], 0]);
+    expect(syncedImage(f).length).toBe(4 * PAGE);
+    expect(f.sync()).toEqual({ entries: 0, bytes: 0 });
+    expect([statSync(`${f.path}.media`).size, syncedImage(f).length]).toEqual([0, 0]);
+    const w = new Worker(workerUrl('resize-worker.mjs'), { workerData: { role: 'observer', fileHandle: f.handle() } });
+    await nextMessage(w, (m: any) => m.ready);
+    f.resize(2 * PAGE);
+    w.postMessage({ size: 2 * PAGE });
+    expect(await nextMessage(w, (m: any) => 'seen' in m)).toEqual({ seen: 2 * PAGE, dirty: [] });
+    await w.terminate();
+    f.sync();
+    const image = syncedImage(f);
+    expect([image.length, image[0], image[PAGE]]).toEqual([2 * PAGE, 0, 0x5a]);
+    f.close();
+  });
+
   test('a mapping reaching past the end keeps its length; udax calls give typed errors or work in range; growing makes it valid again', () => {
     const f = udax.open(scratchPath('past'), { create: true, size: 8 * PAGE });  // media 'none': exact tags
     const m = f.map();
     m.bytes[PAGE] = 1;
+    m.bytes[6 * PAGE] = 1;                                     // written, then cut: gone, and not reported later
     f.resize(4 * PAGE);
     expect(m.length).toBe(8 * PAGE);
     expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }]);

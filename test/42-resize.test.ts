@@ -2,7 +2,7 @@
 // the kernel's semantics for mappings that reach past the new end, the entry
 // table growing in place under concurrent users, and sizes as metadata in
 // the persistence model (durable at fsync).
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
 import * as udax from 'udax';
@@ -172,6 +172,10 @@ describe('shrink', () => {
     expect(() => f.sync(0, 8 * PAGE)).toThrow(RangeError);    // past the end: misuse
     expect(() => f.map({ offset: 4 * PAGE })).toThrow(daxError('EINVAL', 'mmap'));
     expect(m.view(0, PAGE)[0]).toBe(0);
+    const fd = openSync(f.path, 'r');                          // a system call into the cut part: EFAULT, no signal
+    expect(() => m.readFromFile(fd, 0, 6 * PAGE, PAGE)).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    closeSync(fd);
+    expect(f.dirtyRanges()).toEqual([]);
     f.resize(8 * PAGE);                                        // the tail is valid again, zero-filled
     expect(m.bytes[6 * PAGE]).toBe(0);
     expect(f.dirtyRanges()).toEqual([]);

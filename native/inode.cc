@@ -68,26 +68,50 @@ Napi::Object held_buffer(Napi::Env env, void *data, size_t len, void (*release)(
 
 static void inode_release(void *arg) { inode_unref((udax_inode *)arg); }
 
-// The table as one external ArrayBuffer (statistics, persistence area,
-// tracker words, sizes, entries, summary) with its layout; the buffer holds
-// a reference. It spans the whole reservation, so it stays valid as the file
-// grows: only the live size (the sizes words) changes.
+// External buffers over entries [0, cover) of t and their summary counters:
+// { cover, entries, groups, blocks, holds: [...] }. Each holds a reference.
+// A thread's views cover what it needs and grow (new buffers over the same
+// memory: the table never moves, old views stay valid): V8 counts external
+// buffers as memory pressure, so a view of the whole reservation per open
+// would cost a full GC every few opens.
+static Napi::Object coverage_view(Napi::Env env, udax_inode *t, uint32_t cover) {
+  if (cover < 1) cover = 1;
+  if (cover > t->capacity) cover = t->capacity;
+  size_t groups = ((size_t)cover + (1u << UDAX_SUMMARY_SHIFT) - 1) >> UDAX_SUMMARY_SHIFT;
+  size_t blocks = (groups + (1u << UDAX_SUMMARY2_SHIFT) - 1) >> UDAX_SUMMARY2_SHIFT;
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array holds = Napi::Array::New(env);
+  auto part = [&](const char *name, void *data, size_t len) {
+    inode_ref(t);
+    Napi::Object h = held_buffer(env, data, len, inode_release, t);
+    o.Set(name, h.Get("buffer"));
+    holds.Set(holds.Length(), h);
+  };
+  part("entries", t->entries, (size_t)cover * 4);
+  part("groups", t->summary, groups * 4);
+  part("blocks", t->summary + t->groups, blocks * 4);
+  o.Set("cover", Napi::Number::New(env, cover));
+  o.Set("holds", holds);
+  return o;
+}
+
+// The table's header (statistics, persistence area, tracker words, sizes) as
+// one external ArrayBuffer, with its layout and a coverage view of the
+// entries the file has now; the buffers hold references.
 static Napi::Object inode_view(Napi::Env env, udax_inode *t, bool created) {
   inode_ref(t);
-  Napi::Object o = held_buffer(env, t->mem, t->mem_len, inode_release, t);
+  Napi::Object o = held_buffer(env, t->mem, t->entries_offset, inode_release, t);
   uint8_t *base = (uint8_t *)t->mem;
   o.Set("id", Napi::Number::New(env, t->id));
   o.Set("created", Napi::Boolean::New(env, created));
   o.Set("size", Napi::Number::New(env, (double)inode_size(t)));
   o.Set("capacity", Napi::Number::New(env, t->capacity));
   o.Set("entryShift", Napi::Number::New(env, t->entry_shift));
-  o.Set("entriesOffset", Napi::Number::New(env, (double)t->entries_offset));
-  o.Set("summaryOffset", Napi::Number::New(env, (double)t->summary_offset));
-  o.Set("summaryGroups", Napi::Number::New(env, (double)t->groups));
   o.Set("statsOffset", Napi::Number::New(env, (double)((uint8_t *)t->stats - base)));
   o.Set("persistOffset", Napi::Number::New(env, (double)(t->persist - base)));
   o.Set("trackerOffset", Napi::Number::New(env, (double)((uint8_t *)t->tracker - base)));
   o.Set("sizesOffset", Napi::Number::New(env, (double)((uint8_t *)t->sizes - base)));
+  o.Set("coverage", coverage_view(env, t, inode_entries(t)));
   o.Set("path", Napi::String::New(env, t->path));
   return o;
 }
@@ -193,6 +217,13 @@ static Napi::Value InodeView(const Napi::CallbackInfo &info) {
   return inode_view(info.Env(), t.get(), false);
 }
 
+// inodeCoverage(id, cover) -> a coverage view of entries [0, cover) (clamped
+// to the reservation), for a thread whose views no longer cover the file.
+static Napi::Value InodeCoverage(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "open");
+  return coverage_view(info.Env(), t.get(), info[1].As<Napi::Number>().Uint32Value());
+}
+
 // releaseBuffer(buffer, hold): detach an ArrayBuffer made by the addon (its
 // indexed stores become no-ops) and drop its hold now rather than at GC.
 static Napi::Value ReleaseBuffer(const Napi::CallbackInfo &info) {
@@ -211,5 +242,6 @@ static Napi::Value ReleaseBuffer(const Napi::CallbackInfo &info) {
 void init_inode(Napi::Env env, Napi::Object exports) {
   exports.Set("inodeBind", Napi::Function::New(env, InodeBind, "inodeBind"));
   exports.Set("inodeView", Napi::Function::New(env, InodeView, "inodeView"));
+  exports.Set("inodeCoverage", Napi::Function::New(env, InodeCoverage, "inodeCoverage"));
   exports.Set("releaseBuffer", Napi::Function::New(env, ReleaseBuffer, "releaseBuffer"));
 }

@@ -48,6 +48,7 @@ export interface DaxFileHandle {
   readonly path: string;
   readonly file: number;
   readonly inode: number;
+  /** The size when handle() ran (the attached file's size is live). */
   readonly size: number;
   readonly entrySize: number;
   readonly readOnly: boolean;
@@ -91,7 +92,7 @@ export class DaxFile {
   /** @internal The native open-file id. */ readonly fileId: number;
   readonly #owner: boolean;
   /** A read-only mapping of the whole file (in whole entries), mapped again
-   * when the file grows past it (see #refresh). */
+   * when the file grows past it (see refresh). */
   #fallback: number;
   #fallbackLength: number;
   /** The table's resize count #refresh last acted on. */
@@ -645,6 +646,7 @@ export function attach(handle: DaxFileHandle): DaxFile {
   if (typeof h.readOnly !== 'boolean' || typeof h.isPmem !== 'boolean') throw typeError('attach: expected the result of file.handle()');
   flushChoice();
   if (!native.fileIsOpen(h.file!)) throw errnoError('EBADF', 'open', h.path, 'the file was closed by the thread that opened it');
+  if (native.fileInode(h.file!) !== h.inode) throw errnoError('EBADF', 'open', h.path, 'the handle does not match the open file');
   const table = new EntryTable(native.inodeView(h.inode!));
   try {
     if (2 ** table.shift !== h.entrySize) {

@@ -16,9 +16,8 @@ export interface TableView {
   /** Entries reserved: the table grows in place up to this many. */
   capacity: number;
   entryShift: number;
-  entriesOffset: number;
-  summaryOffset: number;
-  summaryGroups: number;
+  /** The entries the file has now, and their summary. */
+  coverage: TableCoverage;
   statsOffset: number;
   persistOffset: number;
   /** Where the tracker's words are (entry.h UDAX_TRACKER_*). */
@@ -26,6 +25,16 @@ export interface TableView {
   /** Where the sizes are (entry.h UDAX_SIZE_*: int64 words). */
   sizesOffset: number;
   path: string;
+}
+
+/** External buffers over entries [0, cover) of a table and their dirty
+ * summary (native/inode.cc coverage_view). */
+export interface TableCoverage {
+  cover: number;
+  entries: ArrayBuffer;
+  groups: ArrayBuffer;
+  blocks: ArrayBuffer;
+  holds: HeldBuffer[];
 }
 
 /** The inode is open already, tracking a different size or entry size. */
@@ -83,6 +92,7 @@ export interface NativeAddon {
   fileAllocate(file: number, offset: number, length: number): void;
   fileClose(file: number): void;
   fileIsOpen(file: number): boolean;
+  fileInode(file: number): number;
   fileProbeMapSync(file: number): boolean;
   fileDescriptor(file: number): number;
   filePwrite(file: number, bytes: Uint8Array, position: number): number;
@@ -90,6 +100,7 @@ export interface NativeAddon {
   // native/inode.cc
   inodeBind(file: number, size: number, entryShift: number, dev: number, ino: number): TableView | TableConflict;
   inodeView(inode: number): TableView;
+  inodeCoverage(inode: number, cover: number): TableCoverage;
   releaseBuffer(buffer: ArrayBuffer, hold: object): void;
   // native/resize.cc
   inodeResize(file: number, inode: number, size: number, mediaFile: number, mediaInode: number): void;

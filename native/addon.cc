@@ -42,7 +42,12 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("TRACKER_SCAN", UDAX_TRACKER_SCAN);
   c.Set("SCAN_ARMED", UDAX_SCAN_ARMED);
   c.Set("SCAN_POPULATED", UDAX_SCAN_POPULATED);
+  c.Set("SIZE_LIVE", UDAX_SIZE_LIVE);
+  c.Set("SIZE_DURABLE", UDAX_SIZE_DURABLE);
+  c.Set("SIZE_RESIZES", UDAX_SIZE_RESIZES);
+  c.Set("SIZE_WORDS", UDAX_SIZE_WORDS);
   c.Set("MAX_ENTRIES", (double)UDAX_MAX_ENTRIES);
+  c.Set("TABLE_RESERVE_BYTES", (double)UDAX_TABLE_RESERVE_BYTES);
   c.Set("PAGE_SIZE", (double)sysconf(_SC_PAGESIZE));
   Napi::Array stats = Napi::Array::New(env);
 #define UDAX_STAT_NAME(name, js) stats.Set((uint32_t)UDAX_STAT_##name, #js);
@@ -60,6 +65,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_testing(env, exports);
   init_uffd(env, exports);
   init_uffd_sigbus(env, exports);
+  init_resize(env, exports);
   return exports;
 }
 

@@ -79,7 +79,22 @@ enum udax_stat {
 #define UDAX_SCAN_POPULATED 2
 #define UDAX_TRACKER_WORDS 4
 
+// After the tracker's words: the file's sizes, int64 words (BigInt64 in TS),
+// written by native/resize.cc under the inode's resize mutex and read by
+// every open of the file in every thread (a DaxFile's size is LIVE):
+//   LIVE     bytes the file has now (what stat() says)
+//   DURABLE  bytes a crash would leave (set by fsync: sizes are metadata)
+//   RESIZES  size changes so far (a DaxFile refreshes its mappings when it moves)
+#define UDAX_SIZE_LIVE 0
+#define UDAX_SIZE_DURABLE 1
+#define UDAX_SIZE_RESIZES 2
+#define UDAX_SIZE_WORDS 4
+
 // The largest entry count of one file (entry indices are int32 in TS).
 #define UDAX_MAX_ENTRIES 0x7fffffffu
+// An entry table reserves (MAP_NORESERVE) room for a file of this many bytes,
+// or of its open size if larger: a file grows in place up to that, so no
+// thread's view of the table is ever invalidated; past it, resize is EFBIG.
+#define UDAX_TABLE_RESERVE_BYTES (1ull << 36)
 
 #endif

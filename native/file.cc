@@ -146,6 +146,13 @@ static Napi::Value FileIsOpen(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(info.Env(), file_get(arg_id(info, 0)) != nullptr);
 }
 
+// fileInode(id) -> the id of the inode (entry table) the open file is bound
+// to, or -1: attach checks a handle's file and inode belong together.
+static Napi::Value FileInode(const Napi::CallbackInfo &info) {
+  std::lock_guard<std::mutex> lock(g_objects_mutex);
+  return Napi::Number::New(info.Env(), file_arg(info, 0, "open")->inode_id);
+}
+
 // fileProbeMapSync(id) -> true when MAP_SHARED_VALIDATE|MAP_SYNC works (a DAX mount).
 static Napi::Value FileProbeMapSync(const Napi::CallbackInfo &info) {
   std::lock_guard<std::mutex> lock(g_objects_mutex);
@@ -205,6 +212,7 @@ void init_file(Napi::Env env, Napi::Object exports) {
   exports.Set("fileAllocate", Napi::Function::New(env, FileAllocate, "fileAllocate"));
   exports.Set("fileClose", Napi::Function::New(env, FileClose, "fileClose"));
   exports.Set("fileIsOpen", Napi::Function::New(env, FileIsOpen, "fileIsOpen"));
+  exports.Set("fileInode", Napi::Function::New(env, FileInode, "fileInode"));
   exports.Set("fileProbeMapSync", Napi::Function::New(env, FileProbeMapSync, "fileProbeMapSync"));
   exports.Set("fileDescriptor", Napi::Function::New(env, FileDescriptor, "fileDescriptor"));
   exports.Set("filePwrite", Napi::Function::New(env, FilePwrite, "filePwrite"));

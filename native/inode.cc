@@ -68,52 +68,93 @@ Napi::Object held_buffer(Napi::Env env, void *data, size_t len, void (*release)(
 
 static void inode_release(void *arg) { inode_unref((udax_inode *)arg); }
 
-// The table as one external ArrayBuffer (entries, summary, stats, persistence
-// area) with its layout; the buffer holds a reference.
+// External buffers over entries [0, cover) of t and their summary counters:
+// { cover, entries, groups, blocks, holds: [...] }. Each holds a reference.
+// A thread's views cover what it needs and grow (new buffers over the same
+// memory: the table never moves, old views stay valid): V8 counts external
+// buffers as memory pressure, so a view of the whole reservation per open
+// would cost a full GC every few opens.
+static Napi::Object coverage_view(Napi::Env env, udax_inode *t, uint32_t cover) {
+  if (cover < 1) cover = 1;
+  if (cover > t->capacity) cover = t->capacity;
+  size_t groups = ((size_t)cover + (1u << UDAX_SUMMARY_SHIFT) - 1) >> UDAX_SUMMARY_SHIFT;
+  size_t blocks = (groups + (1u << UDAX_SUMMARY2_SHIFT) - 1) >> UDAX_SUMMARY2_SHIFT;
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array holds = Napi::Array::New(env);
+  auto part = [&](const char *name, void *data, size_t len) {
+    inode_ref(t);
+    Napi::Object h = held_buffer(env, data, len, inode_release, t);
+    o.Set(name, h.Get("buffer"));
+    holds.Set(holds.Length(), h);
+  };
+  part("entries", t->entries, (size_t)cover * 4);
+  part("groups", t->summary, groups * 4);
+  part("blocks", t->summary + t->groups, blocks * 4);
+  o.Set("cover", Napi::Number::New(env, cover));
+  o.Set("holds", holds);
+  return o;
+}
+
+// The table's header (statistics, persistence area, tracker words, sizes) as
+// one external ArrayBuffer, with its layout and a coverage view of the
+// entries the file has now; the buffers hold references.
 static Napi::Object inode_view(Napi::Env env, udax_inode *t, bool created) {
   inode_ref(t);
-  Napi::Object o = held_buffer(env, t->mem, t->mem_len, inode_release, t);
+  Napi::Object o = held_buffer(env, t->mem, t->entries_offset, inode_release, t);
+  uint8_t *base = (uint8_t *)t->mem;
   o.Set("id", Napi::Number::New(env, t->id));
   o.Set("created", Napi::Boolean::New(env, created));
-  o.Set("size", Napi::Number::New(env, (double)t->size));
-  o.Set("entries", Napi::Number::New(env, t->n_entries));
+  o.Set("size", Napi::Number::New(env, (double)inode_size(t)));
+  o.Set("capacity", Napi::Number::New(env, t->capacity));
   o.Set("entryShift", Napi::Number::New(env, t->entry_shift));
-  o.Set("summaryOffset", Napi::Number::New(env, (double)t->entries_bytes));
-  o.Set("summaryGroups", Napi::Number::New(env, (double)t->groups));
-  o.Set("statsOffset", Napi::Number::New(env, (double)(t->entries_bytes + t->summary_bytes)));
-  o.Set("persistOffset", Napi::Number::New(env, (double)(t->entries_bytes + t->summary_bytes + UDAX_STAT_COUNT * 8)));
-  o.Set("trackerOffset", Napi::Number::New(env, (double)((uint8_t *)t->tracker - (uint8_t *)t->mem)));
+  o.Set("statsOffset", Napi::Number::New(env, (double)((uint8_t *)t->stats - base)));
+  o.Set("persistOffset", Napi::Number::New(env, (double)(t->persist - base)));
+  o.Set("trackerOffset", Napi::Number::New(env, (double)((uint8_t *)t->tracker - base)));
+  o.Set("sizesOffset", Napi::Number::New(env, (double)((uint8_t *)t->sizes - base)));
+  o.Set("coverage", coverage_view(env, t, inode_entries(t)));
   o.Set("path", Napi::String::New(env, t->path));
   return o;
 }
 
+// Layout (udax.h): the fixed header, then `capacity` entry words from a page
+// boundary, then the summary for `capacity` entries. Untouched pages of the
+// reservation cost nothing (MAP_NORESERVE, anonymous: read as zero).
 static udax_inode *inode_create(uint64_t size, uint32_t shift, dev_t dev, ino_t ino, const char *path, int *err) {
   uint64_t n = (size + (1ull << shift) - 1) >> shift;
+  uint64_t reserve = UDAX_TABLE_RESERVE_BYTES >> shift;
+  uint64_t capacity = n > reserve ? n : reserve;
+  if (capacity > UDAX_MAX_ENTRIES) capacity = UDAX_MAX_ENTRIES;
   if (n == 0 || n > UDAX_MAX_ENTRIES) { *err = EFBIG; return nullptr; }
   udax_inode *t = new udax_inode();
-  t->n_entries = (uint32_t)n;
+  t->capacity = (uint32_t)capacity;
+  t->high_water = (uint32_t)n;
   t->entry_shift = shift;
-  t->size = size;
   t->dev = dev;
   t->ino = ino;
-  t->entries_bytes = ((size_t)n * 4 + 7) & ~(size_t)7;
-  size_t groups = ((size_t)n + (1u << UDAX_SUMMARY_SHIFT) - 1) >> UDAX_SUMMARY_SHIFT;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t header = UDAX_STAT_COUNT * 8 + UDAX_PERSIST_BYTES + UDAX_TRACKER_WORDS * 4 + UDAX_SIZE_WORDS * 8;
+  t->entries_offset = (header + page - 1) & ~(page - 1);
+  size_t entries_bytes = ((size_t)capacity * 4 + 7) & ~(size_t)7;
+  size_t groups = ((size_t)capacity + (1u << UDAX_SUMMARY_SHIFT) - 1) >> UDAX_SUMMARY_SHIFT;
   size_t groups2 = (groups + (1u << UDAX_SUMMARY2_SHIFT) - 1) >> UDAX_SUMMARY2_SHIFT;
   t->groups = (uint32_t)groups;
-  t->summary_bytes = ((groups + groups2) * 4 + 7) & ~(size_t)7;
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  t->mem_len = (t->entries_bytes + t->summary_bytes + UDAX_STAT_COUNT * 8 + UDAX_PERSIST_BYTES + UDAX_TRACKER_WORDS * 4 + page - 1) & ~(page - 1);
+  t->summary_offset = t->entries_offset + entries_bytes;
+  t->mem_len = (t->summary_offset + (groups + groups2) * 4 + page - 1) & ~(page - 1);
   t->mem = mmap(nullptr, t->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (t->mem == MAP_FAILED) {
     *err = errno;
     delete t;
     return nullptr;
   }
-  t->entries = (int32_t *)t->mem;
-  t->summary = (int32_t *)((char *)t->mem + t->entries_bytes);
-  t->stats = (int64_t *)((char *)t->mem + t->entries_bytes + t->summary_bytes);
-  t->persist = (uint8_t *)t->stats + UDAX_STAT_COUNT * 8;
+  uint8_t *base = (uint8_t *)t->mem;
+  t->stats = (int64_t *)base;
+  t->persist = base + UDAX_STAT_COUNT * 8;
   t->tracker = (int32_t *)(t->persist + UDAX_PERSIST_BYTES);
+  t->sizes = (int64_t *)(t->tracker + UDAX_TRACKER_WORDS);
+  t->entries = (int32_t *)(base + t->entries_offset);
+  t->summary = (int32_t *)(base + t->summary_offset);
+  t->sizes[UDAX_SIZE_LIVE] = (int64_t)size;
+  t->sizes[UDAX_SIZE_DURABLE] = (int64_t)size;
   snprintf(t->path, sizeof t->path, "%s", path);
   t->refs.store(1);  // the slot's
   return t;
@@ -146,10 +187,10 @@ static Napi::Value InodeBind(const Napi::CallbackInfo &info) {
     if (t->dev == dev && t->ino == ino) { found = t; break; }
   }
   if (found) {
-    if (found->entry_shift != shift || found->size < size) {
+    if (found->entry_shift != shift || inode_size(found) < size) {
       Napi::Object o = Napi::Object::New(env);
       o.Set("conflict", true);
-      o.Set("size", Napi::Number::New(env, (double)found->size));
+      o.Set("size", Napi::Number::New(env, (double)inode_size(found)));
       o.Set("entryShift", Napi::Number::New(env, found->entry_shift));
       return o;
     }
@@ -176,6 +217,13 @@ static Napi::Value InodeView(const Napi::CallbackInfo &info) {
   return inode_view(info.Env(), t.get(), false);
 }
 
+// inodeCoverage(id, cover) -> a coverage view of entries [0, cover) (clamped
+// to the reservation), for a thread whose views no longer cover the file.
+static Napi::Value InodeCoverage(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "open");
+  return coverage_view(info.Env(), t.get(), info[1].As<Napi::Number>().Uint32Value());
+}
+
 // releaseBuffer(buffer, hold): detach an ArrayBuffer made by the addon (its
 // indexed stores become no-ops) and drop its hold now rather than at GC.
 static Napi::Value ReleaseBuffer(const Napi::CallbackInfo &info) {
@@ -194,5 +242,6 @@ static Napi::Value ReleaseBuffer(const Napi::CallbackInfo &info) {
 void init_inode(Napi::Env env, Napi::Object exports) {
   exports.Set("inodeBind", Napi::Function::New(env, InodeBind, "inodeBind"));
   exports.Set("inodeView", Napi::Function::New(env, InodeView, "inodeView"));
+  exports.Set("inodeCoverage", Napi::Function::New(env, InodeCoverage, "inodeCoverage"));
   exports.Set("releaseBuffer", Napi::Function::New(env, ReleaseBuffer, "releaseBuffer"));
 }

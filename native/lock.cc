@@ -145,7 +145,7 @@ void entry_dirty_as(udax_inode *t, uint32_t index, int32_t self) {
 static Napi::Value EntryLockWait(const Napi::CallbackInfo &info) {
   InodeArg t(info, 0, "futex");
   uint32_t index = info[1].As<Napi::Number>().Uint32Value();
-  if (index >= t->n_entries) throw errno_error(info.Env(), EINVAL, "futex", t->path);
+  if (index >= t->capacity) throw errno_error(info.Env(), EINVAL, "futex", t->path);
   return Napi::Boolean::New(info.Env(), entry_lock_as(t.get(), index, info[2].As<Napi::Number>().Int32Value()));
 }
 
@@ -153,7 +153,7 @@ static Napi::Value EntryLockWait(const Napi::CallbackInfo &info) {
 static Napi::Value EntryWake(const Napi::CallbackInfo &info) {
   InodeArg t(info, 0, "futex");
   uint32_t index = info[1].As<Napi::Number>().Uint32Value();
-  if (index >= t->n_entries) throw errno_error(info.Env(), EINVAL, "futex", t->path);
+  if (index >= t->capacity) throw errno_error(info.Env(), EINVAL, "futex", t->path);
   futex_wake_word(&t->entries[index]);
   return info.Env().Undefined();
 }

@@ -129,7 +129,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
     if (!f) throw errno_error(env, EBADF, "mmap");
     fd = f->fd;
   }
-  if (length == 0 || offset + length > (((uint64_t)t->n_entries) << t->entry_shift))
+  if (length == 0 || offset + length > (((uint64_t)t->capacity) << t->entry_shift))  // past EOF is allowed, as mmap does; src/ checks users' ranges
     throw errno_error(env, EINVAL, "mmap", t->path);
   int prot = PROT_READ | (writable && (!tracked || async || sigbus) ? PROT_WRITE : 0);
   int flags = shared ? (map_sync ? MAP_SHARED_VALIDATE | MAP_SYNC : MAP_SHARED) : MAP_PRIVATE;

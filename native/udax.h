@@ -35,30 +35,52 @@ int arg_id(const Napi::CallbackInfo &info, int i);
 uint8_t *typed_bytes(const Napi::CallbackInfo &info, int i, size_t *len);
 
 // ---- inodes: the kernel's address_space of one file (native/inode.cc) -------
-// Entry words, dirty summary, statistics and the persistence area in one
-// anonymous mapping, shared by every open of the file in the process (any
-// path spelling: keyed by device and inode number). Freed when the last open
-// is closed and the last view of its memory is gone.
+// Statistics, the persistence area, the tracker's words, the sizes, then the
+// entry words and the dirty summary, in one anonymous mapping shared by every
+// open of the file in the process (any path spelling: keyed by device and
+// inode number). Freed when the last open is closed and the last view of its
+// memory is gone.
+//
+// Growth (native/resize.cc): the mapping reserves `capacity` entries (and
+// their summary) up front, MAP_NORESERVE, so the table grows in place and no
+// pointer or view any thread holds is ever invalidated. Invariant: entries
+// [0, inode_entries(t)) are the file's; entries at or past it are not, and
+// those below high_water may hold stray state (a store past EOF, a dropped
+// entry) that a grow cleans under their locks before publishing them; those
+// at or past high_water were never live and are zero. The live size is
+// published (release) only after its entries are ready, and read (acquire)
+// by whoever needs it: nothing on the store path does.
 struct udax_inode {
   std::atomic<int> refs;     // opens + JS buffers + regions
   int opens;                 // open files bound to it (g_objects_mutex)
   int id;
   dev_t dev;
   ino_t ino;
-  uint64_t size;             // bytes tracked
-  uint32_t n_entries;
+  uint32_t capacity;         // entries reserved
+  uint32_t high_water;       // entries ever live (resize_mutex)
   uint32_t entry_shift;      // 12 (PTE) or 21 (PMD)
-  int32_t *entries;          // n_entries words, layout in entry.h
+  int32_t *entries;          // capacity words, layout in entry.h
   int32_t *summary;          // DIRTY counts per group, then per 2^UDAX_SUMMARY2_SHIFT groups
-  uint32_t groups;           // counters in the first level
+  uint32_t groups;           // counters in the first level (for capacity entries)
   int64_t *stats;            // UDAX_STAT_COUNT counters
   uint8_t *persist;          // UDAX_PERSIST_BYTES (src/persist.ts)
   int32_t *tracker;          // UDAX_TRACKER_WORDS (entry.h)
+  int64_t *sizes;            // UDAX_SIZE_WORDS (entry.h)
+  std::mutex resize_mutex;   // serialises resizes and size changes of the media
   void *mem;
   size_t mem_len;
-  size_t entries_bytes, summary_bytes;
+  size_t entries_offset, summary_offset;
   char path[512];            // as first opened, for messages only
 };
+
+// The file's size in bytes and its entry count now (acquire: what a resize
+// published, with the entries it made ready).
+inline uint64_t inode_size(const udax_inode *t) {
+  return (uint64_t)__atomic_load_n(&t->sizes[UDAX_SIZE_LIVE], __ATOMIC_ACQUIRE);
+}
+inline uint32_t inode_entries(const udax_inode *t) {
+  return (uint32_t)((inode_size(t) + (1ull << t->entry_shift) - 1) >> t->entry_shift);
+}
 
 #define UDAX_MAX_INODES 65536
 #define UDAX_MAX_FILES 65536
@@ -301,5 +323,6 @@ void init_lock(Napi::Env env, Napi::Object exports);
 void init_testing(Napi::Env env, Napi::Object exports);
 void init_uffd(Napi::Env env, Napi::Object exports);
 void init_uffd_sigbus(Napi::Env env, Napi::Object exports);
+void init_resize(Napi::Env env, Napi::Object exports);
 
 #endif

@@ -161,7 +161,7 @@ struct harvest_job {
 static void dirty_entries(udax_region *r, uint64_t from, uint64_t to, int32_t self) {
   udax_inode *t = r->inode;
   uint32_t first = (uint32_t)(from >> t->entry_shift), last = (uint32_t)((to - 1) >> t->entry_shift);
-  for (uint32_t e = first; e <= last && e < t->n_entries; e++) entry_dirty_as(t, e, self);
+  for (uint32_t e = first, n = inode_entries(t); e <= last && e < n; e++) entry_dirty_as(t, e, self);
 }
 
 static void on_written(uintptr_t from, uintptr_t to, void *arg) {
@@ -205,7 +205,7 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
   InodeArg t(info, 0, "ioctl");
   uint32_t first = info[1].As<Napi::Number>().Uint32Value();
   uint32_t last = info[2].As<Napi::Number>().Uint32Value();
-  if (first > last || last >= t->n_entries) throw errno_error(info.Env(), EINVAL, "ioctl", t->path);
+  if (first > last || last >= t->capacity) throw errno_error(info.Env(), EINVAL, "ioctl", t->path);
   uint64_t from = (uint64_t)first << t->entry_shift, to = ((uint64_t)last + 1) << t->entry_shift;
   int64_t t0 = now_ns();
   int32_t self = entry_owner_tag();

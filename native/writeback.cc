@@ -57,9 +57,12 @@ struct mkclean_job {
   std::vector<unsigned char> resident;
 };
 
+// The end of entry e in the file now (the last entry may be partial). A
+// resize changes the size only while it holds the entry locks of the entries
+// whose end it moves, so a caller holding e's lock reads a stable value.
 static uint64_t entry_end(const udax_inode *t, uint32_t e) {
-  uint64_t end = ((uint64_t)e + 1) << t->entry_shift;
-  return end < t->size ? end : t->size;
+  uint64_t end = ((uint64_t)e + 1) << t->entry_shift, size = inode_size(t);
+  return end < size ? end : size;
 }
 
 // Flush the job's entries in [lo, hi] that region r covers whole and no
@@ -111,7 +114,7 @@ static void mkclean_flush(void *arg) {
   mkclean_job *j = (mkclean_job *)arg;
   udax_inode *t = j->t;
   const uint32_t first = j->first, last = j->last, shift = t->entry_shift;
-  const uint64_t file_size = t->size;
+  const uint64_t file_size = inode_size(t);
   std::vector<uint8_t> &done = j->done;
   int high = g_regions_high.load(std::memory_order_acquire);
   for (int i = 0; i < high && !j->err; i++) {
@@ -128,7 +131,7 @@ static void mkclean_flush(void *arg) {
   udax_region *fb = j->fallback;
   for (uint32_t e = first; e <= last && !j->err; e++) {
     uint64_t from = (uint64_t)e << shift;
-    if (done[e - first] || from >= file_size) continue;
+    if (done[e - first] || from >= file_size) continue;  // dropped by a shrink
     j->flushed += flush_resident((void *)(fb->start + from), entry_end(t, e) - from, shift, j->resident);
   }
 }
@@ -151,9 +154,14 @@ static Napi::Error mkclean_error(Napi::Env env, int err, udax_inode *t) {
   return errno_error(env, err, err == EFAULT ? "msync" : "mprotect", t->path);
 }
 
-// A run [first, last] of t's entries, and fallback t's whole-file mapping.
+// A run [first, last] of t's entries, and fallback t's whole-file mapping
+// (of the file as this caller knows it, in whole entries: past the run). The
+// run may end past the live size when another thread shrank the file since
+// the caller looked: those entries are clean (the shrink dropped them under
+// their locks) and are skipped.
 static void check_run(Napi::Env env, udax_inode *t, uint32_t first, uint32_t last, udax_region *fallback) {
-  if (first > last || last >= t->n_entries || fallback->inode != t || fallback->end - fallback->start < t->size)
+  if (first > last || last >= t->capacity || fallback->inode != t ||
+      fallback->end - fallback->start < (((uint64_t)last + 1) << t->entry_shift))
     throw errno_error(env, EINVAL, "msync", t->path);
 }
 
@@ -216,7 +224,6 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
   Napi::TypedArray out_array = info[6].As<Napi::TypedArray>();
   if (out_array.TypedArrayType() != napi_float64_array || out_array.ElementLength() < 4)
     throw Napi::TypeError::New(env, "writebackRun: out must be a Float64Array of 4");
-  if (media && media->end - media->start < t->size) throw errno_error(env, EINVAL, "msync", t->path);
   check_run(env, t.get(), first, last, fallback.get());
   const int32_t due_mask = (int32_t)(UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE);
   for (uint32_t i = first; i <= last; i++) entry_lock_as(t.get(), i, self);
@@ -234,8 +241,11 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
       if (media) {
         // The entries are write-protected and flushed: the media receives
         // exactly the flushed bytes (src/media.ts).
-        uint64_t from = (uint64_t)i << t->entry_shift, to = ((uint64_t)end + 1) << t->entry_shift;
-        if (to > t->size) to = t->size;
+        uint64_t from = (uint64_t)i << t->entry_shift, to = entry_end(t.get(), end);
+        if (to > media->end - media->start || to > fallback->end - fallback->start) {
+          err = EINVAL;  // the media or fallback mapping of a caller that missed a grow
+          break;
+        }
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         err = copy_guarded((void *)(media->start + from), (const void *)(fallback->start + from), (size_t)(to - from));

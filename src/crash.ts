@@ -67,10 +67,12 @@ export function checkCrashable(file: DaxFile): void {
   if (p.kind === 'none') {
     throw udaxError('ERR_UDAX_NO_MEDIA', 'crash images need a persistence domain: open the file with media: \'shadow\':', { path: file.path });
   }
-  const shrank = native.fileStat(file.fileId).size < file.size ? file.path
-    : p.media && p.media.currentSize() < file.size ? p.media.path : undefined;
+  file.refresh();
+  const size = file.size;
+  const shrank = native.fileStat(file.fileId).size < size ? file.path
+    : p.media && p.media.currentSize() < Math.max(size, p.durableSize) ? p.media.path : undefined;
   if (shrank !== undefined) {
-    throw udaxError('ERR_UDAX_FILE_SHRANK', `the file or its media was truncated underneath udax (below ${file.size} bytes):`, { syscall: 'read', path: shrank });
+    throw udaxError('ERR_UDAX_FILE_SHRANK', `the file or its media was truncated underneath udax (below ${size} bytes):`, { syscall: 'read', path: shrank });
   }
 }
 
@@ -83,8 +85,10 @@ export interface DifferingUnits {
 
 /** The units of DIRTY entries whose live bytes differ from the media,
  * reading only those entries (a cost in dirty entries, not file size).
- * Caller has run checkCrashable and harvested; 'pmem' files have none (what
- * is still in the CPU cache cannot be seen). */
+ * Sizes are metadata: a crash leaves the size of the last fsync, so units
+ * count only below both the live and the durable size. Caller has run
+ * checkCrashable and harvested; 'pmem' files have none (what is still in the
+ * CPU cache cannot be seen). */
 export function differingUnits(file: DaxFile): DifferingUnits {
   const out: DifferingUnits = { units: [], live: [], media: [] };
   const p = file.persistence;
@@ -93,10 +97,12 @@ export function differingUnits(file: DaxFile): DifferingUnits {
   const { table, entrySize } = file;
   const live = new Uint8Array(entrySize);
   const media = new Uint8Array(entrySize);
-  table.forEachMaybeDirty(0, table.count - 1, (i) => {
+  const limit = Math.min(file.size, p.durableSize);
+  if (limit === 0) return out;
+  table.forEachMaybeDirty(0, Math.ceil(limit / entrySize) - 1, (i) => {
     if (!table.isDirty(i)) return;
     const start = i * entrySize;
-    const length = Math.min(file.size, start + entrySize) - start;
+    const length = Math.min(limit, start + entrySize) - start;
     const l = live.subarray(0, length);
     const m = media.subarray(0, length);
     try {
@@ -133,12 +139,19 @@ function snapshot(file: DaxFile): Snapshot {
   const p = file.persistence;
   file.harvest();  // async: what the kernel recorded as written is DIRTY too
   const checkPath = imagePathCheck([file.identity, ...(p.media ? [p.media.identity] : [])]);
+  // Sizes are metadata: the image has the size of the last fsync, with the
+  // media's bytes up to it (a grow since: the old bytes only; a shrink: the
+  // old length with the old bytes).
+  const durable = p.durableSize;
   // On a real DAX mount the file is the media: no second copy exists, and
   // what is still in the CPU cache cannot be seen. The image is the file.
   if (p.kind === 'pmem') {
-    return { base: readWhole(file.size, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path), units: [], data: [], checkPath };
+    const base = new Uint8Array(durable);
+    const shown = Math.min(file.size, durable);
+    if (shown > 0) base.set(readWhole(shown, (into) => native.regionRead(file.fallbackRegion, 0, into), file.path));
+    return { base, units: [], data: [], checkPath };
   }
-  const base = readWhole(file.size, (into) => p.media!.read(0, into), p.media!.path);
+  const base = readWhole(durable, (into) => p.media!.read(0, into), p.media!.path);
   const { units, live } = differingUnits(file);
   return { base, units, data: live, checkPath };
 }

@@ -3,7 +3,7 @@
 // memory: an uncontended lock is one CAS here; a contended one waits in
 // native code, which also takes over locks whose owner thread has died.
 import { udaxError } from './errors.js';
-import { native, type TableView } from './native.js';
+import { native, type TableCoverage, type TableView } from './native.js';
 
 const C = native.constants;
 export const LOCKED = C.LOCKED;
@@ -48,15 +48,22 @@ export function assertNoEntryLocksHeld(syscall: string, path: string): void {
 }
 
 /** The entry table of one file (the kernel's per-address_space XArray),
- * as this thread sees it. */
+ * as this thread sees it. The views span the table's whole reservation
+ * (native/udax.h), so they stay valid as the file grows and shrinks in any
+ * thread: the live size is a shared word, read where it is needed. */
 export class EntryTable {
   readonly id: number;
-  readonly count: number;
+  /** Entries reserved: the most the file can grow to, in entries. */
+  readonly capacity: number;
   readonly shift: number;
-  readonly words: Int32Array;
+  /** Entry words [0, covered): at least the file's entries as of the last
+   * read of size or count (views grow with the file, never shrink). */
+  words!: Int32Array;
+  /** The file's sizes (entry.h UDAX_SIZE_*). */
+  readonly sizes: BigInt64Array;
   /** DIRTY entries per group of 64 (see entry.h), and per 32 groups. */
-  readonly groupDirty: Int32Array;
-  readonly blockDirty: Int32Array;
+  groupDirty!: Int32Array;
+  blockDirty!: Int32Array;
   readonly stats: BigInt64Array;
   /** The persistence model's shared bytes (src/persist.ts). */
   readonly persist: ArrayBuffer;
@@ -65,22 +72,60 @@ export class EntryTable {
   readonly trackerWords: Int32Array;
   readonly path: string;
   readonly #view: TableView;
+  /** Every coverage this thread made: released together (close). */
+  readonly #coverages: TableCoverage[] = [];
+  #covered = 0;
   #released = false;
 
   constructor(view: TableView) {
     this.#view = view;
     this.id = view.id;
-    this.count = view.entries;
+    this.capacity = view.capacity;
     this.shift = view.entryShift;
     this.path = view.path;
-    this.words = new Int32Array(view.buffer, 0, view.entries);
-    const groups = view.summaryGroups;
-    this.groupDirty = new Int32Array(view.buffer, view.summaryOffset, groups);
-    this.blockDirty = new Int32Array(view.buffer, view.summaryOffset + groups * 4, Math.ceil(groups / 2 ** SUMMARY2_SHIFT));
+    this.sizes = new BigInt64Array(view.buffer, view.sizesOffset, C.SIZE_WORDS);
+    this.#adopt(view.coverage);
     this.stats = new BigInt64Array(view.buffer, view.statsOffset, STAT_NAMES.length);
     this.persist = view.buffer;
     this.persistOffset = view.persistOffset;
     this.trackerWords = new Int32Array(view.buffer, view.trackerOffset, C.TRACKER_WORDS);
+  }
+
+  /** The file's size in bytes now (every open, every thread). Its entries
+   * are covered by this thread's views once this returns. */
+  get size(): number {
+    const size = Number(Atomics.load(this.sizes, C.SIZE_LIVE));
+    if (size > this.#covered * 2 ** this.shift) this.#cover(Math.ceil(size / 2 ** this.shift));
+    return size;
+  }
+
+  /** Views over at least n entries (doubling, so a file growing a page at a
+   * time makes few). The table does not move: earlier views stay valid. */
+  #cover(n: number): void {
+    this.#adopt(native.inodeCoverage(this.id, Math.min(this.capacity, Math.max(n, 2 * this.#covered))));
+  }
+
+  #adopt(c: TableCoverage): void {
+    this.#coverages.push(c);
+    this.words = new Int32Array(c.entries);
+    this.groupDirty = new Int32Array(c.groups);
+    this.blockDirty = new Int32Array(c.blocks);
+    this.#covered = c.cover;
+  }
+
+  /** The file's entries now. */
+  get count(): number {
+    return Math.ceil(this.size / 2 ** this.shift);
+  }
+
+  /** The size a crash would leave: the live size as of the last fsync. */
+  get durableSize(): number {
+    return Number(Atomics.load(this.sizes, C.SIZE_DURABLE));
+  }
+
+  /** Size changes so far: a DaxFile refreshes its mappings when this moves. */
+  get resizes(): number {
+    return Number(Atomics.load(this.sizes, C.SIZE_RESIZES));
   }
 
   /** Drop this thread's view now (close), not at garbage collection: the
@@ -89,6 +134,7 @@ export class EntryTable {
     if (this.#released) return;
     this.#released = true;
     native.releaseBuffer(this.#view.buffer, this.#view.hold);
+    for (const c of this.#coverages.splice(0)) for (const h of c.holds) native.releaseBuffer(h.buffer, h.hold);
   }
 
   /** Take entry i's lock, sleeping while another thread holds it. Callers
@@ -163,6 +209,7 @@ export class EntryTable {
    * block is clean). An entry whose store completed before this call is
    * counted already: the count rises before its page becomes writable. */
   forEachMaybeDirty(first: number, last: number, fn: (i: number) => void): void {
+    if (last < first) return;
     const lastGroup = last >>> SUMMARY_SHIFT;
     for (let group = first >>> SUMMARY_SHIFT; group <= lastGroup; ) {
       if (Atomics.load(this.blockDirty, group >>> SUMMARY2_SHIFT) === 0) {

@@ -51,6 +51,7 @@ export interface DaxFileHandle {
   readonly path: string;
   readonly file: number;
   readonly inode: number;
+  /** The size when handle() ran (the attached file's size is live). */
   readonly size: number;
   readonly entrySize: number;
   readonly readOnly: boolean;
@@ -79,8 +80,6 @@ interface Parts {
 
 export class DaxFile {
   readonly path: string;
-  /** Bytes; a multiple of 4096. */
-  readonly size: number;
   /** Bytes each entry covers: 4096 or 2 MiB. */
   readonly entrySize: number;
   readonly readOnly: boolean;
@@ -97,11 +96,13 @@ export class DaxFile {
   /** @internal */ readonly identity: FileIdentity;
   /** @internal */ readonly table: EntryTable;
   /** @internal The native open-file id. */ readonly fileId: number;
-  /** @internal A read-only mapping of the whole file: writeback flushes
-   * through it the entries no tracked mapping holds (dirtied through one
-   * since unmapped), and the media copies from it. */
-  readonly fallbackRegion: number;
   readonly #owner: boolean;
+  /** A read-only mapping of the whole file (in whole entries), mapped again
+   * when the file grows past it (see refresh). */
+  #fallback: number;
+  #fallbackLength: number;
+  /** The table's resize count #refresh last acted on. */
+  #resizesSeen: number;
   readonly #mappings = new Set<Mapping>();
   readonly #persistence: Persistence;
   readonly #cursor: ErrCursor;
@@ -112,7 +113,6 @@ export class DaxFile {
     this.path = parts.path;
     this.fileId = parts.file;
     this.table = parts.table;
-    this.size = parts.stat.size;
     this.entrySize = 2 ** parts.table.shift;
     this.readOnly = parts.readOnly;
     this.isPmem = parts.isPmem;
@@ -122,14 +122,66 @@ export class DaxFile {
     this.faultTracker = parts.tracker;
     this.tracker = parts.tracker.name;
     this.scanPolicy = this.tracker === 'async' ? scanPolicyOfTable(parts.table) : undefined;
-    this.fallbackRegion = native.mapRegion(this.fileId, this.table.id, 0, this.size, true, false, false, false, false, false);
+    this.#resizesSeen = this.table.resizes;
+    this.#fallbackLength = this.#wholeEntries(this.size);
+    this.#fallback = native.mapRegion(this.fileId, this.table.id, 0, this.#fallbackLength, true, false, false, false, false, false);
     try {
       this.#persistence = new Persistence(this, persist);
     } catch (e) {
-      native.unmapRegion(this.fallbackRegion);
+      native.unmapRegion(this.#fallback);
       throw e;
     }
     this.#cursor = this.#persistence.cursor();
+  }
+
+  /** Bytes; a multiple of 4096. The live size, shared by every open of the
+   * file in every thread: resize() here or anywhere changes it. */
+  get size(): number {
+    return this.table.size;
+  }
+
+  /** The size a crash now would leave: the size at the last sync() of the
+   * whole file (fsync). Sizes are metadata; see resize(). */
+  get durableSize(): number {
+    return this.table.durableSize;
+  }
+
+  /** @internal A read-only mapping of the whole file: writeback flushes
+   * through it the entries no tracked mapping holds (dirtied through one
+   * since unmapped), and the media copies from it. */
+  get fallbackRegion(): number {
+    return this.#fallback;
+  }
+
+  #wholeEntries(bytes: number): number {
+    return Math.max(this.entrySize, Math.ceil(bytes / this.entrySize) * this.entrySize);
+  }
+
+  /** @internal Catch up with a resize made by any thread: map the fallback
+   * again when the file grew past it, with room to grow (a shrink keeps it:
+   * pages past EOF are only read under a SIGBUS guard). Entry points that use the fallback or
+   * the media call this; the store path never does. Caller holds no entry
+   * lock of this file (unmapping waits for nothing, but stays simple). */
+  refresh(): void {
+    const resizes = this.table.resizes;
+    if (resizes === this.#resizesSeen) return;
+    const size = this.#wholeEntries(this.size);
+    if (size > this.#fallbackLength) {
+      // Doubling (mapping past EOF is allowed) keeps a file that grows a page
+      // at a time from remapping at every grow.
+      const wanted = Math.max(size, Math.min(2 * this.#fallbackLength, this.table.capacity * this.entrySize));
+      let region: number;
+      try {
+        region = native.mapRegion(this.fileId, this.table.id, 0, wanted, true, false, false, false, false, false);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'EINVAL') return;  // shrunk meanwhile: the next call catches up
+        throw e;
+      }
+      native.unmapRegion(this.#fallback);
+      this.#fallback = region;
+      this.#fallbackLength = wanted;
+    }
+    this.#resizesSeen = resizes;
   }
 
   /** The cache-flush instruction writeback uses in this process. */
@@ -216,7 +268,10 @@ export class DaxFile {
    * dirty when the call starts: write-protect it in every shared mapping (of
    * every thread), flush its cache lines, fence, clear DIRTY. Throws a
    * DaxError (e.g. EIO) once for each writeback error since this DaxFile
-   * last reported one (it is an open file: see openHandle()). */
+   * last reported one (it is an open file: see openHandle()).
+   * `sync()` of the whole file (no arguments) is fsync: it also makes the
+   * file's size durable (after its data). A range sync is msync /
+   * sync_file_range: data only, the size stays as durable as it was. */
   sync(offset?: number, length?: number): SyncResult {
     return this.syncReporting(this.#cursor, offset, length);
   }
@@ -225,9 +280,12 @@ export class DaxFile {
    * own, or a DaxHandle's). */
   syncReporting(cursor: ErrCursor, offset?: number, length?: number): SyncResult {
     this.assertOpen('fsync');
-    const r = check.range('sync', offset, length, this.size);
-    const result = this.#writeback(r.offset, r.length);
+    const whole = offset === undefined && length === undefined;
+    const size = this.size;
+    const r = whole ? { offset: 0, length: size } : check.range('sync', offset, length, size);
+    const result = r.length > 0 ? this.#writeback(r.offset, r.length) : { entries: 0, bytes: 0 };
     this.#persistence.report(cursor);
+    if (whole && !this.readOnly) this.#persistence.syncSize();
     return result;
   }
 
@@ -236,6 +294,7 @@ export class DaxFile {
   #writeback(offset: number, length: number): SyncResult {
     if (this.readOnly) return { entries: 0, bytes: 0 };
     this.faultTracker.check(this.path);
+    this.refresh();
     const { first, last } = this.table.entryRange(offset, length);
     this.harvest(first, last);  // the range only: the rest keeps its written bits
     return writeback(this.table, first, last, this.fallbackRegion, this.#persistence.beginWriteback());
@@ -244,7 +303,8 @@ export class DaxFile {
   /** @internal Write the whole file back, reporting nothing (udax's own
    * writebacks: near the VMA budget, before a retry). */
   writebackAll(): void {
-    this.#writeback(0, this.size);
+    const size = this.size;
+    if (size > 0) this.#writeback(0, size);
   }
 
   /** @internal Writes the file back early when the tracker asks (udax's
@@ -263,24 +323,47 @@ export class DaxFile {
    * — with no mapping, no fault and no dirty entry. Stores made through
    * mappings to the same entries stay dirty (their other bytes are still in
    * the cache). Holds the entry locks of the range, as writeback does.
-   * Returns the bytes written. The file does not grow: a write past its end
-   * is a RangeError. */
+   * Returns the bytes written. A write past the end grows the file first, as
+   * pwrite does — to the next multiple of 4096 (udax files are whole pages)
+   * — and the new size is durable at the next sync() of the whole file
+   * (fsync), like any size change. */
   write(data: ArrayBufferView, position: number): number {
     this.assertOpen('pwrite');
     const bytes = byteView('write: data', data);
     check.integer('position', position, 0);
     if (this.readOnly) throw errnoError('EBADF', 'pwrite', this.path, 'file was opened readOnly');
     if (bytes.length === 0) return 0;
-    if (position + bytes.length > this.size) {
-      throw rangeError(`write [${position}, ${position + bytes.length}) is past the end of the file (${this.size} bytes): files do not grow yet`);
-    }
+    const end = position + bytes.length;
+    check.integer('write end', end, 1);
     const { first, last } = this.table.entryRange(position, bytes.length);
-    return this.table.withLocked(first, last, () => {
-      const n = native.filePwrite(this.fileId, bytes, position);
-      native.regionFlush(this.fallbackRegion, position, n);
-      this.#persistence.written(position, position + n);
-      return n;
-    });
+    for (;;) {
+      const size = this.size;
+      let grownFrom: number | undefined;
+      if (end > size) {
+        assertNoEntryLocksHeld('pwrite', this.path);
+        this.#resizeTo(Math.ceil(end / PAGE_SIZE) * PAGE_SIZE);
+        grownFrom = size;
+      }
+      this.refresh();
+      try {
+        const n = this.table.withLocked(first, last, () => {
+          // Under the locks no shrink can cut [position, end) (it would need
+          // them); one that came first sends us round again.
+          if (end > this.size) return -1;
+          const n = native.filePwrite(this.fileId, bytes, position);
+          native.regionFlush(this.fallbackRegion, position, n);
+          this.#persistence.written(position, position + n);
+          return n;
+        });
+        if (n >= 0) return n;
+      } catch (e) {
+        // The write failed: a grow it made is undone (nothing changed).
+        if (grownFrom !== undefined) {
+          try { this.#resizeTo(grownFrom); } catch { /* the write's error matters more */ }
+        }
+        throw e;
+      }
+    }
   }
 
   /** Read bytes of the file at position into data (what any reader of the
@@ -290,8 +373,64 @@ export class DaxFile {
     this.assertOpen('pread');
     const bytes = byteView('read: data', data);
     check.integer('position', position, 0);
-    if (bytes.length === 0 || position >= this.size) return 0;
-    return native.filePread(this.fileId, bytes.subarray(0, Math.min(bytes.length, this.size - position)), position);
+    const size = this.size;
+    if (bytes.length === 0 || position >= size) return 0;
+    return native.filePread(this.fileId, bytes.subarray(0, Math.min(bytes.length, size - position)), position);
+  }
+
+  /** Grow or shrink the file to newSize bytes (a multiple of 4096; 0 is
+   * allowed), as ftruncate does on a DAX file system, for every open of the
+   * file in every thread:
+   * - shrink: entries past the new end are dropped, dirty or not (their data
+   *   is gone, never written back); mappings keep their length, and pages
+   *   wholly past the end are not backed: touching one is SIGBUS, as on a
+   *   real DAX file (udax's own calls give typed errors or skip them);
+   * - grow: new pages read as zeros, their entries start clean; mappings
+   *   reaching past the old end see the new pages (valid again, zero-filled).
+   * The size is metadata: durable at the next sync() of the whole file
+   * (fsync; a range sync does not make it durable). Until then a crash image
+   * shows the old durable size (a grow: the old bytes only; a shrink: the old
+   * length with the old bytes). The media file grows with the file and is
+   * cut at that fsync.
+   * Errors change nothing: TypeError/RangeError for a bad size; EBADF when
+   * the file is closed or readOnly; ENOSPC when the growth exceeds the free
+   * space (as open checks); EFBIG past the entry table's reservation (the
+   * larger of the open size and 64 GiB); ERR_UDAX_MAPPED_PAST_END when a
+   * live mapping of the file (any thread) starts past newSize; ERR_UDAX_DEADLOCK
+   * inside withEntriesLocked. */
+  resize(newSize: number): void {
+    this.assertOpen('ftruncate');
+    check.pageAligned('size', check.integer('size', newSize, 0));
+    if (this.readOnly) throw errnoError('EBADF', 'ftruncate', this.path, 'file was opened readOnly');
+    assertNoEntryLocksHeld('ftruncate', this.path);
+    this.#resizeTo(newSize);
+  }
+
+  /** resize with checked arguments. */
+  #resizeTo(newSize: number): void {
+    const old = this.size;
+    if (newSize === old) return;
+    const limit = this.table.capacity * this.entrySize;
+    if (newSize > limit) {
+      throw errnoError('EFBIG', 'ftruncate', this.path,
+        `${newSize} bytes is past what the file's entry table reserves (${limit} bytes: the larger of its open size and ${native.constants.TABLE_RESERVE_BYTES}); close every open of it and reopen with size`);
+    }
+    if (newSize > old) {
+      const st = native.fileStat(this.fileId);
+      if (newSize - st.size > st.freeBytes) {
+        throw errnoError('ENOSPC', 'ftruncate', this.path,
+          `${newSize - st.size} more bytes do not fit: the file system has ${st.freeBytes} free (a store past that would die of SIGBUS)`);
+      }
+    }
+    const media = this.#persistence.media;
+    try {
+      native.inodeResize(this.fileId, this.table.id, newSize, media?.fileId ?? -1, media?.tableId ?? -1);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EBUSY') throw e;
+      throw udaxError('ERR_UDAX_MAPPED_PAST_END',
+        `a live mapping of the file starts past ${newSize} bytes (unmap it first; nothing was resized):`, { syscall: 'ftruncate', path: this.path });
+    }
+    this.refresh();
   }
 
   /** Run fn while holding the entry locks of [offset, offset+length), as a
@@ -312,7 +451,7 @@ export class DaxFile {
    * yet in the table (async: a harvest; sigsegv: nothing to do). Whatever
    * reports dirt runs it first. */
   harvest(first = 0, last = this.table.count - 1): void {
-    if (!this.readOnly) this.faultTracker.harvest(this.table, first, last);
+    if (!this.readOnly && first <= last) this.faultTracker.harvest(this.table, first, last);
   }
 
   /** The dirty parts of the file, as merged [offset, length) ranges. */
@@ -321,10 +460,11 @@ export class DaxFile {
     this.harvest();
     const ranges: { offset: number; length: number }[] = [];
     const size = this.entrySize;
-    this.table.forEachMaybeDirty(0, this.table.count - 1, (i) => {
+    const fileSize = this.size;
+    this.table.forEachMaybeDirty(0, Math.ceil(fileSize / size) - 1, (i) => {
       if (!this.table.isDirty(i)) return;
       const offset = i * size;
-      const length = Math.min(size, this.size - offset);
+      const length = Math.min(size, fileSize - offset);
       const lastRange = ranges[ranges.length - 1];
       if (lastRange && lastRange.offset + lastRange.length === offset) lastRange.length += length;
       else ranges.push({ offset, length });
@@ -388,7 +528,7 @@ export class DaxFile {
     for (const m of [...this.#mappings]) m.unmap();
     this.#closed = true;
     this.#persistence.close();
-    native.unmapRegion(this.fallbackRegion);
+    native.unmapRegion(this.#fallback);
     this.table.release();
     if (this.#owner) native.fileClose(this.fileId);
   }
@@ -510,13 +650,15 @@ export function attach(handle: DaxFileHandle): DaxFile {
   if (!h || typeof h !== 'object') throw typeError('attach: expected the result of file.handle()');
   checkPath('handle path', h.path);
   for (const key of ['file', 'inode'] as const) check.integer(`file handle ${key}`, h[key], 0, 0x7fffffff);
-  for (const key of ['size', 'entrySize'] as const) check.integer(`file handle ${key}`, h[key], 1);
+  check.integer('file handle size', h.size, 0);  // the size when handle() ran: the file's own is live
+  check.integer('file handle entrySize', h.entrySize, 1);
   if (typeof h.readOnly !== 'boolean' || typeof h.isPmem !== 'boolean') throw typeError('attach: expected the result of file.handle()');
   flushChoice();
   if (!native.fileIsOpen(h.file!)) throw errnoError('EBADF', 'open', h.path, 'the file was closed by the thread that opened it');
+  if (native.fileInode(h.file!) !== h.inode) throw errnoError('EBADF', 'open', h.path, 'the handle does not match the open file');
   const table = new EntryTable(native.inodeView(h.inode!));
   try {
-    if (2 ** table.shift !== h.entrySize || table.count !== Math.ceil(h.size! / h.entrySize!)) {
+    if (2 ** table.shift !== h.entrySize) {
       throw errnoError('EBADF', 'open', h.path, 'the handle does not match the open file');
     }
     const stat = native.fileStat(h.file!);

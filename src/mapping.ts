@@ -120,7 +120,12 @@ export class Mapping {
     const tracker = this.file.faultTracker;
     tracker.check(this.file.path);
     const table = this.file.table;
-    const { first, last } = table.entryRange(this.offset + r.offset, r.length);
+    // Only the part inside the file (a mapping reaching past a shrunk end):
+    // a system call into the rest fails with EFAULT, as without udax.
+    const from = this.offset + r.offset;
+    const to = Math.min(from + r.length, this.file.size);
+    if (to <= from) return;
+    const { first, last } = table.entryRange(from, to - from);
     if (!tracker.faultHook) {
       table.withLocked(first, last, () => {
         for (let i = first; i <= last; i++) table.setDirty(i);

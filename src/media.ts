@@ -14,6 +14,7 @@ import { constants as fsConstants } from 'node:fs';
 import { EntryTable } from './entry.js';
 import { errnoError, rangeError, typeError, udaxError } from './errors.js';
 import { native } from './native.js';
+import { PAGE_SIZE } from './constants.js';
 
 export type Granularity = 'cache-line' | 'page' | 'byte8';
 
@@ -53,46 +54,72 @@ export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
 
 /** The media file, mapped shared and writable (untracked: stores to it never
  * fault). Writeback copies into it through native code, under a SIGBUS
- * guard, so a media file truncated underneath is an error, not a crash. */
+ * guard, so a media file truncated underneath is an error, not a crash.
+ * Its length follows the data file's (native/resize.cc): a grow grows it at
+ * once, a shrink cuts it only at fsync (until then it holds the old bytes a
+ * crash could still show). Each thread maps it as long as it knows it. */
 export class MediaShadow {
   readonly path: string;
-  readonly size: number;
   readonly identity: FileIdentity;
-  readonly #file: number;
+  /** @internal The media file's native open-file id. */
+  readonly fileId: number;
   readonly #table: EntryTable;
-  readonly #region: number;
+  #region: number;
+  #regionLength: number;
   #closed = false;
 
-  /** Open (creating it, sized like the data file) and map the media file.
-   * Refuses a path that names the data file itself. */
-  constructor(path: string, size: number, data: FileIdentity) {
-    if (size > MAX_MEDIA_SIZE) throw errnoError('EOPNOTSUPP', 'open', path, `media: 'shadow' supports files up to ${MAX_MEDIA_SIZE} bytes`);
+  /** Open (creating it) and map the media file: sized like the data file
+   * when size is given (the first open sets the model up), else as it is
+   * (an open joining the model). Refuses a path that names the data file. */
+  constructor(path: string, size: number | undefined, data: FileIdentity) {
+    if (size !== undefined && size > MAX_MEDIA_SIZE) throw errnoError('EOPNOTSUPP', 'open', path, `media: 'shadow' supports files up to ${MAX_MEDIA_SIZE} bytes`);
     this.path = path;
-    this.size = size;
     const st = native.fileOpen(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
-    this.#file = st.id;
+    this.fileId = st.id;
     try {
       if (!st.isFile) throw errnoError('EINVAL', 'open', path, 'media is not a regular file');
       if (sameFile(st, data)) throw udaxError('ERR_UDAX_SAME_FILE', 'mediaPath names the data file:', { syscall: 'open', path });
       this.identity = { dev: st.dev, ino: st.ino };
-      if (st.size !== size) native.fileTruncate(this.#file, size);
-      const view = native.inodeBind(this.#file, size, 12, st.dev, st.ino);
+      const length = size ?? st.size;
+      if (st.size !== length) native.fileTruncate(this.fileId, length);
+      const view = native.inodeBind(this.fileId, length, 12, st.dev, st.ino);
       if ('conflict' in view) throw udaxError('ERR_UDAX_ALREADY_OPEN', 'the media file is open in this process as another file:', { syscall: 'open', path });
       this.#table = new EntryTable(view);
       try {
-        this.#region = native.mapRegion(this.#file, this.#table.id, 0, size, true, true, false, false, false, false);
+        this.#regionLength = Math.max(this.#table.size, PAGE_SIZE);  // a media cut to 0 still maps
+        this.#region = native.mapRegion(this.fileId, this.#table.id, 0, this.#regionLength, true, true, false, false, false, false);
       } catch (e) {
         this.#table.release();
         throw e;
       }
     } catch (e) {
-      native.fileClose(this.#file);
+      native.fileClose(this.fileId);
       throw e;
     }
   }
 
-  /** The native region of the media mapping (writeback copies into it). */
+  /** Bytes of the media file as udax sized it (>= the data file's live and
+   * durable sizes). */
+  get size(): number {
+    return this.#table.size;
+  }
+
+  /** @internal The media file's entry table id (its size words). */
+  get tableId(): number {
+    return this.#table.id;
+  }
+
+  /** The native region of the media mapping (writeback copies into it),
+   * mapped again when another thread grew the media past it. */
   get region(): number {
+    const size = this.#table.size;
+    if (size > this.#regionLength) {
+      const length = Math.max(size, Math.min(2 * this.#regionLength, this.#table.capacity * PAGE_SIZE));  // room to grow
+      const region = native.mapRegion(this.fileId, this.#table.id, 0, length, true, true, false, false, false, false);
+      native.unmapRegion(this.#region);
+      this.#region = region;
+      this.#regionLength = length;
+    }
     return this.#region;
   }
 
@@ -100,17 +127,17 @@ export class MediaShadow {
    * media. Caller holds the entry locks of that range, and those entries are
    * write-protected. */
   copyFrom(dataRegion: number, from: number, to: number): void {
-    native.regionCopy(this.#region, dataRegion, from, to - from);
+    native.regionCopy(this.region, dataRegion, from, to - from);
   }
 
   /** Copy the media from offset into target. */
   read(offset: number, target: Uint8Array): void {
-    native.regionRead(this.#region, offset, target);
+    native.regionRead(this.region, offset, target);
   }
 
   /** The media file's size on disk now (shrunk underneath if < size). */
   currentSize(): number {
-    return native.fileStat(this.#file).size;
+    return native.fileStat(this.fileId).size;
   }
 
   close(): void {
@@ -118,6 +145,6 @@ export class MediaShadow {
     this.#closed = true;
     native.unmapRegion(this.#region);
     this.#table.release();
-    native.fileClose(this.#file);
+    native.fileClose(this.fileId);
   }
 }

@@ -11,16 +11,30 @@ export interface TableView {
   created: boolean;
   buffer: ArrayBuffer;
   hold: object;
+  /** The live size when the view was made (the sizes words hold it now). */
   size: number;
-  entries: number;
+  /** Entries reserved: the table grows in place up to this many. */
+  capacity: number;
   entryShift: number;
-  summaryOffset: number;
-  summaryGroups: number;
+  /** The entries the file has now, and their summary. */
+  coverage: TableCoverage;
   statsOffset: number;
   persistOffset: number;
   /** Where the tracker's words are (entry.h UDAX_TRACKER_*). */
   trackerOffset: number;
+  /** Where the sizes are (entry.h UDAX_SIZE_*: int64 words). */
+  sizesOffset: number;
   path: string;
+}
+
+/** External buffers over entries [0, cover) of a table and their dirty
+ * summary (native/inode.cc coverage_view). */
+export interface TableCoverage {
+  cover: number;
+  entries: ArrayBuffer;
+  groups: ArrayBuffer;
+  blocks: ArrayBuffer;
+  holds: HeldBuffer[];
 }
 
 /** The inode is open already, tracking a different size or entry size. */
@@ -60,7 +74,12 @@ export interface NativeConstants {
   TRACKER_SCAN: number;
   SCAN_ARMED: number;
   SCAN_POPULATED: number;
+  SIZE_LIVE: number;
+  SIZE_DURABLE: number;
+  SIZE_RESIZES: number;
+  SIZE_WORDS: number;
   MAX_ENTRIES: number;
+  TABLE_RESERVE_BYTES: number;
   PAGE_SIZE: number;
   /** The statistics in entry-table order (native/entry.h UDAX_STATS). */
   STATS: readonly string[];
@@ -76,6 +95,7 @@ export interface NativeAddon {
   fileAllocate(file: number, offset: number, length: number): void;
   fileClose(file: number): void;
   fileIsOpen(file: number): boolean;
+  fileInode(file: number): number;
   fileProbeMapSync(file: number): boolean;
   fileDescriptor(file: number): number;
   filePwrite(file: number, bytes: Uint8Array, position: number): number;
@@ -83,7 +103,11 @@ export interface NativeAddon {
   // native/inode.cc
   inodeBind(file: number, size: number, entryShift: number, dev: number, ino: number): TableView | TableConflict;
   inodeView(inode: number): TableView;
+  inodeCoverage(inode: number, cover: number): TableCoverage;
   releaseBuffer(buffer: ArrayBuffer, hold: object): void;
+  // native/resize.cc
+  inodeResize(file: number, inode: number, size: number, mediaFile: number, mediaInode: number): void;
+  inodeSyncSize(inode: number, mediaFile: number, mediaInode: number): number;
   // native/region.cc
   mapRegion(file: number, inode: number, fileOffset: number, length: number, shared: boolean,
     writable: boolean, tracked: boolean, mapSync: boolean, async: boolean, sigbus: boolean): number;

@@ -207,7 +207,18 @@ export class Persistence {
     this.unitSize = model.unitSize;
     this.timing = model.timing;
     this.#mediaPath = model.kind === 'pmem' ? file.path : model.mediaPath;
-    if (!configure && model.kind === 'shadow') this.media = new MediaShadow(model.mediaPath!, file.size, file.identity);
+    if (!configure && model.kind === 'shadow') this.media = new MediaShadow(model.mediaPath!, undefined, file.identity);
+  }
+
+  /** The size a crash would leave (sizes are metadata: durable at fsync). */
+  get durableSize(): number {
+    return this.#file.table.durableSize;
+  }
+
+  /** fsync's size step, after its writeback: the live size becomes durable
+   * and a longer media file is cut to it (native/resize.cc). */
+  syncSize(): void {
+    native.inodeSyncSize(this.#file.table.id, this.media?.fileId ?? -1, this.media?.tableId ?? -1);
   }
 
   /** A new errseq cursor over this file (an open handle's, sampled now). */
@@ -253,7 +264,8 @@ export class Persistence {
     const media = this.media;
     const timing = this.timing;
     if (!media && !timing && !inject) return undefined;
-    const { entrySize, size, fallbackRegion } = this.#file;
+    const file = this.#file;
+    const { entrySize, fallbackRegion } = file;
     const copy = (from: number, to: number) => {
       if (!media || from >= to) return;
       const t0 = process.hrtime.bigint();
@@ -263,6 +275,7 @@ export class Persistence {
     return {
       flushed: (first, last, bytes) => {
         if (timing && timing.lineNs > 0) this.addStat('DELAY_NS', spin(Math.ceil(bytes / 64) * timing.lineNs));
+        const size = file.size;  // stable for these entries: their locks are held
         const end = Math.min(size, (last + 1) * entrySize);
         if (!inject) {
           copy(first * entrySize, end);

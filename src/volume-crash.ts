@@ -99,11 +99,10 @@ interface FileSnapshot {
   fd: number | undefined;
 }
 
-/** A file's size in a crash state. Today sizes are fixed at create, so the
- * durable size is the size; once file.resize keeps a durable size in the
- * file's persistence model, this is the one place that reads it. */
+/** A file's size in a crash state: the size its last fsync made durable
+ * (sizes are metadata, kept by the file's entry table; src/file.ts resize). */
 function durableSize(dax: DaxFile): number {
-  return dax.size;
+  return dax.durableSize;
 }
 
 /** Lock every entry of every open file (ascending table id: one order for

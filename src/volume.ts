@@ -456,6 +456,12 @@ export class VolumeFile {
     return this.#dax('pread').read(data, position);
   }
 
+  /** ftruncate(2): grow or shrink (file.resize); the new size is durable at
+   * the file's fsync, as a write past the end's is. */
+  resize(newSize: number): void {
+    this.#dax('ftruncate').resize(newSize);
+  }
+
   /** Close this handle. The file stays open in the volume (its mappings
    * too) until the volume closes or the file is gone. */
   close(): void {

@@ -67,7 +67,12 @@ describe('handles: stale or forged, refused and never resolved elsewhere', () =>
     expect(() => attach({ ...fh, inode: -3 })).toThrow(RangeError);
     expect(() => attach({ ...fh, file: fh.file + 1 })).toThrow(dax('EBADF'));
     expect(() => attach({ ...fh, inode: fh.inode + 1 })).toThrow(dax('EBADF'));
-    expect(() => attach({ ...fh, size: fh.size * 2 })).toThrow(dax('EBADF'));
+    const other = open(scratchPath('other'), { create: true, size: PAGE });
+    expect(() => attach({ ...fh, inode: other.handle().inode })).toThrow(dax('EBADF'));  // another file's table
+    other.close();
+    const stale = attach({ ...fh, size: fh.size * 2 });  // a size is not an identity: files resize
+    expect(stale.size).toBe(f.size);
+    stale.close();
     f.close();
     expect(() => attach(fh)).toThrow(dax('EBADF', 'open'));
   });

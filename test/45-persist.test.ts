@@ -2,7 +2,7 @@
 // errors, injected failures, timing, and a write-ahead log checked over every
 // enumerated crash state. Uses the compiled package, like the child processes.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import * as udax from 'udax';
@@ -417,9 +417,11 @@ describe('the DAX write path: file.write and file.read', () => {
     f.close();
   });
 
-  test('bad writes: past the end, bad data, a read-only file; nothing changes', () => {
+  test('bad writes: past what the file can grow to, bad data, a read-only file; nothing changes', () => {
     const f = shadowFile();
-    expect(() => f.write(Buffer.alloc(10), f.size - 5)).toThrow(RangeError);
+    const size = f.size;
+    expect(() => f.write(Buffer.alloc(10), 2 ** 40)).toThrow(expect.objectContaining({ code: 'EFBIG', syscall: 'ftruncate' }));
+    expect([f.size, statSync(f.path).size, statSync(`${f.path}.media`).size]).toEqual([size, size, size]);
     expect(() => f.write('text' as unknown as Uint8Array, 0)).toThrow(TypeError);
     expect(() => f.write(Buffer.alloc(1), -1)).toThrow(RangeError);
     expect(read(f.path).every((b) => b === 0)).toBe(true);

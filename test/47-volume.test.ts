@@ -333,6 +333,23 @@ describe('crash states of a volume', () => {
     return { v, a, b, ma, mb };
   }
 
+  test('sizes are metadata: a grow or a write past the end shows in crash states only after the file\'s fsync', () => {
+    const v = newVolume();
+    const f = v.create('log', PAGE);
+    f.sync();
+    v.syncDirectory();
+    f.write(new Uint8Array(PAGE).fill(7), PAGE);  // past the end: the file grows, the data is durable on return
+    expect(f.size).toBe(2 * PAGE);
+    expect(eachState(v, (s) => statSync(join(s.path, 'log')).size)).toEqual([PAGE]);  // the old size, in every state
+    f.sync();
+    expect(eachState(v, (s) => [statSync(join(s.path, 'log')).size, readFileSync(join(s.path, 'log'))[PAGE]])).toEqual([[2 * PAGE, 7]]);
+    f.resize(PAGE);
+    expect(eachState(v, (s) => statSync(join(s.path, 'log')).size)).toEqual([2 * PAGE]);  // the shrink is not durable yet
+    f.sync();
+    expect(eachState(v, (s) => statSync(join(s.path, 'log')).size)).toEqual([PAGE]);
+    v.close();
+  });
+
   test('enumeration: every subset of at most k units, each once, deterministic', () => {
     const { v } = twoFiles(4 * PAGE);
     const states = v.crashStates({ dir: `${v.dir}.states`, k: 2 });

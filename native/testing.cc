@@ -93,6 +93,14 @@ static Napi::Value TestingMadvise(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// Install a seccomp filter on every thread of the process (irreversible).
+static void install_seccomp(Napi::Env env, struct sock_filter *filter, size_t n) {
+  struct sock_fprog prog = {(unsigned short)n, filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw errno_error(env, errno, "prctl");
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+    throw errno_error(env, errno, "seccomp");
+}
+
 // testingRefuseUserfaultfd(): from now on userfaultfd() fails with EPERM in
 // this process, as under Docker's default seccomp profile (a seccomp filter:
 // irreversible; for a child process only).
@@ -103,10 +111,7 @@ static Napi::Value TestingRefuseUserfaultfd(const Napi::CallbackInfo &info) {
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
-  struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw errno_error(info.Env(), errno, "prctl");
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
-    throw errno_error(info.Env(), errno, "seccomp");
+  install_seccomp(info.Env(), filter, sizeof filter / sizeof filter[0]);
   return info.Env().Undefined();
 }
 
@@ -125,10 +130,7 @@ static Napi::Value TestingRefusePagemapScan(const Napi::CallbackInfo &info) {
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
-  struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw errno_error(info.Env(), errno, "prctl");
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
-    throw errno_error(info.Env(), errno, "seccomp");
+  install_seccomp(info.Env(), filter, sizeof filter / sizeof filter[0]);
   return info.Env().Undefined();
 }
 

@@ -5,7 +5,7 @@
 // skip says why.
 import { spawnSync } from 'node:child_process';
 import { defineConfig, mergeConfig } from 'vitest/config';
-import sigsegv from './vitest.sigsegv.config';
+import sigsegv from './vitest.sigsegv.config.ts';
 
 const probe = spawnSync(process.execPath, ['--input-type=module', '-e',
   `import { sigbusTrackerAvailability } from './dist/src/testing.js'; console.log(JSON.stringify(sigbusTrackerAvailability()));`],

@@ -2,7 +2,7 @@
 // without the tests that do not depend on the tracker (the model check,
 // docs, package, bench smoke: the first pass ran them).
 import { defineConfig, mergeConfig } from 'vitest/config';
-import base from './vitest.config';
+import base from './vitest.config.ts';
 
 export default mergeConfig(base, defineConfig({
   test: {

@@ -50,6 +50,16 @@ describe('README', () => {
     lines.forEach((line, i) => expect(line.replace(/\s+/g, ' ')).toBe(promised[i].replace(/\s+/g, ' ')));
   });
 
+  test('the SQLite crash test prints what the README shows', () => {
+    const [, command, shown] = readme.match(/## An integration test: [^\n]*\n[\s\S]*?```sh\n\$ (node examples\/sqlite\/crash-test\.mjs[^\n]*)\n([\s\S]*?)```/)!;
+    const r = spawnSync(process.execPath, command.split(' ').slice(1), { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    // the same states and verdicts (the run is deterministic), but for its time
+    const lines = (text: string) => text.trim().split('\n').map((l) => l.replace(/, [\d.]+ s\)$/, ', … s)'));
+    expect(lines(r.stdout)).toEqual(lines(shown));
+  });
+
   test('the commands the README names exist in --help', () => {
     const r = spawnSync(process.execPath, ['dist/cli/udax.js', '--help'], { cwd: root, encoding: 'utf8' });
     expect(r.status).toBe(0);

@@ -124,7 +124,7 @@ static udax_inode *inode_create(uint64_t size, uint32_t shift, dev_t dev, ino_t 
   uint64_t reserve = UDAX_TABLE_RESERVE_BYTES >> shift;
   uint64_t capacity = n > reserve ? n : reserve;
   if (capacity > UDAX_MAX_ENTRIES) capacity = UDAX_MAX_ENTRIES;
-  if (n == 0 || n > UDAX_MAX_ENTRIES) { *err = EFBIG; return nullptr; }
+  if (n > UDAX_MAX_ENTRIES) { *err = EFBIG; return nullptr; }
   udax_inode *t = new udax_inode();
   t->capacity = (uint32_t)capacity;
   t->high_water = (uint32_t)n;

@@ -573,7 +573,7 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
   if (entrySize !== PAGE_SIZE && entrySize !== PMD_SIZE) {
     throw rangeError(`entrySize must be ${PAGE_SIZE} or ${PMD_SIZE}, got ${String(entrySize)}`);
   }
-  const wanted = o.size === undefined ? undefined : check.pageAligned('size', check.integer('size', o.size, 1));
+  const wanted = o.size === undefined ? undefined : check.pageAligned('size', check.integer('size', o.size, 0));
   const mode = check.integer('mode', o.mode ?? 0o644, 0, 0o7777);
   if (create && readOnly) throw typeError('create and readOnly cannot be combined');
   if (create && wanted === undefined) throw typeError('create needs a size');
@@ -606,7 +606,6 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
     if (!st.isFile) throw errnoError('EINVAL', 'open', path, 'not a regular file');
     const resolved = resolveTracker(wantedTracker.option, path, st.fsType);  // sigbus: only on tmpfs
     const size = Math.max(st.size, wanted ?? 0);
-    if (size === 0) throw errnoError('EINVAL', 'mmap', path, 'file is empty: pass a size');
     if (size % PAGE_SIZE !== 0) throw errnoError('EINVAL', 'mmap', path, `file size ${size} is not a multiple of ${PAGE_SIZE}`);
     if (Math.ceil(size / entrySize) > native.constants.MAX_ENTRIES) {
       throw errnoError('EFBIG', 'open', path, `${size} bytes is more than ${native.constants.MAX_ENTRIES} entries of ${entrySize} bytes`);

@@ -194,7 +194,7 @@ export class Volume {
   create(name: string, size?: number): VolumeFile {
     this.#assertOpen('open', typeof name === 'string' ? name : undefined);
     const n = this.#name('create: name', name, 'open');
-    const bytes = check.pageAligned('size', check.integer('size', size ?? DEFAULT_FILE_SIZE, PAGE_SIZE));
+    const bytes = check.pageAligned('size', check.integer('size', size ?? DEFAULT_FILE_SIZE, 0));
     this.#assertParent(n, 'open');
     if (this.#live.has(n)) throw errnoError('EEXIST', 'open', n, 'the volume has this name already');
     const inc = this.#newIncarnation(n);

@@ -52,10 +52,20 @@ describe('open', () => {
     expect(() => open(path, { create: true, size: 4096 })).toThrow(dax('EINVAL'));
   });
 
-  test('an empty file without size: EINVAL', () => {
+  test('an empty file opens with size 0; mapping it is EINVAL until it grows', () => {
     const path = scratchPath();
     writeFileSync(path, '');
-    expect(() => open(path)).toThrow(dax('EINVAL', 'mmap'));
+    const f = open(path);
+    expect(f.size).toBe(0);
+    expect(() => f.map()).toThrow(dax('EINVAL', 'mmap'));
+    expect(f.sync()).toEqual({ entries: 0, bytes: 0 });
+    f.resize(PAGE);
+    f.map().bytes[0] = 1;
+    expect(f.sync()).toEqual({ entries: 1, bytes: PAGE });
+    f.close();
+    const g = open(scratchPath(), { create: true, size: 0 });
+    expect(g.size).toBe(0);
+    g.close();
   });
 
   test('misuse of options', () => {

@@ -333,6 +333,19 @@ describe('crash states of a volume', () => {
     return { v, a, b, ma, mb };
   }
 
+  test('an empty file: create(name, 0) is empty in every crash state until written and fsynced', () => {
+    const v = newVolume();
+    const f = v.create('journal', 0);
+    expect(f.size).toBe(0);
+    f.sync();
+    expect(eachState(v, (s) => statSync(join(s.path, 'journal')).size)).toEqual([0]);
+    f.write(Buffer.from('hdr'), 0);
+    expect(eachState(v, (s) => statSync(join(s.path, 'journal')).size)).toEqual([0]);
+    f.sync();
+    expect(eachState(v, (s) => text(readFileSync(join(s.path, 'journal')), 3))).toEqual(['hdr']);
+    v.close();
+  });
+
   test('sizes are metadata: a grow or a write past the end shows in crash states only after the file\'s fsync', () => {
     const v = newVolume();
     const f = v.create('log', PAGE);

@@ -246,6 +246,16 @@ inline int uffd_create(uint64_t features, const char **call) {
   }
   return fd;
 }
+// A userfaultfd with some features, and /proc/self/pagemap, opened once per
+// process: the first attempt's answer (0, or an errno and the failed call)
+// is every later caller's. uffd and pagemap are set once, before open
+// returns 0, and never change (the sigbus handler reads them).
+struct uffd_once {
+  std::mutex mutex;
+  int uffd = -1, pagemap = -1, err = 0;
+  const char *call = nullptr;
+};
+int uffd_once_open(uffd_once *u, uint64_t features, const char **call);
 // Register [start, start+len) with fd for write-protect faults. 0 or errno.
 inline int uffd_register_wp(int fd, uintptr_t start, size_t len) {
   struct uffdio_register reg = {{start, len}, UFFDIO_REGISTER_MODE_WP, 0};

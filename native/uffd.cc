@@ -47,35 +47,31 @@ struct pm_scan_arg {
 #define PAGEMAP_SCAN _IOWR('f', 0x10, struct pm_scan_arg)
 #endif
 
-static std::mutex g_uffd_mutex;
-static int g_uffd = -1, g_pagemap = -1;
-static int g_uffd_err = 0;
-static const char *g_uffd_call = nullptr;
+static uffd_once g_async;
 
-// Open the process's userfaultfd and /proc/self/pagemap once. Returns 0 or
-// the errno of the call named in *call (the same answer every time).
-static int uffd_open(const char **call) {
-  std::lock_guard<std::mutex> lock(g_uffd_mutex);
-  if (g_uffd >= 0 || g_uffd_err) {
-    *call = g_uffd_call;
-    return g_uffd_err;
-  }
-  int fd = uffd_create(UFFD_FEATURE_WP_ASYNC, &g_uffd_call);
-  if (fd < 0) {
-    g_uffd_err = -fd;
-  } else {
-    int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (pm < 0) {
-      g_uffd_err = errno;
-      g_uffd_call = "open";
+int uffd_once_open(uffd_once *u, uint64_t features, const char **call) {
+  std::lock_guard<std::mutex> lock(u->mutex);
+  if (u->uffd < 0 && !u->err) {
+    int fd = uffd_create(features, &u->call);
+    int pm = fd < 0 ? -1 : open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      u->err = -fd;
+    } else if (pm < 0) {
+      u->err = errno;
+      u->call = "open";
       close(fd);
     } else {
-      g_uffd = fd;
-      g_pagemap = pm;
+      u->pagemap = pm;
+      u->uffd = fd;
     }
   }
-  *call = g_uffd_call;
-  return g_uffd_err;
+  *call = u->call;
+  return u->err;
+}
+
+// The async tracker's userfaultfd (WP_ASYNC) and pagemap.
+static int uffd_open(const char **call) {
+  return uffd_once_open(&g_async, UFFD_FEATURE_WP_ASYNC, call);
 }
 
 int32_t uffd_scan_policy(const udax_inode *t) {
@@ -93,9 +89,9 @@ int uffd_arm(uintptr_t start, size_t len, int32_t scan, const char **call) {
     return errno;
   }
   *call = "ioctl";
-  if ((err = uffd_register_wp(g_uffd, start, len)) != 0) return err;
+  if ((err = uffd_register_wp(g_async.uffd, start, len)) != 0) return err;
   if (scan != UDAX_SCAN_ARMED) return 0;
-  return uffd_set_wp(g_uffd, start, len, true);
+  return uffd_set_wp(g_async.uffd, start, len, true);
 }
 
 // Scan [start, end): call fn(from, to, arg) for each run of written pages,
@@ -115,7 +111,7 @@ static int scan_written(uintptr_t start, uintptr_t end, int32_t scan, void (*fn)
     a.category_mask = PAGE_IS_WRITTEN;
     if (scan == UDAX_SCAN_POPULATED) a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
     a.return_mask = PAGE_IS_WRITTEN;
-    long n = ioctl(g_pagemap, PAGEMAP_SCAN, &a);
+    long n = ioctl(g_async.pagemap, PAGEMAP_SCAN, &a);
     if (n < 0) return errno;
     for (long i = 0; i < n; i++) fn((uintptr_t)vec[i].start, (uintptr_t)vec[i].end, arg);
     if (a.walk_end <= at) return EIO;  // no progress: never loop forever
@@ -322,7 +318,7 @@ static Napi::Value TestingUffdWriteProtect(const Napi::CallbackInfo &info) {
   if (!r->async || offset > r->end - r->start || length > r->end - r->start - offset)
     throw errno_error(info.Env(), EINVAL, "ioctl", r->inode->path);
   struct uffdio_writeprotect wp = {{r->start + offset, length}, UFFDIO_WRITEPROTECT_MODE_WP};
-  if (ioctl(g_uffd, UFFDIO_WRITEPROTECT, &wp) != 0) throw errno_error(info.Env(), errno, "ioctl", r->inode->path);
+  if (ioctl(g_async.uffd, UFFDIO_WRITEPROTECT, &wp) != 0) throw errno_error(info.Env(), errno, "ioctl", r->inode->path);
   return info.Env().Undefined();
 }
 

@@ -27,10 +27,7 @@
 #include <sys/ucontext.h>
 #include <time.h>
 
-static std::mutex g_sigbus_mutex;
-static int g_sigbus_uffd = -1, g_sigbus_pagemap = -1;
-static int g_sigbus_err = 0;
-static const char *g_sigbus_call = nullptr;
+static uffd_once g_sigbus;  // sync mode, UFFD_FEATURE_SIGBUS
 
 // The self-test's page: its faults are handled here, with no region.
 static std::atomic<uintptr_t> g_selftest_page{0};
@@ -45,25 +42,7 @@ static inline int64_t now_ns() {
 // Open the sync-mode userfaultfd and /proc/self/pagemap once. Returns 0 or
 // the errno of the call named in *call (the same answer every time).
 static int sigbus_open(const char **call) {
-  std::lock_guard<std::mutex> lock(g_sigbus_mutex);
-  if (g_sigbus_uffd < 0 && !g_sigbus_err) {
-    int fd = uffd_create(UFFD_FEATURE_SIGBUS, &g_sigbus_call);
-    if (fd < 0) {
-      g_sigbus_err = -fd;
-    } else {
-      int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-      if (pm < 0) {
-        g_sigbus_err = errno;
-        g_sigbus_call = "open";
-        close(fd);
-      } else {
-        g_sigbus_pagemap = pm;
-        g_sigbus_uffd = fd;
-      }
-    }
-  }
-  *call = g_sigbus_call;
-  return g_sigbus_err;
+  return uffd_once_open(&g_sigbus, UFFD_FEATURE_SIGBUS, call);
 }
 
 int sigbus_arm(uintptr_t start, size_t len, const char **call) {
@@ -75,15 +54,15 @@ int sigbus_arm(uintptr_t start, size_t len, const char **call) {
     return errno;
   }
   *call = "ioctl";
-  if ((err = uffd_register_wp(g_sigbus_uffd, start, len)) != 0) return err;
-  return uffd_set_wp(g_sigbus_uffd, start, len, true);
+  if ((err = uffd_register_wp(g_sigbus.uffd, start, len)) != 0) return err;
+  return uffd_set_wp(g_sigbus.uffd, start, len, true);
 }
 
 int sigbus_set_wp(uintptr_t start, size_t len, bool wp) {
   int err;
   // EAGAIN: the address space is changing (only with non-cooperative
   // events, which udax does not ask for); try again.
-  for (int i = 0; (err = uffd_set_wp(g_sigbus_uffd, start, len, wp)) == EAGAIN && i < 1000; i++) {}
+  for (int i = 0; (err = uffd_set_wp(g_sigbus.uffd, start, len, wp)) == EAGAIN && i < 1000; i++) {}
   return err;
 }
 
@@ -91,7 +70,7 @@ int sigbus_set_wp(uintptr_t start, size_t len, bool wp) {
 // the fault is not taken for ours: a crash, never a store looping forever).
 static uint64_t pagemap_word(uintptr_t addr) {
   uint64_t word = 0;
-  if (pread(g_sigbus_pagemap, &word, sizeof word, (off_t)((addr / 4096) * sizeof word)) != (ssize_t)sizeof word) return 0;
+  if (pread(g_sigbus.pagemap, &word, sizeof word, (off_t)((addr / 4096) * sizeof word)) != (ssize_t)sizeof word) return 0;
   return word;
 }
 
@@ -127,7 +106,7 @@ void handle_uffd_write_fault(udax_region *r, uintptr_t addr) {
 }
 
 bool sigbus_write_fault(siginfo_t *si, void *uctx) {
-  if (si->si_code != BUS_ADRERR || g_sigbus_uffd < 0 || !is_write_fault(uctx)) return false;
+  if (si->si_code != BUS_ADRERR || g_sigbus.uffd < 0 || !is_write_fault(uctx)) return false;
   uintptr_t addr = (uintptr_t)si->si_addr;
   uintptr_t page = addr & ~(uintptr_t)4095;
   uintptr_t selftest = g_selftest_page.load(std::memory_order_acquire);

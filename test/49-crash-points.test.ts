@@ -1,7 +1,9 @@
 // Crash points (issue #12): run a workload, crash its volume before and
 // after every fsync (or every call), check a recovery on each state.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import * as udax from 'udax';
 import { scratchPath } from './helpers.js';
@@ -176,5 +178,63 @@ describe('exploreCrashPoints', () => {
     mkdirSync(existing);
     await expect(udax.exploreCrashPoints(existing, () => {}, () => true)).rejects.toMatchObject({ code: 'EEXIST' });
     await expect(udax.exploreCrashPoints(volumeDir(), () => {}, () => true, { at: 'write' as never })).rejects.toThrow(TypeError);
+  });
+});
+
+describe('udax crash', () => {
+  const root = fileURLToPath(new URL('../', import.meta.url));
+  const udaxCrash = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const dir = volumeDir();
+    return spawnSync(process.execPath, ['dist/cli/udax.js', 'crash', ...args, ...(args.includes('--help') ? [] : ['--dir', dir])],
+      { cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+  };
+
+  test('examples/crash-rename.mjs: no violation with the fsync (exit 0); without it a table of violations (exit 1) and --json', () => {
+    const ok = udaxCrash(['examples/crash-rename.mjs']);
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toMatch(/^no violation at 12 crash points \(12 at fsync × ext4\/xfs\), \d+ states checked\n$/);
+    expect(ok.status).toBe(0);
+
+    const json = `${volumeDir()}.json`;
+    made.push(json);
+    const bad = udaxCrash(['examples/crash-rename.mjs', '--metadata', 'both', '-k', '1', '--json', json], { SKIP_FSYNC: '1' });
+    expect(bad.status).toBe(1);
+    const lines = bad.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^point\s+model\s+class\s+failing states\s+minimal operations\s+minimal units$/);
+    expect(lines[2]).toMatch(/^0: before fsync-dir ''\s+ext4\/xfs\s+corrupt\s+\d+\s+create 'db.tmp', rename 'db.tmp' -> 'db'\s+none$/);
+    expect(lines.some((l) => /^\d+: after fsync-dir ''\s+strict-posix\s+corrupt/.test(l))).toBe(true);
+    expect(lines.at(-1)).toMatch(/^\d+ violations at 11 of 12 crash points \(6 at fsync × ext4\/xfs and strict-posix\), \d+ states checked$/);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.ok).toBe(false);
+    expect(report.metadata).toEqual(['ext4/xfs', 'strict-posix']);
+    expect(report.violations[0]).toMatchObject({ class: 'corrupt', metadata: 'ext4/xfs', point: { index: 0, call: 'fsync-dir' } });
+
+    const first = udaxCrash(['examples/crash-rename.mjs', '--first', '--at', 'operation'], { SKIP_FSYNC: '1' });
+    expect(first.status).toBe(1);
+    expect(first.stdout).toMatch(/1 violation at 1 of 18 crash points \(18 at operation × ext4\/xfs\), \d+ states checked; stopped at the first, after exploring \d+\n$/);
+  });
+
+  test('a workload that never syncs is warned about', () => {
+    const mod = `${volumeDir()}.mjs`;
+    made.push(mod);
+    writeFileSync(mod, "export const workload = (v) => { v.create('a').map().bytes.fill(1); };\nexport const recover = () => true;\n");
+    const r = udaxCrash([mod]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe('udax crash: warning: no fsync in the workload: every crash state is the initial one (a runtime whose fdatasync is a no-op makes an engine never sync)\n');
+    expect(r.stdout).toMatch(/^no violation at 0 crash points/);
+  });
+
+  test('usage errors exit 2; --help names every option the command takes', () => {
+    for (const args of [[], ['examples/crash-rename.mjs', '--at', 'write'], ['examples/crash-rename.mjs', '-k', 'x'], ['examples/crash-rename.mjs', '--metadata', 'zfs'],
+      ['examples/none.mjs'], ['examples/quickstart.mjs'], ['examples/crash-rename.mjs', '--bogus']]) {
+      const r = udaxCrash(args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/^udax: /);
+    }
+    const help = udaxCrash(['--help']);
+    expect(help.status).toBe(0);
+    for (const option of ['--at', '-k', '--samples', '--seed', '--metadata', '--first', '--dir', '--json', '--help']) expect(help.stdout).toMatch(new RegExp(`^ +(-h, )?${option} `, 'm'));
+    const main = spawnSync(process.execPath, ['dist/cli/udax.js', '--help'], { cwd: root, encoding: 'utf8' });
+    expect(main.stdout).toMatch(/^\s+crash\s/m);
   });
 });

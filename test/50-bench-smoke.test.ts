@@ -116,7 +116,7 @@ describe('udax bench (smoke)', () => {
   });
 
   it('has --help on every command', () => {
-    for (const args of [['--help'], ['bench', '--help'], ['info', '--help']]) {
+    for (const args of [['--help'], ['bench', '--help'], ['crash', '--help'], ['info', '--help']]) {
       const r = udax(...args);
       expect(r.status).toBe(0);
       expect(r.stdout).toMatch(/^usage: udax/);

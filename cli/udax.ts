@@ -4,6 +4,7 @@
 import { accessSync, existsSync, constants as fsConstants, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { renderChart } from '../bench/chart.js';
 import { Progress } from '../bench/progress.js';
@@ -85,6 +86,9 @@ options:
   --seed S                the first random state's seed (default 1)
   --metadata MODEL        ext4/xfs (default), strict-posix or both
   --first                 stop at the first violation (default: every point)
+  --workers N             explore N points at once, each in a worker thread
+                          that imports MODULE (default 1; this machine has
+                          ${availableParallelism()} cores)
   --dir DIR               the volume's directory, which must not exist; states
                           are built at DIR.states (default
                           /dev/shm/udax-crash-<pid>)
@@ -237,7 +241,7 @@ async function crash(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     at: { type: 'string' }, k: { type: 'string', short: 'k' }, samples: { type: 'string' }, seed: { type: 'string' },
     metadata: { type: 'string' }, first: { type: 'boolean' }, dir: { type: 'string' }, json: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
+    workers: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   }, true);
   if (values.help) {
     process.stdout.write(CRASH_HELP);
@@ -268,6 +272,7 @@ async function crash(args: string[]): Promise<number> {
     ...(seed === undefined ? {} : { seed }),
     ...(values.metadata === undefined ? {} : { metadata: values.metadata as ExploreCrashPointsOptions['metadata'] }),
     ...(values.first ? { stop: 'first' as const } : {}),
+    ...(values.workers === undefined ? {} : { workers: counted('--workers', values.workers, 1, 256), module: { path: modulePath } }),
   };
   let lastDraw = 0;
   let bars: Progress | undefined;  // made once the point count is known

@@ -21,7 +21,8 @@ import { METADATA_MODELS, type MetadataModelName } from './metadata.js';
 import * as check from './validate.js';
 import { openVolume, SYNC_CALLS, type Volume, type VolumeCall, type VolumeEvent, type VolumeOptions } from './volume.js';
 import type { VolumeCrashState, VolumeCrashStates } from './volume-crash.js';
-import { checkOptions, checkStates, describe, type VolumeRecoveryFailure } from './volume-check.js';
+import { checkOptions, checkStates, describe, type CheckedOptions, type VolumeRecoveryFailure } from './volume-check.js';
+import { PointPool, poolDirs, poolModule, type PoolModule } from './crash-points-pool.js';
 
 /** One instant of the workload at which the volume is crashed. */
 export interface CrashPoint {
@@ -76,6 +77,13 @@ export interface ExploreCrashPointsOptions {
   volume?: Omit<VolumeOptions, 'metadata' | 'create'>;
   /** After each state: where the run is. */
   progress?: (p: CrashPointsProgress) => void;
+  /** Explore this many points at once, each in a worker thread (default 1:
+   * in this thread). Workers need `module`. */
+  workers?: number;
+  /** With workers: the module each worker imports, exporting the same
+   * workload and recover (the names default to 'workload' and 'recover').
+   * A function cannot be sent to a thread; a module can be imported there. */
+  module?: PoolModule;
 }
 
 export interface CrashPointsProgress {
@@ -156,6 +164,48 @@ async function runOnFreshVolume(volumeDir: string, metadata: MetadataModelName, 
   }
 }
 
+/** What one point's exploration needs besides its job. */
+export interface PointContext {
+  volumeDir: string;
+  statesDir: string;
+  volumeOptions: object;
+  at: 'fsync' | 'operation';
+  workload: CrashPointWorkload;
+  recover: CrashPointRecoverFn;
+  /** checkVolumeRecovery's options (no progress, checked unused). */
+  check: CheckedOptions;
+}
+
+/** One crash point to explore: replay to it under a model. */
+export interface PointJob {
+  metadata: MetadataModelName;
+  /** The first run's point signatures. */
+  expected: string[];
+  index: number;
+}
+
+export interface PointResult {
+  point: CrashPoint;
+  states: number;
+  failures: VolumeRecoveryFailure[];
+}
+
+const isPointIn = (at: 'fsync' | 'operation') => (e: VolumeEvent) => at === 'operation' || SYNC_CALLS.includes(e.call);
+
+/** @internal Replay to job's point, check every state there (also run in
+ * each worker of the pool, src/crash-points-worker.ts). */
+export async function explorePoint(ctx: PointContext, job: PointJob, progress?: (checked: number, total: number) => void): Promise<PointResult> {
+  const snap = await snapshotAt(ctx.volumeDir, job.metadata, ctx.volumeOptions, ctx.workload, isPointIn(ctx.at), job.expected, job.index, ctx.statesDir, ctx.check);
+  const point = pointOf(snap.event, job.index);
+  const o: CheckedOptions = { ...ctx.check, checked: 0, progress };
+  try {
+    const failures = checkStates(snap.states, (dir, state) => ctx.recover(dir, { point, metadata: job.metadata, state }), o);
+    return { point, states: o.checked, failures };
+  } finally {
+    snap.states.close();
+  }
+}
+
 /** Run workload on a fresh volume at volumeDir (which must not exist), and
  * at each crash point check recover on the volume's crash states. */
 export async function exploreCrashPoints(volumeDir: string, workload: CrashPointWorkload, recover: CrashPointRecoverFn,
@@ -173,47 +223,59 @@ export async function exploreCrashPoints(volumeDir: string, workload: CrashPoint
     random: o.samples, seed: o.seed, probability: o.probability, stop: o.stop, reduce: o.reduce });
   checkOpts.reduceFirstOfClass = true;
   if (o.progress !== undefined && typeof o.progress !== 'function') throw typeError('progress must be a function');
+  const workers = check.integer('workers', o.workers ?? 1, 1, 256);
+  const module = workers > 1 ? poolModule(o.module) : undefined;
   const statesDir = checkPath('dir', checkOpts.dir);
-  for (const path of [volumeDir, statesDir]) if (existsSync(path)) throw errnoError('EEXIST', 'mkdir', path, 'exploreCrashPoints makes this directory: it must not exist');
   const volumeOptions = check.options<object>('volume options', o.volume);
-  const isPoint = (e: VolumeEvent) => at === 'operation' || SYNC_CALLS.includes(e.call);
+  const ctx: PointContext = { volumeDir, statesDir, volumeOptions, at, workload, recover, check: checkOpts };
+  const taken = [volumeDir, statesDir, ...(module ? poolDirs(ctx, workers).flatMap((d) => [d.volumeDir, d.statesDir]) : [])];
+  for (const path of taken) if (existsSync(path)) throw errnoError('EEXIST', 'mkdir', path, 'exploreCrashPoints makes this directory: it must not exist');
+  const isPoint = isPointIn(at);
 
   const report: CrashPointsReport = { ok: true, at, metadata: models, points: 0, syncs: 0, checked: 0, summary: [], violations: [], warnings: [], message: '' };
-  for (const metadata of models) {
-    // The first run: the points, in order.
-    const expected: string[] = [];
-    let syncs = 0;
-    const first = await runOnFreshVolume(volumeDir, metadata, volumeOptions, workload, (e) => {
-      if (isPoint(e)) expected.push(signature(e));
-      if (e.phase === 'before' && SYNC_CALLS.includes(e.call)) syncs++;
-    });
-    if (first.threw) throw first.error;  // the user's bug: as it would without udax
-    report.points = expected.length;
-    report.syncs = syncs;
-    for (let i = 0; i < expected.length; i++) {
-      const states = await snapshotAt(volumeDir, metadata, volumeOptions, workload, isPoint, expected, i, statesDir, checkOpts);
-      const point = pointOf(states.event, i);
-      const info = { point, metadata };
-      const before = checkOpts.checked;
-      let failures: VolumeRecoveryFailure[];
-      try {
-        const userProgress = o.progress;
-        checkOpts.progress = userProgress && ((checked, total) => userProgress({ metadata, point: i, points: expected.length, checked, states: total }));
-        failures = checkStates(states.states, (dir, state) => recover(dir, { ...info, state }), checkOpts);
-      } finally {
-        states.states.close();
+  const pool = module ? new PointPool(ctx, module, workers) : undefined;
+  try {
+    for (const metadata of models) {
+      // The first run: the points, in order.
+      const expected: string[] = [];
+      let syncs = 0;
+      const first = await runOnFreshVolume(volumeDir, metadata, volumeOptions, workload, (e) => {
+        if (isPoint(e)) expected.push(signature(e));
+        if (e.phase === 'before' && SYNC_CALLS.includes(e.call)) syncs++;
+      });
+      if (first.threw) throw first.error;  // the user's bug: as it would without udax
+      report.points = expected.length;
+      report.syncs = syncs;
+      const jobs = expected.map((_, index) => ({ metadata, expected, index }));
+      const progressOf = (i: number) => o.progress && ((checked: number, total: number) => o.progress!({ metadata, point: i, points: expected.length, checked, states: total }));
+      const results = pool
+        ? await pool.run(jobs, progressOf, checkOpts.stop === 'first')
+        : await sequentially(jobs, (job) => explorePoint(ctx, job, progressOf(job.index)), checkOpts.stop === 'first');
+      for (const r of results) {
+        report.checked += r.states;
+        report.summary.push({ metadata, point: r.point, states: r.states, violations: r.failures.length });
+        for (const f of r.failures) report.violations.push({ ...f, point: r.point, metadata });
       }
-      report.summary.push({ metadata, point, states: checkOpts.checked - before, violations: failures.length });
-      for (const f of failures) report.violations.push({ ...f, point, metadata });
-      if (failures.length > 0 && checkOpts.stop === 'first') break;
+      if (report.violations.length > 0 && checkOpts.stop === 'first') break;
     }
-    if (report.violations.length > 0 && checkOpts.stop === 'first') break;
+  } finally {
+    await pool?.close();
   }
-  report.checked = checkOpts.checked;
   report.ok = report.violations.length === 0;
   if (report.syncs === 0) report.warnings.push('no fsync in the workload: every crash state is the initial one (a runtime whose fdatasync is a no-op makes an engine never sync)');
   report.message = report.violations.map((v) => describe(`the volume ${v.point.description} (crash point ${v.point.index})`, v.metadata, v)).join('\n');
   return report;
+}
+
+/** The points in order; with stopAtFirst, up to the first that fails. */
+async function sequentially(jobs: PointJob[], run: (job: PointJob) => Promise<PointResult>, stopAtFirst: boolean): Promise<PointResult[]> {
+  const out: PointResult[] = [];
+  for (const job of jobs) {
+    const r = await run(job);
+    out.push(r);
+    if (stopAtFirst && r.failures.length > 0) break;
+  }
+  return out;
 }
 
 /** Replay the workload to point i and snapshot the volume's crash states there. */

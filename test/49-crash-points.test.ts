@@ -181,6 +181,47 @@ describe('exploreCrashPoints', () => {
   });
 });
 
+describe('the worker pool', () => {
+  const example = fileURLToPath(new URL('../examples/crash-rename.mjs', import.meta.url));
+  /** A report without what differs between runs (error objects' identity). */
+  const comparable = (r: udax.CrashPointsReport) => ({
+    ...r, violations: r.violations.map((v) => ({ ...v, error: v.error instanceof Error ? v.error.message : v.error })),
+  });
+
+  test('workers: 2 explores points on two threads and reports what one thread reports', async () => {
+    const mod = await import(example);
+    process.env.SKIP_FSYNC = '1';
+    try {
+      for (const stop of ['all', 'first'] as const) {
+        const one = await udax.exploreCrashPoints(volumeDir(), mod.workload, mod.recover, { k: 1, stop, metadata: 'both' });
+        const two = await udax.exploreCrashPoints(volumeDir(), mod.workload, mod.recover, { k: 1, stop, metadata: 'both', workers: 2, module: { path: example } });
+        expect(one.ok).toBe(false);
+        expect(comparable(two)).toEqual(comparable(one));
+      }
+    } finally {
+      delete process.env.SKIP_FSYNC;
+    }
+    const progress: number[] = [];
+    const ok = await udax.exploreCrashPoints(volumeDir(), mod.workload, mod.recover, { k: 2, workers: 2, module: { path: example }, progress: (p) => progress.push(p.point) });
+    expect(ok.ok).toBe(true);
+    expect(new Set(progress).size).toBeGreaterThan(1);
+  });
+
+  test('a worker error comes back typed, and nothing hangs: a non-deterministic module, a module without the exports, no module', async () => {
+    const dir = volumeDir();
+    const flaky = `${dir}.flaky.mjs`;
+    made.push(flaky);
+    // a workload that behaves otherwise in a worker thread than in the main one
+    writeFileSync(flaky, "import { isMainThread } from 'node:worker_threads';\nexport function workload(v) { const f = v.create('a'); if (!isMainThread) v.syncDirectory(); f.sync(); }\nexport const recover = () => true;\n");
+    const m = await import(flaky);
+    await expect(udax.exploreCrashPoints(volumeDir(), m.workload, m.recover, { workers: 2, module: { path: flaky } })).rejects.toMatchObject({ code: 'ERR_UDAX_NONDETERMINISTIC', name: 'DaxError' });
+    await expect(udax.exploreCrashPoints(volumeDir(), m.workload, m.recover, { workers: 2, module: { path: flaky, recover: 'check' } })).rejects.toThrow(/must export functions workload and check/);
+    await expect(udax.exploreCrashPoints(volumeDir(), m.workload, m.recover, { workers: 2, module: { path: `${dir}.missing.mjs` } })).rejects.toThrow(/Cannot find module|ERR_MODULE_NOT_FOUND/);
+    await expect(udax.exploreCrashPoints(volumeDir(), m.workload, m.recover, { workers: 2 })).rejects.toThrow(TypeError);
+    for (const p of [dir, `${dir}.w0`, `${dir}.w1`]) expect(existsSync(p)).toBe(false);
+  });
+});
+
 describe('udax crash', () => {
   const root = fileURLToPath(new URL('../', import.meta.url));
   const udaxCrash = (args: string[], env: NodeJS.ProcessEnv = {}) => {
@@ -209,6 +250,10 @@ describe('udax crash', () => {
     expect(report.metadata).toEqual(['ext4/xfs', 'strict-posix']);
     expect(report.violations[0]).toMatchObject({ class: 'corrupt', metadata: 'ext4/xfs', point: { index: 0, call: 'fsync-dir' } });
 
+    const pooled = udaxCrash(['examples/crash-rename.mjs', '--metadata', 'both', '-k', '1', '--workers', '2'], { SKIP_FSYNC: '1' });
+    expect(pooled.status).toBe(1);
+    expect(pooled.stdout).toBe(bad.stdout);
+
     const first = udaxCrash(['examples/crash-rename.mjs', '--first', '--at', 'operation'], { SKIP_FSYNC: '1' });
     expect(first.status).toBe(1);
     expect(first.stdout).toMatch(/1 violation at 1 of 18 crash points \(18 at operation × ext4\/xfs\), \d+ states checked; stopped at the first, after exploring \d+\n$/);
@@ -226,14 +271,14 @@ describe('udax crash', () => {
 
   test('usage errors exit 2; --help names every option the command takes', () => {
     for (const args of [[], ['examples/crash-rename.mjs', '--at', 'write'], ['examples/crash-rename.mjs', '-k', 'x'], ['examples/crash-rename.mjs', '--metadata', 'zfs'],
-      ['examples/none.mjs'], ['examples/quickstart.mjs'], ['examples/crash-rename.mjs', '--bogus']]) {
+      ['examples/none.mjs'], ['examples/quickstart.mjs'], ['examples/crash-rename.mjs', '--bogus'], ['examples/crash-rename.mjs', '--workers', '0']]) {
       const r = udaxCrash(args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/^udax: /);
     }
     const help = udaxCrash(['--help']);
     expect(help.status).toBe(0);
-    for (const option of ['--at', '-k', '--samples', '--seed', '--metadata', '--first', '--dir', '--json', '--help']) expect(help.stdout).toMatch(new RegExp(`^ +(-h, )?${option} `, 'm'));
+    for (const option of ['--at', '-k', '--samples', '--seed', '--metadata', '--first', '--workers', '--dir', '--json', '--help']) expect(help.stdout).toMatch(new RegExp(`^ +(-h, )?${option} `, 'm'));
     const main = spawnSync(process.execPath, ['dist/cli/udax.js', '--help'], { cwd: root, encoding: 'utf8' });
     expect(main.stdout).toMatch(/^\s+crash\s/m);
   });

@@ -281,8 +281,8 @@ async function crash(args: string[]): Promise<number> {
     const now = Date.now();
     if (now - lastDraw < 100 && p.checked < p.states) return;
     lastDraw = now;
-    bars.step(`point ${p.point + 1}/${p.points} (${p.metadata}): state ${p.checked}/${p.states}`);
     if (p.checked === p.states) bars.tick();
+    bars.step(`point ${p.point + 1}/${p.points} (${p.metadata}): state ${p.checked}/${p.states}`);
   };
   let report: CrashPointsReport;
   try {

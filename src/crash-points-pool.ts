@@ -19,7 +19,7 @@ export interface PoolModule {
   recover?: string;
 }
 
-/** What a worker is told at start. */
+/** @internal What a worker is told at start. */
 export interface WorkerSetup {
   module: Required<PoolModule>;
   volumeDir: string;
@@ -29,12 +29,13 @@ export interface WorkerSetup {
   check: Omit<PointContext['check'], 'progress'>;
 }
 
-/** A message from a worker. */
+/** @internal A message from a worker. */
 export type WorkerMessage =
   | { type: 'progress'; index: number; checked: number; total: number }
   | { type: 'done'; result: PointResult }
   | { type: 'error'; error: unknown };
 
+/** @internal */
 export function poolModule(m: PoolModule | undefined): Required<PoolModule> {
   if (m === undefined || typeof m !== 'object' || typeof m.path !== 'string' || m.path === '') {
     throw typeError('workers > 1 needs module: { path, workload?, recover? }, the module each worker imports (it exports the same workload and recover)');
@@ -47,17 +48,19 @@ export function poolModule(m: PoolModule | undefined): Required<PoolModule> {
   return { path: isAbsolute(m.path) ? m.path : resolve(m.path), workload: name('workload', m.workload, 'workload'), recover: name('recover', m.recover, 'recover') };
 }
 
+/** @internal */
 export function poolDirs(ctx: Pick<PointContext, 'volumeDir'>, workers: number): { volumeDir: string; statesDir: string }[] {
   return Array.from({ length: workers }, (_, n) => ({ volumeDir: `${ctx.volumeDir}.w${n}`, statesDir: `${ctx.volumeDir}.w${n}.states` }));
 }
 
-/** A thrown value as it crosses a thread: an Error by name, message and code. */
+/** @internal A thrown value as it crosses a thread: an Error by name, message and code. */
 export function toWire(e: unknown): unknown {
   if (!(e instanceof Error)) return e;
   const code = (e as { code?: unknown }).code;
   return { wireError: true, name: e.name, message: e.message, ...(typeof code === 'string' ? { code } : {}) };
 }
 
+/** @internal */
 export function fromWire(e: unknown): unknown {
   const w = e as { wireError?: boolean; name: string; message: string; code?: string } | null;
   if (!w || typeof w !== 'object' || w.wireError !== true) return e;
@@ -67,6 +70,7 @@ export function fromWire(e: unknown): unknown {
   return err;
 }
 
+/** @internal */
 export const failuresToWire = (fs: VolumeRecoveryFailure[]) => fs.map((f) => ({ ...f, error: toWire(f.error) }));
 
 interface Slot {
@@ -75,6 +79,7 @@ interface Slot {
   dirs: { volumeDir: string; statesDir: string };
 }
 
+/** @internal */
 export class PointPool {
   readonly #slots: Slot[];
   #failed: unknown;

@@ -164,7 +164,7 @@ async function runOnFreshVolume(volumeDir: string, metadata: MetadataModelName, 
   }
 }
 
-/** What one point's exploration needs besides its job. */
+/** @internal What one point's exploration needs besides its job. */
 export interface PointContext {
   volumeDir: string;
   statesDir: string;
@@ -176,7 +176,7 @@ export interface PointContext {
   check: CheckedOptions;
 }
 
-/** One crash point to explore: replay to it under a model. */
+/** @internal One crash point to explore: replay to it under a model. */
 export interface PointJob {
   metadata: MetadataModelName;
   /** The first run's point signatures. */
@@ -184,6 +184,7 @@ export interface PointJob {
   index: number;
 }
 
+/** @internal */
 export interface PointResult {
   point: CrashPoint;
   states: number;

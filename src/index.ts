@@ -27,6 +27,7 @@ export { openVolume, Volume, VolumeFile } from './volume.js';
 export type { VolumeOptions, VolumeEntry, VolumeCall, VolumeEvent, VolumeObserver } from './volume.js';
 export { exploreCrashPoints } from './crash-points.js';
 export type { CrashPoint, CrashPointWorkload, CrashPointInfo, CrashPointRecoverFn, ExploreCrashPointsOptions, CrashPointsProgress, CrashPointViolation, CrashPointSummary, CrashPointsReport } from './crash-points.js';
+export type { PoolModule } from './crash-points-pool.js';
 export type { MetadataModelName } from './metadata.js';
 export { VolumeCrashStates } from './volume-crash.js';
 export type { VolumeCrashState, VolumeCrashStatesOptions, VolumeUnit, VolumeOperation, SampleOptions, StateChoice } from './volume-crash.js';

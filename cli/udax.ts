@@ -1,20 +1,25 @@
 #!/usr/bin/env node
-// The udax command: `udax bench` (the benchmark suite) and `udax info`.
-import { accessSync, constants as fsConstants, statSync, writeFileSync } from 'node:fs';
+// The udax command: `udax bench` (the benchmark suite), `udax crash` (a
+// workload's crash points) and `udax info`.
+import { accessSync, existsSync, constants as fsConstants, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { renderChart } from '../bench/chart.js';
+import { Progress } from '../bench/progress.js';
 import { runBench, type BenchOptions } from '../bench/runner.js';
 import { formatTable } from '../bench/table.js';
 import { formatBytes, parseCount, parseSize } from '../bench/units.js';
 import { mmapIoProblem } from '../bench/variants.js';
 import { WORKLOADS } from '../bench/workloads.js';
-import { PAGE_SIZE, PMD_SIZE, systemInfo, version } from '../src/index.js';
+import { exploreCrashPoints, PAGE_SIZE, PMD_SIZE, systemInfo, version, type CrashPointsReport, type ExploreCrashPointsOptions } from '../src/index.js';
 
 const MAIN_HELP = `usage: udax <command> [options]
 
 commands:
   bench   run the benchmark suite: udax beside raw, flush-all and msync baselines
+  crash   run a workload module and check its recovery at every crash point
   info    flush instructions, file system of a path, kernel features and limits
 
 options:
@@ -52,6 +57,45 @@ options:
 
 workloads:
 ${WORKLOADS.map((w) => `  ${w.name.padEnd(16)} ${w.summary}`).join('\n')}
+`;
+
+const CRASH_HELP = `usage: udax crash MODULE [options]
+
+MODULE is an ES module exporting workload(volume), the code under test run on
+a fresh udax volume, and recover(dir, info), the check of one crash state: it
+returns true (or nothing) to accept the state, false or a string (the
+violation's class, e.g. 'lost-commit', 'corrupt') to reject it, or throws
+(class: the error's code, else its name). It may export options, the
+defaults of exploreCrashPoints (the flags below override them).
+
+udax runs the workload once to count its crash points, then once more per
+point, stopped there; it checks recover on the volume's crash states at that
+instant and prints a table of the violations (point, metadata model, class,
+the minimal operations and units that make it). The workload must make the
+same calls on the volume every run (ERR_UDAX_NONDETERMINISTIC otherwise). A
+progress bar goes to stderr on a terminal.
+
+options:
+  --at fsync|operation    crash points before and after every fsync, msync
+                          and directory fsync (default), or every call
+                          (create, unlink, rename, mkdir, rmdir, write,
+                          resize, the syncs)
+  -k N                    at most N units (data units and operations) per
+                          enumerated state (default 1)
+  --samples N             also check N seeded random states per point (default 0)
+  --seed S                the first random state's seed (default 1)
+  --metadata MODEL        ext4/xfs (default), strict-posix or both
+  --first                 stop at the first violation (default: every point)
+  --workers N             explore N points at once, each in a worker thread
+                          that imports MODULE (default 1; this machine has
+                          ${availableParallelism()} cores)
+  --dir DIR               the volume's directory, which must not exist; states
+                          are built at DIR.states (default
+                          /dev/shm/udax-crash-<pid>)
+  --json FILE             also write the report as JSON
+  -h, --help              this help
+
+exit status: 0 no violation, 1 violations found (or the run failed), 2 usage
 `;
 
 const INFO_HELP = `usage: udax info [PATH] [--json]
@@ -97,6 +141,13 @@ function counted(option: string, text: string | undefined, fallback: number, max
   } catch (e) {
     usage((e as Error).message);
   }
+}
+
+/** A whole number in [0, max] from the command line. */
+function whole(option: string, text: string, max: number): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!(n <= max)) usage(`${option}: expected an integer in [0, ${max}], got '${text}'`);
+  return n;
 }
 
 /** A usage error unless dir is an existing directory we may write in. */
@@ -159,6 +210,101 @@ async function bench(args: string[]): Promise<number> {
   return 0;
 }
 
+/** A JSON form of the report: errors as { name, message, code }. */
+function reportJson(report: CrashPointsReport): string {
+  return JSON.stringify(report, (_key, value) => (value instanceof Error
+    ? { name: value.name, message: value.message, ...((value as { code?: unknown }).code === undefined ? {} : { code: (value as { code?: unknown }).code }) }
+    : value), 2) + '\n';
+}
+
+/** The violations, one row per point, model and class. */
+function violationTable(report: CrashPointsReport): string {
+  const rows: string[][] = [['point', 'model', 'class', 'failing states', 'minimal operations', 'minimal units']];
+  const groups = new Map<string, CrashPointsReport['violations']>();
+  for (const v of report.violations) {
+    const key = `${v.metadata}\0${v.point.index}\0${v.class}`;
+    groups.set(key, [...(groups.get(key) ?? []), v]);
+  }
+  for (const vs of groups.values()) {
+    const m = vs.find((v) => v.minimal)?.minimal;
+    rows.push([`${vs[0].point.index}: ${vs[0].point.description}`, vs[0].metadata, vs[0].class, String(vs.length),
+      m ? (m.operations.map((o) => o.description).join(', ') || 'none') : '-',
+      m ? (m.units.map((u) => `${u.file}[${u.offset}, ${u.offset + u.length})`).join(', ') || 'none') : '-']);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const lines = rows.map((r) => r.map((cell, c) => (c === 3 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd());
+  lines.splice(1, 0, '-'.repeat(lines[0].length));
+  return lines.join('\n') + '\n';
+}
+
+async function crash(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    at: { type: 'string' }, k: { type: 'string', short: 'k' }, samples: { type: 'string' }, seed: { type: 'string' },
+    metadata: { type: 'string' }, first: { type: 'boolean' }, dir: { type: 'string' }, json: { type: 'string' },
+    workers: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  }, true);
+  if (values.help) {
+    process.stdout.write(CRASH_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) usage(`crash takes one MODULE, got ${positionals.length}`);
+  if (values.at !== undefined && values.at !== 'fsync' && values.at !== 'operation') usage(`--at: expected fsync or operation, got '${values.at}'`);
+  const models = ['ext4/xfs', 'strict-posix', 'both'];
+  if (values.metadata !== undefined && !models.includes(values.metadata)) usage(`--metadata: expected ${models.join(', ')}, got '${values.metadata}'`);
+  const seed = values.seed === undefined ? undefined : Number(values.seed);
+  if (seed !== undefined && !(Number.isInteger(seed) && seed >= -0x80000000 && seed <= 0xffffffff)) usage(`--seed: expected an integer, got '${values.seed}'`);
+  const dir = resolve(values.dir ?? `/dev/shm/udax-crash-${process.pid}`);
+  for (const path of [dir, `${dir}.states`]) if (existsSync(path)) usage(`--dir: '${path}' exists (udax makes it and removes it)`);
+  writableDirectory('--dir', dirname(dir), dir);
+  if (values.json !== undefined) writableDirectory('--json', dirname(resolve(values.json)), values.json);
+  const modulePath = resolve(positionals[0]);
+  if (!existsSync(modulePath)) usage(`MODULE: '${positionals[0]}' does not exist`);
+  const mod = await import(pathToFileURL(modulePath).href) as { workload?: unknown; recover?: unknown; options?: unknown };
+  for (const name of ['workload', 'recover'] as const) {
+    if (typeof mod[name] !== 'function') usage(`MODULE: '${positionals[0]}' exports no function ${name} (it must export workload(volume) and recover(dir, info))`);
+  }
+  if (mod.options !== undefined && (typeof mod.options !== 'object' || mod.options === null)) usage(`MODULE: its options export must be an object`);
+  const opts: ExploreCrashPointsOptions = {
+    stop: 'all', ...(mod.options as ExploreCrashPointsOptions | undefined),
+    ...(values.at === undefined ? {} : { at: values.at as 'fsync' | 'operation' }),
+    ...(values.k === undefined ? {} : { k: whole('-k', values.k, 64) }),
+    ...(values.samples === undefined ? {} : { samples: whole('--samples', values.samples, 10_000_000) }),
+    ...(seed === undefined ? {} : { seed }),
+    ...(values.metadata === undefined ? {} : { metadata: values.metadata as ExploreCrashPointsOptions['metadata'] }),
+    ...(values.first ? { stop: 'first' as const } : {}),
+    ...(values.workers === undefined ? {} : { workers: counted('--workers', values.workers, 1, 256), module: { path: modulePath } }),
+  };
+  let lastDraw = 0;
+  let bars: Progress | undefined;  // made once the point count is known
+  opts.progress = (p) => {
+    bars ??= new Progress(p.points * (opts.metadata === 'both' ? 2 : 1));
+    const now = Date.now();
+    if (now - lastDraw < 100 && p.checked < p.states) return;
+    lastDraw = now;
+    if (p.checked === p.states) bars.tick();
+    bars.step(`point ${p.point + 1}/${p.points} (${p.metadata}): state ${p.checked}/${p.states}`);
+  };
+  let report: CrashPointsReport;
+  try {
+    report = await exploreCrashPoints(dir, mod.workload as never, mod.recover as never, { ...opts, dir: `${dir}.states` });
+  } finally {
+    bars?.finish();
+  }
+  for (const w of report.warnings) process.stderr.write(`udax crash: warning: ${w}\n`);
+  const total = report.points * report.metadata.length;
+  const where = `${total} crash points (${report.points} at ${report.at} × ${report.metadata.join(' and ')}), ${report.checked} states checked`;
+  if (report.ok) {
+    process.stdout.write(`no violation at ${where}\n`);
+  } else {
+    const points = new Set(report.violations.map((v) => `${v.metadata} ${v.point.index}`)).size;
+    process.stdout.write(violationTable(report));
+    const stopped = opts.stop === 'first' ? `; stopped at the first, after exploring ${report.summary.length}` : '';
+    process.stdout.write(`${report.violations.length} violation${report.violations.length === 1 ? '' : 's'} at ${points} of ${where}${stopped}\n`);
+  }
+  if (values.json !== undefined) writeFileSync(values.json, reportJson(report));
+  return report.ok ? 0 : 1;
+}
+
 function info(args: string[]): number {
   const { values, positionals } = parse(args, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, true);
   if (values.help) {
@@ -212,6 +358,7 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === 'bench') return bench(rest);
+  if (command === 'crash') return crash(rest);
   if (command === 'info') return info(rest);
   usage(`unknown command '${command}'`);
 }

@@ -24,7 +24,10 @@ export type {
   CheckRecoveryOptions, RecoveryReport, RecoveryFailure, RecoverFn,
 } from './crash.js';
 export { openVolume, Volume, VolumeFile } from './volume.js';
-export type { VolumeOptions, VolumeEntry } from './volume.js';
+export type { VolumeOptions, VolumeEntry, VolumeCall, VolumeEvent, VolumeObserver } from './volume.js';
+export { exploreCrashPoints } from './crash-points.js';
+export type { CrashPoint, CrashPointWorkload, CrashPointInfo, CrashPointRecoverFn, ExploreCrashPointsOptions, CrashPointsProgress, CrashPointViolation, CrashPointSummary, CrashPointsReport } from './crash-points.js';
+export type { PoolModule } from './crash-points-pool.js';
 export type { MetadataModelName } from './metadata.js';
 export { VolumeCrashStates } from './volume-crash.js';
 export type { VolumeCrashState, VolumeCrashStatesOptions, VolumeUnit, VolumeOperation, SampleOptions, StateChoice } from './volume-crash.js';

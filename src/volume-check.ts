@@ -7,9 +7,11 @@ import * as check from './validate.js';
 import type { Volume } from './volume.js';
 import type { SampleOptions, StateChoice, VolumeCrashState, VolumeCrashStates, VolumeCrashStatesOptions, VolumeOperation, VolumeUnit } from './volume-crash.js';
 
-/** A recovery: given a state's directory, return false or throw to reject it.
- * It must not change the directory (copy it with state.copyTo first). */
-export type VolumeRecoverFn = (dir: string, state: VolumeCrashState) => boolean | void;
+/** A recovery: given a state's directory, return true or nothing to accept
+ * it; return false, a string (the violation's class: 'lost-commit',
+ * 'corrupt', ...) or throw to reject it. It must not change the directory
+ * (copy it with state.copyTo first). */
+export type VolumeRecoverFn = (dir: string, state: VolumeCrashState) => boolean | string | void;
 
 export interface CheckVolumeRecoveryOptions extends VolumeCrashStatesOptions {
   /** Also check this many seeded random states (sample(); default 0). */
@@ -30,12 +32,16 @@ export interface VolumeRecoveryFailure {
   kind: VolumeCrashState['kind'];
   index: number;
   seed: number | undefined;
+  /** What the recovery said: the string it returned, 'rejected' for false,
+   * or for a throw the error's code (a string code) or its name. */
+  class: string;
   /** The pending operations the state kept, and the data units it took. */
   operations: VolumeOperation[];
   units: VolumeUnit[];
   error: unknown;
-  /** A smallest set found that still fails (removing any one of its units
-   * makes the recovery pass); the model completes operations it needs. */
+  /** A smallest set found that still fails with the same class (removing
+   * any one of its units makes it pass or fail otherwise); the model
+   * completes operations it needs. */
   minimal?: { operations: VolumeOperation[]; units: VolumeUnit[] };
 }
 
@@ -53,45 +59,87 @@ export interface VolumeRecoveryReport {
  * `random` sampled ones). */
 export function checkVolumeRecovery(volume: Volume, recover: VolumeRecoverFn, opts: CheckVolumeRecoveryOptions): VolumeRecoveryReport {
   if (typeof recover !== 'function') throw typeError('checkVolumeRecovery: recover must be a function');
+  const o = checkOptions(opts);
+  const states = volume.crashStates({ dir: o.dir as string, k: o.k, includeAll: o.includeAll, limit: o.limit });
+  try {
+    const failures = checkStates(states, recover, o);
+    return { ok: failures.length === 0, metadata: states.metadata, checked: o.checked, failures, message: failures.map((f) => describe(`volume '${volume.dir}'`, states.metadata, f)).join('\n') };
+  } finally {
+    states.close();
+  }
+}
+
+/** @internal checkVolumeRecovery's options, validated; `checked` counts. */
+export interface CheckedOptions extends CheckVolumeRecoveryOptions {
+  random: number;
+  stop: 'first' | 'all';
+  reduce: boolean;
+  checked: number;
+  /** Reduce only the first failure of each class (default: every one). */
+  reduceFirstOfClass?: boolean;
+}
+
+/** @internal */
+export function checkOptions(opts: CheckVolumeRecoveryOptions): CheckedOptions {
   const o = check.options<CheckVolumeRecoveryOptions>('checkVolumeRecovery options', opts);
   const random = check.integer('random', o.random ?? 0, 0);
   const stop = o.stop ?? 'first';
   if (stop !== 'first' && stop !== 'all') throw typeError(`stop must be 'first' or 'all', got ${String(stop)}`);
   const reduce = check.boolean('reduce', o.reduce, true);
   if (o.progress !== undefined && typeof o.progress !== 'function') throw typeError('progress must be a function');
-  const states = volume.crashStates({ dir: o.dir as string, k: o.k, includeAll: o.includeAll, limit: o.limit });
-  try {
-    const total = states.count + random;
-    const failures: VolumeRecoveryFailure[] = [];
-    const choices: StateChoice[] = [];  // what rebuilds each failure's state
-    let checked = 0;
-    const visit = (st: VolumeCrashState): boolean => {
-      checked++;
-      const error = run(recover, st);
-      if (error !== undefined) {
-        failures.push({ kind: st.kind, index: st.index, seed: st.seed, operations: st.operations, units: st.units, error });
-        choices.push(choiceOf(states, st));
-      }
-      o.progress?.(checked, total);
-      return error !== undefined && stop === 'first';
-    };
-    let stopped = false;
-    for (const st of states) if ((stopped = visit(st))) break;
-    if (!stopped && random > 0) {
-      for (const st of states.sample(random, { seed: o.seed, probability: o.probability, k: o.randomK })) if (visit(st)) break;
-    }
-    if (reduce) failures.forEach((f, i) => (f.minimal = minimise(states, recover, choices[i])));
-    return { ok: failures.length === 0, metadata: states.metadata, checked, failures, message: failures.map((f) => describe(volume, states.metadata, f)).join('\n') };
-  } finally {
-    states.close();
-  }
+  return { ...o, random, stop, reduce, checked: 0 } as CheckedOptions;
 }
 
-function run(recover: VolumeRecoverFn, st: VolumeCrashState): unknown {
+/** @internal Run recover on every state of a snapshot (enumerated, then
+ * o.random sampled), classify and reduce the failures; o.checked counts. */
+export function checkStates(states: VolumeCrashStates, recover: VolumeRecoverFn, o: CheckedOptions): VolumeRecoveryFailure[] {
+  const total = states.count + o.random;
+  const failures: VolumeRecoveryFailure[] = [];
+  const choices: StateChoice[] = [];  // what rebuilds each failure's state
+  let checked = 0;
+  const visit = (st: VolumeCrashState): boolean => {
+    checked++;
+    const verdict = run(recover, st);
+    if (verdict !== undefined) {
+      failures.push({ kind: st.kind, index: st.index, seed: st.seed, class: verdict.class, operations: st.operations, units: st.units, error: verdict.error });
+      choices.push(choiceOf(states, st));
+    }
+    o.progress?.(checked, total);
+    return verdict !== undefined && o.stop === 'first';
+  };
+  let stopped = false;
+  for (const st of states) if ((stopped = visit(st))) break;
+  if (!stopped && o.random > 0) {
+    for (const st of states.sample(o.random, { seed: o.seed, probability: o.probability, k: o.randomK })) if (visit(st)) break;
+  }
+  o.checked += checked;
+  if (o.reduce) {
+    const reduced = new Set<string>();
+    failures.forEach((f, i) => {
+      if (o.reduceFirstOfClass && reduced.has(f.class)) return;
+      reduced.add(f.class);
+      f.minimal = minimise(states, recover, choices[i], f.class);
+    });
+  }
+  return failures;
+}
+
+/** The class of a throw: its string code, else its name. */
+function thrownClass(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code !== '') return code;
+  return e instanceof Error ? e.name : 'thrown';
+}
+
+/** undefined: recover accepted the state; else why not. */
+function run(recover: VolumeRecoverFn, st: VolumeCrashState): { class: string; error: unknown } | undefined {
   try {
-    return recover(st.path, st) === false ? false : undefined;
+    const r = recover(st.path, st);
+    if (r === false) return { class: 'rejected', error: false };
+    if (typeof r === 'string') return { class: r === '' ? 'rejected' : r, error: r };
+    return undefined;
   } catch (e) {
-    return e ?? new Error('recover threw');
+    return { class: thrownClass(e), error: e ?? new Error('recover threw') };
   }
 }
 
@@ -102,13 +150,13 @@ function choiceOf(states: VolumeCrashStates, st: VolumeCrashState): StateChoice 
 
 /** ddmin over the state's elements: each data unit, and each operation (the
  * model adds back what a kept operation needs: for ext4/xfs a prefix). */
-function minimise(states: VolumeCrashStates, recover: VolumeRecoverFn, choice: StateChoice): VolumeRecoveryFailure['minimal'] {
+function minimise(states: VolumeCrashStates, recover: VolumeRecoverFn, choice: StateChoice, cls: string): VolumeRecoveryFailure['minimal'] {
   type Element = { op: number } | { unit: number };
   const elements: Element[] = [...choice.operations.map((op) => ({ op })), ...choice.units.map((unit) => ({ unit }))];
   const fails = (subset: Element[]) => states.with({
     operations: subset.flatMap((e) => ('op' in e ? [e.op] : [])),
     units: subset.flatMap((e) => ('unit' in e ? [e.unit] : [])),
-  }, (st) => run(recover, st) !== undefined);
+  }, (st) => run(recover, st)?.class === cls);
   const minimal = ddmin(elements, fails);
   return states.with({
     operations: minimal.flatMap((e) => ('op' in e ? [e.op] : [])),
@@ -149,9 +197,14 @@ const list = (xs: string[]) => (xs.length === 0 ? 'none' : xs.length > 8 ? `${xs
 const units = (us: VolumeUnit[]) => list(us.map((u) => `${u.file}[${u.offset}, ${u.offset + u.length})`));
 const ops = (os: VolumeOperation[]) => list(os.map((op) => op.description));
 
-function describe(volume: Volume, metadata: string, f: VolumeRecoveryFailure): string {
-  const why = f.error instanceof Error ? f.error.message : f.error === false ? 'recover returned false' : String(f.error);
-  return `recovery of volume '${volume.dir}' rejected ${f.kind} crash state ${f.index}${f.seed === undefined ? '' : ` (seed ${f.seed})`}` +
-    ` under the ${metadata} metadata model: ${why}. Operations kept: ${ops(f.operations)}; units persisted: ${units(f.units)}` +
+/** @internal One paragraph for a failure; `what` names the volume or point. */
+export function describe(what: string, metadata: string, f: VolumeRecoveryFailure): string {
+  const why = f.error instanceof Error ? f.error.message : f.error === false ? 'recover returned false' : `recover returned '${String(f.error)}'`;
+  return `recovery of ${what} rejected ${f.kind} crash state ${f.index}${f.seed === undefined ? '' : ` (seed ${f.seed})`}` +
+    ` under the ${metadata} metadata model: ${why} (class '${f.class}'). Operations kept: ${ops(f.operations)}; units persisted: ${units(f.units)}` +
     (f.minimal ? `; minimal: operations ${ops(f.minimal.operations)}, units ${units(f.minimal.units)}` : '');
 }
+
+/** @internal Short forms for tables. */
+export const formatUnits = units;
+export const formatOperations = ops;

@@ -78,6 +78,32 @@ export interface VolumeView {
   readonly incarnations: ReadonlyMap<number, Incarnation>;
 }
 
+/** A call on a volume or one of its files, as observers see it. Stores
+ * through a mapping are not calls (no hook sees them: the tracker does). */
+export type VolumeCall =
+  | 'create' | 'unlink' | 'rename' | 'mkdir' | 'rmdir'
+  | 'write' | 'resize' | 'fsync' | 'msync' | 'fsync-dir';
+
+/** The calls that make something durable: fsync of a file, msync of a
+ * range of it, fsync of a directory. */
+export const SYNC_CALLS: readonly VolumeCall[] = ['fsync', 'msync', 'fsync-dir'];
+
+export interface VolumeEvent {
+  /** 'before': the call is about to start (nothing done yet); 'after': it
+   * returned (a call that throws has no 'after'). */
+  phase: 'before' | 'after';
+  call: VolumeCall;
+  /** The name it acts on (a file, or for fsync-dir the directory: '' is the root). */
+  name: string;
+  /** rename's target. */
+  to?: string;
+}
+
+/** Called synchronously inside each call of the volume and its files. A
+ * throw from it propagates out of that call (from 'before': the call does
+ * nothing). */
+export type VolumeObserver = (event: VolumeEvent) => void;
+
 /** A MetaOp before the volume numbers it. */
 type MetaOpWithoutSeq = MetaOp extends infer T ? (T extends MetaOp ? Omit<T, 'seq'> : never) : never;
 
@@ -98,6 +124,7 @@ export class Volume {
   #nextId = 0;
   #seq = 0;
   #closed = false;
+  readonly #observers = new Set<VolumeObserver>();
 
   /** @internal Use openVolume(). */
   constructor(dir: string, model: MetadataModel, openOptions: Record<string, unknown>) {
@@ -138,6 +165,29 @@ export class Volume {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Call observer before and after every call of the volume and its files
+   * (creates, unlinks, renames, mkdir/rmdir, writes, resizes, syncs); the
+   * crash-point explorer (exploreCrashPoints) is built on it. Returns a
+   * function that removes it. */
+  observe(observer: VolumeObserver): () => void {
+    if (typeof observer !== 'function') throw typeError('observe: observer must be a function');
+    const mine = (e: VolumeEvent) => observer(e);  // each observe() is its own registration
+    this.#observers.add(mine);
+    return () => {
+      this.#observers.delete(mine);
+    };
+  }
+
+  /** @internal Run fn as call `call` on name: observers before and after. */
+  observed<T>(call: VolumeCall, name: unknown, fn: () => T, to?: unknown): T {
+    if (this.#observers.size === 0) return fn();
+    const event = { call, name: typeof name === 'string' ? name : String(name ?? ''), ...(to === undefined ? {} : { to: String(to) }) };
+    for (const o of [...this.#observers]) o({ phase: 'before', ...event });
+    const result = fn();
+    for (const o of [...this.#observers]) o({ phase: 'after', ...event });
+    return result;
   }
 
   #assertOpen(syscall: string, name?: string): void {
@@ -192,22 +242,24 @@ export class Volume {
   /** Create a file of size bytes (a multiple of 4096; default 4096), zeroed,
    * and open it. Its name is durable when the metadata model says. */
   create(name: string, size?: number): VolumeFile {
-    this.#assertOpen('open', typeof name === 'string' ? name : undefined);
-    const n = this.#name('create: name', name, 'open');
-    const bytes = check.pageAligned('size', check.integer('size', size ?? DEFAULT_FILE_SIZE, 0));
-    this.#assertParent(n, 'open');
-    if (this.#live.has(n)) throw errnoError('EEXIST', 'open', n, 'the volume has this name already');
-    const inc = this.#newIncarnation(n);
-    try {
-      inc.dax = open(this.#real(n), { ...this.#persistOptions(inc), create: true, size: bytes });
-    } catch (e) {
-      this.#incarnations.delete(inc.id);
-      this.#nextId--;
-      rmSync(inc.mediaPath, { force: true });
-      throw e;
-    }
-    this.#issue({ kind: 'create', path: n, file: inc.id });
-    return new VolumeFile(this, inc);
+    return this.observed('create', name, () => {
+      this.#assertOpen('open', typeof name === 'string' ? name : undefined);
+      const n = this.#name('create: name', name, 'open');
+      const bytes = check.pageAligned('size', check.integer('size', size ?? DEFAULT_FILE_SIZE, 0));
+      this.#assertParent(n, 'open');
+      if (this.#live.has(n)) throw errnoError('EEXIST', 'open', n, 'the volume has this name already');
+      const inc = this.#newIncarnation(n);
+      try {
+        inc.dax = open(this.#real(n), { ...this.#persistOptions(inc), create: true, size: bytes });
+      } catch (e) {
+        this.#incarnations.delete(inc.id);
+        this.#nextId--;
+        rmSync(inc.mediaPath, { force: true });
+        throw e;
+      }
+      this.#issue({ kind: 'create', path: n, file: inc.id });
+      return new VolumeFile(this, inc);
+    });
   }
 
   /** Open an existing file of the volume (every open shares one DaxFile). */
@@ -227,12 +279,14 @@ export class Volume {
   /** Remove a file's name. Its handles then throw ERR_UDAX_UNLINKED; until
    * the unlink is durable a crash may still show the file. */
   unlink(name: string): void {
-    this.#assertOpen('unlink', typeof name === 'string' ? name : undefined);
-    const n = this.#name('unlink: name', name, 'unlink');
-    const inc = this.#fileAt(n, 'unlink');
-    this.#removeLive(inc, n);
-    this.#issue({ kind: 'unlink', path: n, file: inc.id });
-    this.#collect();
+    return this.observed('unlink', name, () => {
+      this.#assertOpen('unlink', typeof name === 'string' ? name : undefined);
+      const n = this.#name('unlink: name', name, 'unlink');
+      const inc = this.#fileAt(n, 'unlink');
+      this.#removeLive(inc, n);
+      this.#issue({ kind: 'unlink', path: n, file: inc.id });
+      this.#collect();
+    });
   }
 
   /** Take a live file out of the directory (its bytes stay: an open DaxFile
@@ -246,46 +300,52 @@ export class Volume {
   /** rename(2): atomic, replacing a file at `to`. Directories are not
    * renamed (EISDIR). */
   rename(from: string, to: string): void {
-    this.#assertOpen('rename', typeof from === 'string' ? from : undefined);
-    const a = this.#name('rename: from', from, 'rename');
-    const b = this.#name('rename: to', to, 'rename');
-    const inc = this.#fileAt(a, 'rename');
-    this.#assertParent(b, 'rename');
-    const target = this.#live.get(b);
-    if (target?.kind === 'directory') throw errnoError('EISDIR', 'rename', b, 'the target is a directory');
-    if (a === b) return;  // rename(2): same file, nothing to do
-    const replaced = target ? this.#incarnations.get(target.file)! : undefined;
-    if (replaced && !replaced.dax) renameSync(this.#real(b), replaced.keptDataPath);
-    try {
-      renameSync(this.#real(a), this.#real(b));
-    } catch (e) {
-      if (replaced && !replaced.dax) renameSync(replaced.keptDataPath, this.#real(b));
-      throw e;
-    }
-    if (replaced) replaced.live = false;
-    inc.name = b;
-    this.#issue({ kind: 'rename', path: a, to: b, file: inc.id });
-    this.#collect();
+    return this.observed('rename', from, () => {
+      this.#assertOpen('rename', typeof from === 'string' ? from : undefined);
+      const a = this.#name('rename: from', from, 'rename');
+      const b = this.#name('rename: to', to, 'rename');
+      const inc = this.#fileAt(a, 'rename');
+      this.#assertParent(b, 'rename');
+      const target = this.#live.get(b);
+      if (target?.kind === 'directory') throw errnoError('EISDIR', 'rename', b, 'the target is a directory');
+      if (a === b) return;  // rename(2): same file, nothing to do
+      const replaced = target ? this.#incarnations.get(target.file)! : undefined;
+      if (replaced && !replaced.dax) renameSync(this.#real(b), replaced.keptDataPath);
+      try {
+        renameSync(this.#real(a), this.#real(b));
+      } catch (e) {
+        if (replaced && !replaced.dax) renameSync(replaced.keptDataPath, this.#real(b));
+        throw e;
+      }
+      if (replaced) replaced.live = false;
+      inc.name = b;
+      this.#issue({ kind: 'rename', path: a, to: b, file: inc.id });
+      this.#collect();
+    }, to);
   }
 
   mkdir(name: string): void {
-    this.#assertOpen('mkdir', typeof name === 'string' ? name : undefined);
-    const n = this.#name('mkdir: name', name, 'mkdir');
-    this.#assertParent(n, 'mkdir');
-    if (this.#live.has(n)) throw errnoError('EEXIST', 'mkdir', n, 'the volume has this name already');
-    mkdirSync(this.#real(n));
-    this.#issue({ kind: 'mkdir', path: n });
+    return this.observed('mkdir', name, () => {
+      this.#assertOpen('mkdir', typeof name === 'string' ? name : undefined);
+      const n = this.#name('mkdir: name', name, 'mkdir');
+      this.#assertParent(n, 'mkdir');
+      if (this.#live.has(n)) throw errnoError('EEXIST', 'mkdir', n, 'the volume has this name already');
+      mkdirSync(this.#real(n));
+      this.#issue({ kind: 'mkdir', path: n });
+    });
   }
 
   rmdir(name: string): void {
-    this.#assertOpen('rmdir', typeof name === 'string' ? name : undefined);
-    const n = this.#name('rmdir: name', name, 'rmdir');
-    const node = this.#live.get(n);
-    if (!node) throw errnoError('ENOENT', 'rmdir', n, 'no such directory in the volume');
-    if (node.kind !== 'directory') throw errnoError('ENOTDIR', 'rmdir', n, 'is a file');
-    if (this.#children(n).length > 0) throw errnoError('ENOTEMPTY', 'rmdir', n, 'the directory is not empty');
-    rmdirSync(this.#real(n));
-    this.#issue({ kind: 'rmdir', path: n });
+    return this.observed('rmdir', name, () => {
+      this.#assertOpen('rmdir', typeof name === 'string' ? name : undefined);
+      const n = this.#name('rmdir: name', name, 'rmdir');
+      const node = this.#live.get(n);
+      if (!node) throw errnoError('ENOENT', 'rmdir', n, 'no such directory in the volume');
+      if (node.kind !== 'directory') throw errnoError('ENOTDIR', 'rmdir', n, 'is a file');
+      if (this.#children(n).length > 0) throw errnoError('ENOTEMPTY', 'rmdir', n, 'the directory is not empty');
+      rmdirSync(this.#real(n));
+      this.#issue({ kind: 'rmdir', path: n });
+    });
   }
 
   #children(dir: string): string[] {
@@ -320,12 +380,14 @@ export class Volume {
   /** fsync(2) of a directory of the volume (default: its root): makes the
    * operations the metadata model says durable. */
   syncDirectory(dir?: string): void {
-    this.#assertOpen('fsync', typeof dir === 'string' ? dir : undefined);
-    const d = this.#name('syncDirectory: dir', dir, 'fsync', true);
-    if (d !== '' && this.#live.get(d)?.kind !== 'directory') {
-      throw errnoError(this.#live.has(d) ? 'ENOTDIR' : 'ENOENT', 'fsync', d, 'no such directory in the volume');
-    }
-    this.#makeDurable(this.#model.durableOnDirectorySync(this.#pending, d));
+    return this.observed('fsync-dir', dir ?? '', () => {
+      this.#assertOpen('fsync', typeof dir === 'string' ? dir : undefined);
+      const d = this.#name('syncDirectory: dir', dir, 'fsync', true);
+      if (d !== '' && this.#live.get(d)?.kind !== 'directory') {
+        throw errnoError(this.#live.has(d) ? 'ENOTDIR' : 'ENOENT', 'fsync', d, 'no such directory in the volume');
+      }
+      this.#makeDurable(this.#model.durableOnDirectorySync(this.#pending, d));
+    });
   }
 
   /** @internal A file's fsync: after its data, the names the model says. */
@@ -439,17 +501,20 @@ export class VolumeFile {
   /** With no range: fsync(2) — the file's data, then the names the metadata
    * model makes durable with it. With a range: msync of it, data only. */
   sync(offset?: number, length?: number): SyncResult {
-    const dax = this.#dax('fsync');
-    if (offset !== undefined || length !== undefined) return dax.sync(offset, length);
-    try {
-      return dax.sync();
-    } finally {
-      this.#volume.fileSynced();  // a failed fsync still commits the journal
-    }
+    const ranged = offset !== undefined || length !== undefined;
+    return this.#volume.observed(ranged ? 'msync' : 'fsync', this.#inc.name, () => {
+      const dax = this.#dax('fsync');
+      if (ranged) return dax.sync(offset, length);
+      try {
+        return dax.sync();
+      } finally {
+        this.#volume.fileSynced();  // a failed fsync still commits the journal
+      }
+    });
   }
 
   write(data: ArrayBufferView, position: number): number {
-    return this.#dax('pwrite').write(data, position);
+    return this.#volume.observed('write', this.#inc.name, () => this.#dax('pwrite').write(data, position));
   }
 
   read(data: ArrayBufferView, position: number): number {
@@ -459,7 +524,7 @@ export class VolumeFile {
   /** ftruncate(2): grow or shrink (file.resize); the new size is durable at
    * the file's fsync, as a write past the end's is. */
   resize(newSize: number): void {
-    this.#dax('ftruncate').resize(newSize);
+    this.#volume.observed('resize', this.#inc.name, () => this.#dax('ftruncate').resize(newSize));
   }
 
   /** Close this handle. The file stays open in the volume (its mappings

@@ -116,7 +116,7 @@ describe('udax bench (smoke)', () => {
   });
 
   it('has --help on every command', () => {
-    for (const args of [['--help'], ['bench', '--help'], ['info', '--help']]) {
+    for (const args of [['--help'], ['bench', '--help'], ['crash', '--help'], ['info', '--help']]) {
       const r = udax(...args);
       expect(r.status).toBe(0);
       expect(r.stdout).toMatch(/^usage: udax/);
@@ -181,5 +181,18 @@ describe('bench/volume-states.ts (volume crash-state cost)', () => {
       expect(bytes[0]).toBeLessThanOrEqual(dirty * 64 + 64);
     }
     expect(json.target).toMatchObject({ name: 'volume-state-256M', verdict: 'not measured' });
+  });
+});
+
+describe('bench/crash-points.ts (states/s with 1 and 2 workers)', () => {
+  it('runs both rows over the same states', () => {
+    const script = resolve(__dirname, '../dist/bench/crash-points.js');
+    const r = spawnSync(process.execPath, [script, '--trials', '1', '--k', '2'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    const json = JSON.parse(r.stdout.trim().split('\n').pop()!) as { rows: { workers: number; points: number; states: number; medianStatesPerSecond: number }[] };
+    expect(json.rows.map((x) => x.workers)).toEqual([1, 2]);
+    expect(json.rows[0].points).toBe(16);
+    expect(json.rows[1].states).toBe(json.rows[0].states);
+    for (const row of json.rows) expect(row.medianStatesPerSecond).toBeGreaterThan(0);
   });
 });

@@ -60,10 +60,25 @@ describe('README', () => {
     expect(lines(r.stdout)).toEqual(lines(shown));
   });
 
+  test('the udax crash session the README shows is what the command prints', () => {
+    const block = readme.match(/### Crash points: `udax crash`\n[\s\S]*?```sh\n([\s\S]*?)```/)![1];
+    const sessions = block.split(/^\$ /m).filter(Boolean);
+    expect(sessions.length).toBe(2);
+    for (const session of sessions) {
+      const [command, ...output] = session.split('\n');
+      const m = command.match(/^(?:(\w+)=(\S+) )?npx udax (.*)$/)!;
+      const r = spawnSync(process.execPath, ['dist/cli/udax.js', ...m[3].split(' ')], {
+        cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...(m[1] ? { [m[1]]: m[2] } : {}) },
+      });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe(output.join('\n'));
+    }
+  });
+
   test('the commands the README names exist in --help', () => {
     const r = spawnSync(process.execPath, ['dist/cli/udax.js', '--help'], { cwd: root, encoding: 'utf8' });
     expect(r.status).toBe(0);
-    for (const command of ['bench', 'info']) {
+    for (const command of ['bench', 'crash', 'info']) {
       expect(r.stdout).toMatch(new RegExp(`^\\s+${command}\\s`, 'm'));
       expect(readme).toContain(`udax ${command}`);
     }

@@ -86,10 +86,11 @@ export interface DifferingUnits {
 /** The units of DIRTY entries whose live bytes differ from the media,
  * reading only those entries (a cost in dirty entries, not file size).
  * Sizes are metadata: a crash leaves the size of the last fsync, so units
- * count only below both the live and the durable size. Caller has run
+ * count only below both the live and the durable size (or upTo: a volume's
+ * pending size change may keep a larger one). Caller has run
  * checkCrashable and harvested; 'pmem' files have none (what is still in the
  * CPU cache cannot be seen). */
-export function differingUnits(file: DaxFile): DifferingUnits {
+export function differingUnits(file: DaxFile, upTo?: number): DifferingUnits {
   const out: DifferingUnits = { units: [], live: [], media: [] };
   const p = file.persistence;
   if (!p.media) return out;
@@ -97,7 +98,7 @@ export function differingUnits(file: DaxFile): DifferingUnits {
   const { table, entrySize } = file;
   const live = new Uint8Array(entrySize);
   const media = new Uint8Array(entrySize);
-  const limit = Math.min(file.size, p.durableSize);
+  const limit = Math.min(file.size, upTo ?? p.durableSize);
   if (limit === 0) return out;
   table.forEachMaybeDirty(0, Math.ceil(limit / entrySize) - 1, (i) => {
     if (!table.isDirty(i)) return;

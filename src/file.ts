@@ -289,6 +289,13 @@ export class DaxFile {
     return result;
   }
 
+  /** @internal fsync's size step alone: the live size becomes durable (a
+   * journal commit by another fsync carried the size change; src/volume.ts). */
+  syncSize(): void {
+    this.assertOpen('fsync');
+    if (!this.readOnly) this.#persistence.syncSize();
+  }
+
   /** Writeback (dax_writeback_mapping_range): records errors, never reports
    * them. Only sync reports, through the syncing handle's cursor. */
   #writeback(offset: number, length: number): SyncResult {

@@ -13,9 +13,12 @@
 //   touches the same path or a path above or below it). A crash keeps any
 //   set of pending operations closed under those dependencies.
 //
-// Sizes are metadata too; today a file's size is fixed at create (its
-// create operation carries it), and file.resize will keep durable sizes in
-// the file's own persistence model, not here.
+// Sizes are metadata too: a size change (ftruncate, a write past the end)
+// is a 'size' operation. The file's own fsync makes it durable under both
+// models (the DaxFile's durableSize is the authority); under 'ext4/xfs' any
+// journal commit carries it and a crash keeps it as part of the prefix;
+// under 'strict-posix' no directory fsync does, and it depends only on the
+// file's earlier size changes.
 
 import { combinations } from './subsets.js';
 
@@ -29,7 +32,8 @@ export type MetaOp =
   | { seq: number; kind: 'unlink'; path: string; file: number }
   | { seq: number; kind: 'rename'; path: string; to: string; file: number }
   | { seq: number; kind: 'mkdir'; path: string }
-  | { seq: number; kind: 'rmdir'; path: string };
+  | { seq: number; kind: 'rmdir'; path: string }
+  | { seq: number; kind: 'size'; path: string; file: number; size: number };
 
 export type NamespaceNode = { kind: 'file'; file: number } | { kind: 'directory' };
 /** Paths (relative, '/'-separated; '' is the root, never stored) to nodes. */
@@ -55,6 +59,7 @@ export function applyOp(ns: NamespaceLike, op: MetaOp): number | undefined {
     case 'unlink': ns.delete(op.path); return undefined;
     case 'mkdir': ns.set(op.path, { kind: 'directory' }); return undefined;
     case 'rmdir': ns.delete(op.path); return undefined;
+    case 'size': return undefined;  // the inode's, not the namespace's
     case 'rename': {
       const replaced = ns.get(op.to);
       ns.set(op.to, { kind: 'file', file: op.file });
@@ -103,7 +108,9 @@ export class NamespaceOverlay implements NamespaceLike {
 }
 
 export function describeOp(op: MetaOp): string {
-  return op.kind === 'rename' ? `rename '${op.path}' -> '${op.to}'` : `${op.kind} '${op.path}'`;
+  if (op.kind === 'rename') return `rename '${op.path}' -> '${op.to}'`;
+  if (op.kind === 'size') return `size '${op.path}' -> ${op.size}`;
+  return `${op.kind} '${op.path}'`;
 }
 
 function pathsOf(op: MetaOp): string[] {
@@ -112,8 +119,10 @@ function pathsOf(op: MetaOp): string[] {
 
 const related = (a: string, b: string) => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
 
-/** True when later must not persist without earlier (issued before it). */
+/** True when later must not persist without earlier (issued before it). A
+ * size change depends only on the same file's earlier size changes. */
 export function dependsOn(later: MetaOp, earlier: MetaOp): boolean {
+  if (later.kind === 'size' || earlier.kind === 'size') return later.kind === 'size' && earlier.kind === 'size' && later.file === earlier.file;
   return pathsOf(later).some((a) => pathsOf(earlier).some((b) => related(a, b)));
 }
 
@@ -122,8 +131,8 @@ export function dependsOn(later: MetaOp, earlier: MetaOp): boolean {
  * pending list, in issue order; every returned set is ascending. */
 export interface MetadataModel {
   readonly name: MetadataModelName;
-  /** fsync of a file (the whole file, as fsync(2)). */
-  durableOnFileSync(pending: readonly MetaOp[]): number[];
+  /** fsync of file (the whole file, as fsync(2)). */
+  durableOnFileSync(pending: readonly MetaOp[], file: number): number[];
   /** fsync of a directory. */
   durableOnDirectorySync(pending: readonly MetaOp[], dir: string): number[];
   /** The set a crash keeps when at least the chosen operations persisted. */
@@ -156,9 +165,9 @@ const journaled: MetadataModel = {
 /** Pending operations ordered only by their dependencies. */
 const strict: MetadataModel = {
   name: 'strict-posix',
-  durableOnFileSync: () => [],
+  durableOnFileSync: (pending, file) => pending.flatMap((op, i) => (op.kind === 'size' && op.file === file ? [i] : [])),
   durableOnDirectorySync: (pending, dir) =>
-    closure(pending, pending.flatMap((op, i) => (pathsOf(op).some((p) => parentOf(p) === dir) ? [i] : []))),
+    closure(pending, pending.flatMap((op, i) => (op.kind !== 'size' && pathsOf(op).some((p) => parentOf(p) === dir) ? [i] : []))),
   kept: (pending, chosen) => closure(pending, chosen),
   choices: (pending, maxCost) => {
     const out: { kept: number[]; cost: number }[] = [];

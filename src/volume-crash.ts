@@ -10,7 +10,7 @@
 // name holds). Each state is then built in place and undone: pwrite of its
 // units, renames between stash and image for its operations. A state costs
 // what it changes, not the size of the files.
-import { closeSync, copyFileSync, cpSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, ftruncateSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkCrashable, differingUnits, type Unit } from './crash.js';
 import { errnoError, rangeError, udaxError } from './errors.js';
@@ -37,7 +37,9 @@ export interface VolumeOperation {
   kind: MetaOp['kind'];
   path: string;
   to?: string;
-  /** "rename 'a' -> 'b'". */
+  /** A size change's new size. */
+  size?: number;
+  /** "rename 'a' -> 'b'", "size 'a' -> 8192". */
   description: string;
 }
 
@@ -97,10 +99,17 @@ interface FileSnapshot {
   /** Where its bytes are in the image when the image is the base. */
   basePath: string;
   fd: number | undefined;
+  /** Its size in the base image: the durable size. */
+  durable: number;
+  /** The media's bytes [tailFrom, ...) that pending size changes may keep
+   * or cut (empty when none is pending). */
+  tailFrom: number;
+  tail: Uint8Array;
 }
 
-/** A file's size in a crash state: the size its last fsync made durable
- * (sizes are metadata, kept by the file's entry table; src/file.ts resize). */
+/** A file's size in the base image: the size its last fsync (or journal
+ * commit) made durable, kept by the file's entry table (src/file.ts resize).
+ * A state that keeps pending size operations sets the last kept one's. */
 function durableSize(dax: DaxFile): number {
   return dax.durableSize;
 }
@@ -144,7 +153,10 @@ function writeProtectDirty(f: DaxFile): void {
 }
 
 function opView(op: MetaOp, index: number): VolumeOperation {
-  return { index, kind: op.kind, path: op.path, ...(op.kind === 'rename' ? { to: op.to } : {}), description: describeOp(op) };
+  return {
+    index, kind: op.kind, path: op.path, ...(op.kind === 'rename' ? { to: op.to } : {}), ...(op.kind === 'size' ? { size: op.size } : {}),
+    description: describeOp(op),
+  };
 }
 
 export class VolumeCrashStates implements Iterable<VolumeCrashState> {
@@ -219,9 +231,20 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     for (const [path, node] of this.#durable) if (node.kind === 'file') where.set(node.file, join(this.dir, path));
     for (const inc of incs) {
       const basePath = where.get(inc.id) ?? join(this.#stash, String(inc.id));
-      const fs: FileSnapshot = { inc, first: this.units.length, count: 0, basePath, fd: undefined };
+      const durable = inc.dax ? durableSize(inc.dax) : 0;
+      const fs: FileSnapshot = { inc, first: this.units.length, count: 0, basePath, fd: undefined, durable, tailFrom: durable, tail: new Uint8Array(0) };
       if (inc.dax) {
-        const d = differingUnits(inc.dax);
+        const sizes = this.#ops.flatMap((op) => (op.kind === 'size' && op.file === inc.id ? [op.size] : []));
+        const [lo, hi] = [Math.min(durable, ...sizes), Math.max(durable, ...sizes)];
+        if (hi > lo && inc.dax.persistence.media) {
+          // The media holds what a kept grow shows (file.write's bytes, zeros
+          // elsewhere; it grows with the file) and a kept shrink cuts (it is
+          // cut only at fsync).
+          fs.tailFrom = lo;
+          fs.tail = new Uint8Array(hi - lo);
+          inc.dax.persistence.media.read(lo, fs.tail);
+        }
+        const d = differingUnits(inc.dax, hi);
         for (let j = 0; j < d.units.length; j++) {
           this.units.push({ ...d.units[j], file: inc.name, incarnation: inc.id });
           this.#unitFile.push(fs);
@@ -251,10 +274,27 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     return { has: (file) => ns.hasFile(file, this.#durableFiles) };
   }
 
-  /** The units of files that exist after kept. */
+  /** Each file's size after kept, where a kept size operation sets it. */
+  #sizesAfter(kept: readonly number[]): Map<number, number> {
+    const sizes = new Map<number, number>();
+    for (const i of kept) {
+      const op = this.#ops[i];
+      if (op.kind === 'size') sizes.set(op.file, op.size);
+    }
+    return sizes;
+  }
+
+  /** The units of files that exist after kept, inside the file's size then. */
   #presentUnits(kept: readonly number[]): number[] {
     const present = this.#namespaceAfter(kept);
-    return this.#files.filter((f) => present.has(f.inc.id)).flatMap((f) => Array.from({ length: f.count }, (_, j) => f.first + j));
+    const sizes = this.#sizesAfter(kept);
+    const out: number[] = [];
+    for (const f of this.#files) {
+      if (!present.has(f.inc.id)) continue;
+      const size = sizes.get(f.inc.id) ?? f.durable;
+      for (let u = f.first; u < f.first + f.count; u++) if (this.units[u].offset + this.units[u].length <= size) out.push(u);
+    }
+    return out;
   }
 
   #choices() {
@@ -339,13 +379,21 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     if (this.#building) throw rangeError('a crash state is already built: finish with it before building another');
     this.#building = true;
     const kept = this.#view.model.kept(this.#ops, choice.operations);
-    const present = this.#namespaceAfter(kept);
-    const units = choice.units.filter((u) => present.has(this.#unitFile[u].inc.id));
+    const inSize = new Set(this.#presentUnits(kept));
+    const units = choice.units.filter((u) => inSize.has(u));
+    const sizes = this.#sizesAfter(kept);
+    const resized = this.#files.filter((f) => sizes.has(f.inc.id) && sizes.get(f.inc.id) !== f.durable);
     const undo: (() => void)[] = [];
     const cost = { bytes: 0, namespaceOps: 0 };
     try {
-      for (const u of units) this.#fd(this.#unitFile[u]);  // opened at the base location, before anything moves
+      // Opened at the base location, before anything moves.
+      for (const u of units) this.#fd(this.#unitFile[u]);
+      for (const f of resized) this.#fd(f);
+      const cut = this.#cutUnits(kept, new Set(units));
+      for (const u of cut) this.#fd(this.#unitFile[u]);
       this.#applyOperations(kept, undo, cost);
+      for (const f of resized) this.#resize(f, sizes.get(f.inc.id)!, undo, cost);
+      for (const u of cut) this.#clearCut(u, undo, cost);
       for (const u of units) {
         const fd = this.#unitFile[u].fd!;
         const unit = this.units[u];
@@ -365,6 +413,55 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     }
   }
 
+  /** Set f's size in the image to size (from the durable size): a grow
+   * shows the media's bytes, a shrink cuts; undo restores both. */
+  #resize(f: FileSnapshot, size: number, undo: (() => void)[], cost: { bytes: number }): void {
+    const fd = f.fd!;
+    const { durable, tail, tailFrom } = f;
+    ftruncateSync(fd, size);
+    if (size > durable) {
+      writeSync(fd, tail, durable - tailFrom, size - durable, durable);
+      cost.bytes += size - durable;
+    }
+    undo.push(() => {
+      ftruncateSync(fd, durable);
+      if (size < durable) writeSync(fd, tail, size - tailFrom, durable - size, size);
+    });
+  }
+
+  /** Where a state keeps a shrink and a later grow of a file, the bytes
+   * between are new blocks: the units there that did not persist. */
+  #cutUnits(kept: readonly number[], persisted: ReadonlySet<number>): number[] {
+    const cuts = new Map<number, { from: number; size: number }>();
+    const durable = new Map(this.#files.map((f) => [f.inc.id, f.durable]));
+    for (const i of kept) {
+      const op = this.#ops[i];
+      if (op.kind !== 'size') continue;
+      const c = cuts.get(op.file) ?? { from: Infinity, size: durable.get(op.file)! };
+      if (op.size < c.size) c.from = Math.min(c.from, op.size);
+      c.size = op.size;
+      cuts.set(op.file, c);
+    }
+    if (cuts.size === 0) return [];
+    return this.#presentUnits(kept).filter((u) => {
+      const c = cuts.get(this.#unitFile[u].inc.id);
+      return !persisted.has(u) && c !== undefined && this.units[u].offset >= c.from;
+    });
+  }
+
+  /** A cut unit that did not persist shows zeros where its media bytes are
+   * not the live ones (stale bytes the shrink cut, which the media keeps
+   * until fsync); file.write's bytes, on the media, equal the live ones. */
+  #clearCut(u: number, undo: (() => void)[], cost: { bytes: number }): void {
+    const fd = this.#unitFile[u].fd!;
+    const unit = this.units[u];
+    const [live, media] = [this.#live[u], this.#media[u]];
+    const fresh = media.map((b, j) => (b === live[j] ? b : 0));
+    writeSync(fd, fresh, 0, unit.length, unit.offset);
+    cost.bytes += unit.length;
+    undo.push(() => writeSync(fd, media, 0, unit.length, unit.offset));
+  }
+
   #fd(f: FileSnapshot): number {
     f.fd ??= openSync(f.basePath, 'r+');
     return f.fd;
@@ -382,6 +479,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     };
     for (const i of kept) {
       const op = this.#ops[i];
+      if (op.kind === 'size') continue;  // the file's size: #resize, by fd
       if (op.kind === 'create') move(stashed(op.file), img(op.path));
       else if (op.kind === 'unlink') move(img(op.path), stashed(op.file));
       else if (op.kind === 'rename') {

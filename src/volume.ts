@@ -390,25 +390,47 @@ export class Volume {
     });
   }
 
-  /** @internal A file's fsync: after its data, the names the model says. */
-  fileSynced(): void {
-    this.#makeDurable(this.#model.durableOnFileSync(this.#pending));
+  /** @internal A file's fsync: after its data, the operations the model
+   * says (its own size changes under both). */
+  fileSynced(inc: Incarnation): void {
+    this.#makeDurable(this.#model.durableOnFileSync(this.#pending, inc.id));
+  }
+
+  /** @internal Run fn, a call that may change the file's size (resize, a
+   * write past the end), and issue the change as a pending 'size' operation. */
+  sizeChanging<T>(inc: Incarnation, dax: DaxFile, fn: () => T): T {
+    const before = dax.size;
+    const result = fn();
+    if (dax.size !== before) this.#issue({ kind: 'size', path: inc.name, file: inc.id, size: dax.size });
+    return result;
   }
 
   #makeDurable(indices: number[]): void {
     if (indices.length === 0) return;
     const durable = new Set(indices);
-    for (const i of indices) applyOp(this.#durable, this.#pending[i]);
+    for (const i of indices) {
+      const op = this.#pending[i];
+      applyOp(this.#durable, op);
+      // A size change made durable by the commit: the file's own size step
+      // (its durableSize stays the one authority). The model commits every
+      // pending size change of a file at once, so that is its live size.
+      if (op.kind === 'size') {
+        const dax = this.#incarnations.get(op.file)?.dax;
+        if (dax && !dax.closed) dax.syncSize();
+      }
+    }
     this.#pending = this.#pending.filter((_, i) => !durable.has(i));
     this.#collect();
   }
 
   /** Close the DaxFile and drop the bytes of every incarnation no crash can
-   * show any more: not live, not durable, named by no pending operation. */
+   * show any more: not live, not durable, named by no pending namespace
+   * operation (its pending size changes are dropped with it). */
   #collect(): void {
     const named = new Set<number>();
     for (const node of this.#durable.values()) if (node.kind === 'file') named.add(node.file);
-    for (const op of this.#pending) if ('file' in op) named.add(op.file);
+    for (const op of this.#pending) if ('file' in op && op.kind !== 'size') named.add(op.file);
+    const before = this.#incarnations.size;
     for (const inc of [...this.#incarnations.values()]) {
       if (inc.live || named.has(inc.id)) continue;
       inc.dax?.close();
@@ -416,6 +438,7 @@ export class Volume {
       rmSync(inc.keptDataPath, { force: true });
       this.#incarnations.delete(inc.id);
     }
+    if (this.#incarnations.size !== before) this.#pending = this.#pending.filter((op) => op.kind !== 'size' || this.#incarnations.has(op.file));
   }
 
   /** The namespace operations not yet durable, described ("rename 'a' -> 'b'"). */
@@ -508,23 +531,30 @@ export class VolumeFile {
       try {
         return dax.sync();
       } finally {
-        this.#volume.fileSynced();  // a failed fsync still commits the journal
+        this.#volume.fileSynced(this.#inc);  // a failed fsync still commits the journal
       }
     });
   }
 
   write(data: ArrayBufferView, position: number): number {
-    return this.#volume.observed('write', this.#inc.name, () => this.#dax('pwrite').write(data, position));
+    return this.#volume.observed('write', this.#inc.name, () => {
+      const dax = this.#dax('pwrite');
+      return this.#volume.sizeChanging(this.#inc, dax, () => dax.write(data, position));
+    });
   }
 
   read(data: ArrayBufferView, position: number): number {
     return this.#dax('pread').read(data, position);
   }
 
-  /** ftruncate(2): grow or shrink (file.resize); the new size is durable at
-   * the file's fsync, as a write past the end's is. */
+  /** ftruncate(2): grow or shrink (file.resize). The size change is a
+   * pending operation, as a write past the end's is: durable at the file's
+   * fsync, and under 'ext4/xfs' at any fsync (docs/volumes.md, Sizes). */
   resize(newSize: number): void {
-    this.#volume.observed('resize', this.#inc.name, () => this.#dax('ftruncate').resize(newSize));
+    this.#volume.observed('resize', this.#inc.name, () => {
+      const dax = this.#dax('ftruncate');
+      this.#volume.sizeChanging(this.#inc, dax, () => dax.resize(newSize));
+    });
   }
 
   /** Close this handle. The file stays open in the volume (its mappings

@@ -334,32 +334,129 @@ describe('crash states of a volume', () => {
   }
 
   test('an empty file: create(name, 0) is empty in every crash state until written and fsynced', () => {
-    const v = newVolume();
+    const v = newVolume({ metadata: 'strict-posix' });
     const f = v.create('journal', 0);
+    v.syncDirectory();
     expect(f.size).toBe(0);
     f.sync();
     expect(eachState(v, (s) => statSync(join(s.path, 'journal')).size)).toEqual([0]);
     f.write(Buffer.from('hdr'), 0);
-    expect(eachState(v, (s) => statSync(join(s.path, 'journal')).size)).toEqual([0]);
+    expect(v.pendingOperations()).toEqual([`size 'journal' -> ${PAGE}`]);
+    expect(eachState(v, (s) => [statSync(join(s.path, 'journal')).size, text(readFileSync(join(s.path, 'journal')), 3)])).toEqual([[0, ''], [PAGE, 'hdr']]);
     f.sync();
     expect(eachState(v, (s) => text(readFileSync(join(s.path, 'journal')), 3))).toEqual(['hdr']);
     v.close();
   });
 
-  test('sizes are metadata: a grow or a write past the end shows in crash states only after the file\'s fsync', () => {
+  /** The size of each of names in every state (absent: -1). */
+  const sizesIn = (v: udax.Volume, names: string[], k = 1) =>
+    eachState(v, (s) => names.map((n) => (existsSync(join(s.path, n)) ? statSync(join(s.path, n)).size : -1)).join(' '), { k });
+
+  test('sizes are metadata: a size change is durable at the file\'s fsync under both models, and shows the media\'s bytes', () => {
+    for (const metadata of ['ext4/xfs', 'strict-posix'] as const) {
+      const v = newVolume({ metadata });
+      const f = v.create('log', PAGE);
+      f.sync();
+      v.syncDirectory();
+      f.write(new Uint8Array(PAGE).fill(7), PAGE);  // past the end: the file grows, the data is durable on return
+      expect(f.size).toBe(2 * PAGE);
+      expect(f.file.durableSize).toBe(PAGE);
+      // Not durable yet: a crash keeps the old size or the new one, with the written bytes.
+      expect(eachState(v, (s) => { const b = readFileSync(join(s.path, 'log')); return [b.length, b[PAGE]]; })).toEqual([[PAGE, undefined], [2 * PAGE, 7]]);
+      f.sync();
+      expect(v.pendingOperations()).toEqual([]);
+      expect(eachState(v, (s) => [statSync(join(s.path, 'log')).size, readFileSync(join(s.path, 'log'))[PAGE]])).toEqual([[2 * PAGE, 7]]);
+      f.resize(PAGE);
+      const states = eachState(v, (s) => { const b = readFileSync(join(s.path, 'log')); return [b.length, b[PAGE]]; });
+      expect(states).toEqual([[2 * PAGE, 7], [PAGE, undefined]]);  // the shrink not kept shows the old bytes
+      f.sync();
+      expect(eachState(v, (s) => statSync(join(s.path, 'log')).size)).toEqual([PAGE]);
+      v.close();
+    }
+  });
+
+  test('ext4/xfs: another file\'s fsync commits a pending size change (grow and shrink); strict-posix: it does not', () => {
+    for (const metadata of ['ext4/xfs', 'strict-posix'] as const) {
+      const v = newVolume({ metadata });
+      const a = v.create('a', PAGE);
+      const b = v.create('b', PAGE);
+      a.sync();
+      b.sync();
+      v.syncDirectory();
+      a.write(new Uint8Array(PAGE).fill(9), PAGE);  // grow a
+      expect(sizesIn(v, ['a'])).toEqual([`${PAGE}`, `${2 * PAGE}`]);  // before b's fsync: old or new
+      b.sync();
+      if (metadata === 'ext4/xfs') {
+        expect(a.file.durableSize).toBe(2 * PAGE);  // the journal commit carried it: the file's own authority says so
+        expect(eachState(v, (s) => { const x = readFileSync(join(s.path, 'a')); return [x.length, x[PAGE]]; })).toEqual([[2 * PAGE, 9]]);
+      } else {
+        expect(a.file.durableSize).toBe(PAGE);
+        expect(sizesIn(v, ['a'])).toEqual([`${PAGE}`, `${2 * PAGE}`]);
+        v.syncDirectory();  // a directory fsync does not carry a size change either
+        expect(sizesIn(v, ['a'])).toEqual([`${PAGE}`, `${2 * PAGE}`]);
+        a.sync();
+      }
+      expect(sizesIn(v, ['a'])).toEqual([`${2 * PAGE}`]);
+      a.resize(PAGE);  // shrink a
+      expect(sizesIn(v, ['a'])).toEqual([`${2 * PAGE}`, `${PAGE}`]);
+      b.sync();
+      expect(sizesIn(v, ['a'])).toEqual(metadata === 'ext4/xfs' ? [`${PAGE}`] : [`${2 * PAGE}`, `${PAGE}`]);
+      if (metadata === 'ext4/xfs') expect(a.file.durableSize).toBe(PAGE);
+      // A grow after the shrink (durable under ext4/xfs, pending under
+      // strict-posix, where the media still holds the cut bytes): the cut
+      // bytes are gone in every state that keeps the grow, zeros.
+      a.resize(3 * PAGE);
+      b.sync();
+      const grown = eachState(v, (s) => readFileSync(join(s.path, 'a')), { k: 2 }).filter((x) => x.length === 3 * PAGE);
+      expect(grown.length).toBeGreaterThan(0);
+      for (const x of grown) expect(x.subarray(PAGE).every((c) => c === 0)).toBe(true);
+      v.close();
+    }
+  });
+
+  test('ext4/xfs: a size change is kept only with every earlier pending operation (the journal\'s prefix)', () => {
     const v = newVolume();
-    const f = v.create('log', PAGE);
-    f.sync();
+    const a = v.create('a', PAGE);
+    a.sync();
     v.syncDirectory();
-    f.write(new Uint8Array(PAGE).fill(7), PAGE);  // past the end: the file grows, the data is durable on return
-    expect(f.size).toBe(2 * PAGE);
-    expect(eachState(v, (s) => statSync(join(s.path, 'log')).size)).toEqual([PAGE]);  // the old size, in every state
-    f.sync();
-    expect(eachState(v, (s) => [statSync(join(s.path, 'log')).size, readFileSync(join(s.path, 'log'))[PAGE]])).toEqual([[2 * PAGE, 7]]);
-    f.resize(PAGE);
-    expect(eachState(v, (s) => statSync(join(s.path, 'log')).size)).toEqual([2 * PAGE]);  // the shrink is not durable yet
-    f.sync();
-    expect(eachState(v, (s) => statSync(join(s.path, 'log')).size)).toEqual([PAGE]);
+    v.create('c', PAGE);  // pending, before a's grow
+    a.resize(2 * PAGE);
+    v.rename('c', 'd');  // pending, after it
+    expect(v.pendingOperations()).toEqual(["create 'c'", `size 'a' -> ${2 * PAGE}`, "rename 'c' -> 'd'"]);
+    expect(sizesIn(v, ['a', 'c', 'd'], 3)).toEqual([`${PAGE} -1 -1`, `${PAGE} ${PAGE} -1`, `${2 * PAGE} ${PAGE} -1`, `${2 * PAGE} -1 ${PAGE}`]);
+    const states = v.crashStates({ dir: `${v.dir}.states` });
+    expect(states.pending.map((o) => [o.kind, o.size])).toEqual([['create', undefined], ['size', 2 * PAGE], ['rename', undefined]]);
+    expect(states.with({ operations: [1], units: [] }, (s) => s.operations.map((o) => o.description))).toEqual(["create 'c'", `size 'a' -> ${2 * PAGE}`]);
+    states.close();
+    v.close();
+  });
+
+  test('strict-posix: a size change depends on nothing but the file\'s earlier size changes', () => {
+    const v = newVolume({ metadata: 'strict-posix' });
+    const a = v.create('a', PAGE);
+    a.resize(2 * PAGE);
+    a.resize(3 * PAGE);
+    // The create is pending (no directory fsync): a size change kept without it shows nothing of a.
+    expect(new Set(sizesIn(v, ['a'], 3))).toEqual(new Set(['-1', `${PAGE}`, `${2 * PAGE}`, `${3 * PAGE}`]));
+    const states = v.crashStates({ dir: `${v.dir}.states`, k: 3 });
+    const kept = [...states].map((s) => s.operations.map((o) => o.index).join(','));
+    expect(kept).toEqual(['', '0', '1', '0,1', '1,2', '0,1,2']);  // never 2 without 1
+    states.close();
+    a.sync();  // its own fsync: both size changes durable, the name still not
+    expect(v.pendingOperations()).toEqual(["create 'a'"]);
+    expect(sizesIn(v, ['a'])).toEqual(['-1', `${3 * PAGE}`]);
+    v.close();
+  });
+
+  test('mapped stores past the durable size are units of the states that keep the grow', () => {
+    const v = newVolume();
+    const a = v.create('a', PAGE);
+    a.sync();
+    a.resize(2 * PAGE);
+    const m = a.map();
+    m.bytes[PAGE] = 5;
+    const seen = eachState(v, (s) => { const x = readFileSync(join(s.path, 'a')); return `${x.length}:${x[PAGE] ?? '-'}:${s.units.length}`; }, { k: 2 });
+    expect(seen).toEqual([`${PAGE}:-:0`, `${2 * PAGE}:0:0`, `${2 * PAGE}:5:1`]);
     v.close();
   });
 

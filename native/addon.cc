@@ -66,6 +66,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_uffd(env, exports);
   init_uffd_sigbus(env, exports);
   init_resize(env, exports);
+  init_freeze(env, exports);
   return exports;
 }
 

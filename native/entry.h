@@ -75,6 +75,9 @@ enum udax_stat {
 #define UDAX_TRACKER_KIND 0
 #define UDAX_TRACKER_HARVEST_LOCK 1
 #define UDAX_TRACKER_SCAN 2
+// The async tracker's freeze word (native/freeze.cc): 0, or the thread id
+// of the thread that holds the file's async mappings read-only.
+#define UDAX_TRACKER_FREEZE 3
 #define UDAX_SCAN_ARMED 1
 #define UDAX_SCAN_POPULATED 2
 #define UDAX_TRACKER_WORDS 4

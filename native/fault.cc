@@ -3,8 +3,9 @@
 //
 // Contract (as libsigsegv/bdwgc): the handlers are async-signal-safe only —
 // no malloc, no locks other than entry locks (futexes), no stdio. SIGSEGV is
-// acted on only for SEGV_ACCERR inside a LIVE tracked region, dispatched to
-// that region's write-fault function; SIGBUS for a write to a page a sigbus
+// acted on only for a store (SEGV_ACCERR) inside a LIVE tracked region,
+// dispatched to that region's write-fault function (a load or instruction
+// fetch there is never ours: it chains and crashes instead of retrying); SIGBUS for a write to a page a sigbus
 // region still has write-protected (userfaultfd, native/uffd_sigbus.cc),
 // else only inside a native call that guarded itself. Every other signal goes to the previous action (Node's
 // WebAssembly trap handler, or the default, so a genuine crash still crashes
@@ -22,6 +23,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ucontext.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -142,6 +144,16 @@ static void chain(const struct sigaction &old, int sig, siginfo_t *si, void *uct
   if (si->si_code <= 0) raise(sig);
 }
 
+// Was the faulting access a store? (x86-64 page-fault error code)
+static bool is_write_fault(void *uctx) {
+#if defined(__x86_64__)
+  const ucontext_t *uc = (const ucontext_t *)uctx;
+  return (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;  // X86_PF_WRITE
+#else
+  return true;
+#endif
+}
+
 static void udax_sigsegv(int sig, siginfo_t *si, void *uctx) {
   int saved_errno = errno;
   if (si->si_code == SEGV_ACCERR) {
@@ -155,7 +167,7 @@ static void udax_sigsegv(int sig, siginfo_t *si, void *uctx) {
       st = r->state.load(std::memory_order_seq_cst);
       bool inside = addr >= r->start && addr < r->end;
       udax_write_fault_fn on_write = r->on_write_fault.load(std::memory_order_acquire);
-      if (st == REGION_LIVE && inside && on_write) {
+      if (st == REGION_LIVE && inside && on_write && is_write_fault(uctx)) {
         on_write(r, addr);
         region_unpin(r);
         errno = saved_errno;

@@ -32,7 +32,7 @@ static inline int32_t owner_tag(pid_t tid) {
 }
 
 // Is thread tid of this process alive? (tgkill with signal 0 sends nothing.)
-static bool thread_alive(pid_t tid) {
+bool thread_alive(pid_t tid) {
   return syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno != ESRCH;
 }
 

@@ -198,7 +198,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->tracked = tracked;
   r->async = async;
   r->sigbus = sigbus;
-  r->on_write_fault.store(!tracked || async ? nullptr : sigbus ? handle_uffd_write_fault : handle_write_fault);
+  r->on_write_fault.store(!tracked ? nullptr : async ? handle_frozen_write_fault : sigbus ? handle_uffd_write_fault : handle_write_fault);
   r->first_entry = first;
   r->n_entries = n;
   r->writable = flags_mem;

@@ -226,6 +226,8 @@ int32_t entry_owner_tag();
 // lock at a higher index than one it may wait for.
 void entry_dirty_as(udax_inode *t, uint32_t index, int32_t self);
 pid_t udax_gettid();
+// Is thread tid of this process alive? (async-signal-safe)
+bool thread_alive(pid_t tid);
 
 // ---- userfaultfd, shared by the async and sigbus trackers ---------------------
 // Open a userfaultfd (user-mode faults only: no privilege needed) with the
@@ -304,6 +306,10 @@ void harvest_unlock(udax_inode *t);
 
 // ---- the fault handlers (native/fault.cc) ------------------------------------
 void handle_write_fault(udax_region *r, uintptr_t addr);
+// ---- the async tracker's freeze (native/freeze.cc) ------------------------------
+// Every async region's write-fault hook: wait while the file is frozen.
+void handle_frozen_write_fault(udax_region *r, uintptr_t addr);
+void init_freeze(Napi::Env env, Napi::Object exports);
 // Run fn() with SIGBUS on udax's memory turned into a returned EFAULT (a file
 // shrunk underneath: the pages past its end are gone). Returns 0 or EFAULT.
 int guard_sigbus(void (*fn)(void *), void *arg);

@@ -143,6 +143,11 @@ export interface NativeAddon {
   sigbusSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
   // native/uffd.cc
   harvest(inode: number, firstEntry: number, lastEntry: number): number;
+  // native/freeze.cc
+  /** Make the file's async mappings read-only; stores wait in the fault handler. */
+  freezeAsync(inode: number): number;
+  /** Undo freezeAsync (same thread) and wake the waiting stores. */
+  thawAsync(inode: number): void;
   asyncSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
   // native/testing.cc, native/uffd.cc (udax/testing only)
   testingSetWriteFault(region: number, kind: string, delayNs: number): void;

@@ -8,7 +8,7 @@ import type { Mapping } from './mapping.js';
 import { native } from './native.js';
 import { activeVmaPolicy, applyVmaPolicy, vmaPolicy, type VmaPolicy } from './vma.js';
 import { tagForWriteback as tag } from './writeback.js';
-import { trackerNamed } from './tracker.js';
+import { trackerNamed, withStoresFrozen } from './tracker.js';
 import * as check from './validate.js';
 
 export type { VmaPolicy } from './vma.js';
@@ -125,6 +125,14 @@ export function tagForWriteback(file: DaxFile, first: number, last: number): num
 export function harvest(file: DaxFile): number {
   file.assertOpen('ioctl');
   return file.tracker === 'async' ? native.harvest(file.table.id, 0, file.table.count - 1) : 0;
+}
+
+/** Run fn with stores from other threads into file's async mappings held
+ * back until it returns, as a volume snapshot does (sigsegv, sigbus: fn
+ * alone; their snapshots hold stores back through write-protected entries). */
+export function withAsyncStoresFrozen<T>(file: DaxFile, fn: () => T): T {
+  file.assertOpen('mprotect');
+  return withStoresFrozen(file.faultTracker, file.table.id, fn);
 }
 
 /** Sleep delayNs in every harvest between the scan (which consumed the

@@ -112,6 +112,20 @@ class AsyncTracker implements FaultTracker {
   }
 }
 
+/** Run fn with stores from other threads into the file's async mappings
+ * held back: they are made read-only whole and a store waits in the fault
+ * handler until fn returns (native/freeze.cc). The other trackers' stores
+ * fault on write-protected entries already: for them this is just fn(). */
+export function withStoresFrozen<T>(tracker: FaultTracker, tableId: number, fn: () => T): T {
+  if (tracker.name !== 'async') return fn();
+  native.freezeAsync(tableId);
+  try {
+    return fn();
+  } finally {
+    native.thawAsync(tableId);
+  }
+}
+
 const TRACKERS: Record<TrackerName, FaultTracker> = { sigsegv: new SigsegvTracker(), sigbus: new SigbusTracker(), async: new AsyncTracker() };
 /** The kind word in the entry table: 0 until the first open claims it. */
 const KIND_CODES: Record<TrackerName, number> = { sigsegv: 1, async: 2, sigbus: 3 };

@@ -18,6 +18,7 @@ import { checkPath, type DaxFile } from './file.js';
 import { applyOp, describeOp, NamespaceOverlay, type MetaOp, type Namespace } from './metadata.js';
 import { native } from './native.js';
 import { mulberry32 } from './prng.js';
+import { withStoresFrozen } from './tracker.js';
 import { binomialSum, combinations } from './subsets.js';
 import * as check from './validate.js';
 import type { Incarnation, Volume, VolumeView } from './volume.js';
@@ -116,8 +117,11 @@ function durableSize(dax: DaxFile): number {
 
 /** Lock every entry of every open file (ascending table id: one order for
  * every taker), harvest, and write-protect the DIRTY entries, so stores from
- * other threads fault and wait (sigsegv tracker) while fn reads. Writeback
- * and file.write wait for the locks: the media cannot change under fn. */
+ * other threads fault and wait (sigsegv, sigbus) while fn reads; async
+ * mappings have no fault of their own, so they are frozen read-only whole
+ * and their stores wait in the fault handler (native/freeze.cc) until fn
+ * returns. Writeback and file.write wait for the locks: the media cannot
+ * change under fn. */
 function withVolumeFrozen<T>(files: DaxFile[], fn: () => T): T {
   const sorted = [...files].sort((a, b) => a.table.id - b.table.id);
   const lockAll = (i: number): T => {
@@ -126,7 +130,7 @@ function withVolumeFrozen<T>(files: DaxFile[], fn: () => T): T {
     return f.table.withLocked(0, f.table.count - 1, () => {
       f.harvest();
       writeProtectDirty(f);
-      return lockAll(i + 1);
+      return withStoresFrozen(f.faultTracker, f.table.id, () => lockAll(i + 1));
     });
   };
   return lockAll(0);

@@ -1,6 +1,6 @@
 // Layer 3b: the tracker option, and the async tracker's traps
 // (/work/shared/TRACKERS.md §2): holes, read-only pages, zapped pages, PMD
-// entries, system calls, unmap with unflushed stores, no fault hook, and the
+// entries, system calls, unmap with unflushed stores, no fault hook (and the freeze a volume snapshot takes), and the
 // fallback when userfaultfd is refused.
 import { openSync, closeSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, test } from 'vitest';
 import { open, PMD_SIZE } from 'udax';
-import { harvest, madvise, setHarvestDelay } from 'udax/testing';
+import { harvest, madvise, setHarvestDelay, withAsyncStoresFrozen } from 'udax/testing';
 import { daxError, distIndex, nextMessage, notAsync, removeScratch, runChild, scratchPath, shortOfShm, sleep, TRACKER } from './helpers.js';
 
 afterAll(removeScratch);
@@ -277,6 +277,117 @@ describe.skipIf(notAsync)('the async tracker (async runs only)', () => {
     m.unmap();
     f.close();
   }, 120_000);
+
+  // The freeze a volume snapshot takes (native/freeze.cc): another thread's
+  // store waits in the fault handler while the file is frozen, completes
+  // after the thaw, and is tracked (the page it wrote was clean: mprotect
+  // back to read-write kept its userfaultfd write-protection).
+  test('a store from another thread during a freeze waits, completes after the thaw, and is tracked', async () => {
+    const path = scratchPath('freeze');
+    const f = open(path, { create: true, size: 4 * PAGE, media: 'shadow' });
+    const m = f.map();
+    m.bytes[PAGE] = 1;
+    f.sync();  // page 1 clean: write-protected again
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const w = new Worker(`
+      import { attach } from ${JSON.stringify(distIndex)};
+      import { parentPort, workerData } from 'node:worker_threads';
+      const file = attach(workerData.file);
+      const words = new Int32Array(file.attachMapping(workerData.mapping).bytes.buffer);
+      const flags = new Int32Array(workerData.flags);
+      parentPort.postMessage('ready');
+      Atomics.wait(flags, 0, 0);
+      words[1024] = 0x01020304;  // page 1
+      Atomics.store(flags, 1, 1);
+      Atomics.notify(flags, 1);
+      parentPort.postMessage('stored');
+    `, { eval: true, workerData: { file: f.handle(), mapping: m.handle(), flags: flags.buffer } });
+    try {
+      await nextMessage(w, (x) => x === 'ready');
+      const during = withAsyncStoresFrozen(f, () => {
+        Atomics.store(flags, 0, 1);
+        Atomics.notify(flags, 0);
+        const waited = Atomics.wait(flags, 1, 0, 300);  // the store cannot complete while frozen
+        return { waited, value: new Int32Array(m.bytes.buffer)[1024] };
+      });
+      expect(during).toEqual({ waited: 'timed-out', value: 1 });
+      await nextMessage(w, (x) => x === 'stored');
+      expect(new Int32Array(m.bytes.buffer)[1024]).toBe(0x01020304);
+      expect(f.dirtyRanges()).toEqual([{ offset: PAGE, length: PAGE }]);
+      f.sync();
+      expect(readFileSync(`${path}.media`)).toEqual(readFileSync(path));
+      m.bytes[2 * PAGE] = 5;  // after the thaw this thread's stores are tracked too
+      expect(f.dirtyRanges()).toEqual([{ offset: 2 * PAGE, length: PAGE }]);
+    } finally {
+      await w.terminate();
+      f.close();
+    }
+  });
+
+  test('a worker terminated while its store waits on a freeze ends once the freeze is lifted', async () => {
+    const f = open(scratchPath('freeze-term'), { create: true, size: 4 * PAGE });
+    const m = f.map();
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const w = new Worker(`
+      import { attach } from ${JSON.stringify(distIndex)};
+      import { parentPort, workerData } from 'node:worker_threads';
+      const file = attach(workerData.file);
+      const bytes = file.attachMapping(workerData.mapping).bytes;
+      const flags = new Int32Array(workerData.flags);
+      parentPort.postMessage('ready');
+      Atomics.wait(flags, 0, 0);
+      bytes[0] = 9;
+      for (;;) bytes[1] = (bytes[1] + 1) & 255;
+    `, { eval: true, workerData: { file: f.handle(), mapping: m.handle(), flags: flags.buffer } });
+    await nextMessage(w, (x) => x === 'ready');
+    let ended: Promise<number> | undefined;
+    withAsyncStoresFrozen(f, () => {
+      Atomics.store(flags, 0, 1);
+      Atomics.notify(flags, 0);
+      Atomics.wait(flags, 1, 0, 100);
+      ended = w.terminate();
+    });
+    await ended;
+    expect(m.bytes[0]).toBe(9);
+    expect(f.dirtyRanges()).toEqual([{ offset: 0, length: PAGE }]);
+    f.close();
+  });
+
+  test('a freezer that dies (a worker terminated inside the freeze) does not hang stores: the first waiter thaws for it (a child process)', () => {
+    const r = runChild(`
+      import { Worker } from 'node:worker_threads';
+      import { open } from ${JSON.stringify(distIndex)};
+      const f = open(${JSON.stringify(scratchPath('freeze-dead'))}, { create: true, size: 4096, tracker: 'async' });
+      const m = f.map();
+      const w = new Worker(\`
+        import { attach } from ${JSON.stringify(distIndex)};
+        import { withAsyncStoresFrozen } from ${JSON.stringify(testingIndex)};
+        import { parentPort, workerData } from 'node:worker_threads';
+        const file = attach(workerData);
+        withAsyncStoresFrozen(file, () => { parentPort.postMessage('frozen'); for (;;) {} });
+      \`, { eval: true, workerData: f.handle() });
+      await new Promise((r) => w.once('message', r));
+      await w.terminate();
+      m.bytes[0] = 3;
+      console.log(JSON.stringify({ value: m.bytes[0], dirty: f.dirtyRanges() }));
+    `, { timeout: 20_000 });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ value: 3, dirty: [{ offset: 0, length: PAGE }] });
+  });
+
+  test('a store into a file this thread holds frozen crashes with a message (a child process), instead of hanging', () => {
+    const r = runChild(`
+      import { open } from ${JSON.stringify(distIndex)};
+      import { withAsyncStoresFrozen } from ${JSON.stringify(testingIndex)};
+      const f = open(${JSON.stringify(scratchPath('freeze-self'))}, { create: true, size: 4096, tracker: 'async' });
+      const m = f.map();
+      withAsyncStoresFrozen(f, () => { m.bytes[0] = 1; });
+      console.log('not reached');
+    `, { timeout: 20_000 });
+    expect(r.signal).toBe('SIGABRT');
+    expect(r.stderr).toContain('self-deadlock');
+    expect(r.stdout).not.toContain('not reached');
+  });
 
   test('a worker that attaches runs the file\'s tracker', async () => {
     const f = open(scratchPath('attach'), { create: true, size: 4 * PAGE });

@@ -1,0 +1,147 @@
+// The async tracker's freeze: hold stores from other threads back while a
+// volume snapshot reads (src/volume-crash.ts). The async tracker has no
+// write fault of its own (WP_ASYNC resolves it in the kernel), so a freeze
+// makes every live async mapping of the file PROT_READ, whole (one VMA each:
+// nothing splits), and the region's write-fault hook, handle_frozen_write_fault,
+// waits in the SIGSEGV handler until the thaw, then returns so the store
+// retries.
+//
+// The freeze word (UDAX_TRACKER_FREEZE) is 0 or the freezer's thread id; -1
+// while a waiter thaws for a freezer that died. Order, which the handler's
+// contract rests on:
+//   freeze  take the word (0 -> tid), then mprotect PROT_READ
+//   thaw    mprotect PROT_READ|PROT_WRITE, then clear the word, FUTEX_WAKE all
+// So a write fault seen with the word 0 was taken before the thaw's mprotect
+// (or the freeze's): the page is writable again and the retried store
+// succeeds — returning cannot loop. Async regions are otherwise mapped
+// read-write and nothing else in udax makes them read-only, so no other
+// write fault reaches the hook; read and exec faults are never dispatched
+// (native/fault.cc) and crash as they would without udax.
+//
+// mprotect keeps userfaultfd write-protection: a PTE with the uffd-wp bit
+// is never made writable by mprotect (mm/mprotect.c can_change_pte_writable),
+// so a page that was clean at the freeze is still reported by the next
+// harvest after a store (test/38).
+#include "udax.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static const int32_t kThawing = -1;
+static const long kPollNs = 2000000;  // a waiter rechecks its region and the freezer this often
+
+static std::atomic<int32_t> *freeze_word(udax_inode *t) {
+  return reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[UDAX_TRACKER_FREEZE]);
+}
+
+static void freeze_wait(udax_inode *t, int32_t seen) {
+  struct timespec ts = {0, kPollNs};
+  syscall(SYS_futex, &t->tracker[UDAX_TRACKER_FREEZE], FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
+}
+
+static void freeze_release(udax_inode *t) {
+  freeze_word(t)->store(0, std::memory_order_release);
+  syscall(SYS_futex, &t->tracker[UDAX_TRACKER_FREEZE], FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+// mprotect every live async region of t whole; *count gets how many.
+// Returns 0 or the first errno (every region is still tried). Async-signal-safe.
+static int set_async_prot(udax_inode *t, bool writable, int *count) {
+  int err = 0, n = 0;
+  int high = g_regions_high.load(std::memory_order_acquire);
+  for (int i = 0; i < high; i++) {
+    udax_region *r = &g_regions[i];
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !region_pin(r)) continue;
+    if (r->inode == t && r->async) {
+      if (mprotect((void *)r->start, r->end - r->start, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0 && !err) err = errno;
+      n++;
+    }
+    region_unpin(r);
+  }
+  if (count) *count = n;
+  return err;
+}
+
+// A thaw that fails would leave writers faulting forever: say so and stop.
+// (Making a whole VMA read-write again needs no new VMA, so it does not fail.)
+[[noreturn]] static void thaw_failed(udax_inode *t, int err) {
+  msg_str("udax: fatal: mprotect (thaw) failed (errno ");
+  msg_dec((uint64_t)err);
+  msg_str(") for ");
+  msg_str(t->path);
+  msg_str("\n");
+  msg_abort();
+}
+
+static void thaw(udax_inode *t) {
+  int err = set_async_prot(t, true, nullptr);
+  if (err) thaw_failed(t, err);
+  freeze_release(t);
+}
+
+// The hook, in the SIGSEGV handler with r pinned (async-signal-safe only).
+// Returns when the file is not frozen (the store retries), when r is being
+// unmapped (unmap waits for the pin; the retry then reaches the tombstone),
+// or after thawing for a freezer that died.
+void handle_frozen_write_fault(udax_region *r, uintptr_t addr) {
+  udax_inode *t = r->inode;
+  std::atomic<int32_t> *w = freeze_word(t);
+  pid_t self = 0;
+  for (;;) {
+    int32_t c = w->load(std::memory_order_acquire);
+    if (c == 0 || r->state.load(std::memory_order_acquire) != REGION_LIVE) return;
+    if (!self) self = udax_gettid();
+    if (c == self) {
+      msg_str("udax: self-deadlock: thread ");
+      msg_dec((uint64_t)self);
+      msg_str(" stored into ");
+      msg_str(t->path);
+      msg_str(" while it holds the file frozen\n");
+      msg_abort();
+    }
+    if (c > 0 && !thread_alive(c)) {
+      if (w->compare_exchange_strong(c, kThawing, std::memory_order_acq_rel)) thaw(t);
+      continue;
+    }
+    freeze_wait(t, c);
+  }
+}
+
+// freezeAsync(inodeId) -> async regions frozen: take the file's freeze word
+// (waiting for another freezer; taken over from a dead one), then make its
+// async mappings read-only. On failure nothing stays frozen.
+static Napi::Value FreezeAsync(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "mprotect");
+  std::atomic<int32_t> *w = freeze_word(t.get());
+  int32_t self = (int32_t)udax_gettid();
+  for (;;) {
+    int32_t c = w->load(std::memory_order_acquire);
+    if (c == self) throw errno_error(info.Env(), EDEADLK, "mprotect", t->path);
+    if ((c == 0 || (c > 0 && !thread_alive(c))) && w->compare_exchange_strong(c, self, std::memory_order_acq_rel)) break;
+    if (c != 0) freeze_wait(t.get(), c);
+  }
+  int n = 0;
+  if (int err = set_async_prot(t.get(), false, &n)) {
+    thaw(t.get());
+    throw errno_error(info.Env(), err, "mprotect", t->path);
+  }
+  return Napi::Number::New(info.Env(), n);
+}
+
+// thawAsync(inodeId): make the file's async mappings read-write again, then
+// wake every store waiting in the fault handler. The caller froze it.
+static Napi::Value ThawAsync(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "mprotect");
+  if (freeze_word(t.get())->load(std::memory_order_acquire) != (int32_t)udax_gettid())
+    throw errno_error(info.Env(), EPERM, "mprotect", t->path);
+  thaw(t.get());
+  return info.Env().Undefined();
+}
+
+void init_freeze(Napi::Env env, Napi::Object exports) {
+  exports.Set("freezeAsync", Napi::Function::New(env, FreezeAsync, "freezeAsync"));
+  exports.Set("thawAsync", Napi::Function::New(env, ThawAsync, "thawAsync"));
+}

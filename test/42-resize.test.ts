@@ -244,11 +244,14 @@ describe('threads', () => {
     const f = shadowFile(4);
     const w = new Worker(workerUrl('resize-worker.mjs'), { workerData: { role: 'observer', fileHandle: f.handle() } });
     await nextMessage(w, (m: any) => m.ready);
+    // Listen for the exit now: a worker that ends right after its answer can
+    // emit 'exit' in the same turn as the message, before a later listener.
+    const exited = new Promise((resolve) => w.once('exit', resolve));
     f.resize(8 * PAGE);
     w.postMessage({ size: 8 * PAGE });
     const r = await nextMessage(w, (m: any) => 'seen' in m);
     expect(r).toEqual({ seen: 8 * PAGE, dirty: [] });
-    await new Promise((resolve) => w.once('exit', resolve));
+    await exited;
     f.sync();
     const image = syncedImage(f);
     expect(image.length).toBe(8 * PAGE);

@@ -256,12 +256,17 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
     region_unpin(r);
   }
   if (async_inode) harvest_lock(async_inode);
+  // Hold a view of our own until the tombstone is finished: another thread
+  // releasing the last view (a worker ending) must not free the slot, its
+  // flags and its addresses while we still write them.
+  if (r) r->views.fetch_add(1, std::memory_order_acq_rel);
   int live = REGION_LIVE;
   if (!r || !r->state.compare_exchange_strong(live, REGION_TOMBSTONE)) {
     if (async_inode) {
       harvest_unlock(async_inode);
       inode_unref(async_inode);
     }
+    if (r && r->views.fetch_sub(1, std::memory_order_acq_rel) == 1) region_release_if_unused(r);
     throw errno_error(info.Env(), EBADF, "munmap");
   }
   r->gen.fetch_add(1, std::memory_order_acq_rel);
@@ -279,7 +284,7 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
                  MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) munmap((void *)r->start, r->end - r->start);
   memset(r->writable, 0, r->writable_len);
-  region_release_if_unused(r);
+  if (r->views.fetch_sub(1, std::memory_order_acq_rel) == 1) region_release_if_unused(r);
   return info.Env().Undefined();
 }
 

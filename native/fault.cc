@@ -42,7 +42,7 @@ static inline void stat_add(udax_inode *t, int which, int64_t v) {
   __atomic_fetch_add(&t->stats[which], v, __ATOMIC_RELAXED);
 }
 
-[[noreturn]] static void fatal_in_handler(const char *what, int err, udax_region *r) {
+[[noreturn]] void fatal_in_handler(const char *what, int err, udax_region *r) {
   msg_str("udax: fatal: ");
   msg_str(what);
   msg_str(" failed in the fault handler (errno ");
@@ -145,7 +145,7 @@ static void chain(const struct sigaction &old, int sig, siginfo_t *si, void *uct
 }
 
 // Was the faulting access a store? (x86-64 page-fault error code)
-static bool is_write_fault(void *uctx) {
+bool is_write_fault(void *uctx) {
 #if defined(__x86_64__)
   const ucontext_t *uc = (const ucontext_t *)uctx;
   return (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;  // X86_PF_WRITE

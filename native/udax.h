@@ -305,6 +305,11 @@ void harvest_lock(udax_inode *t);
 void harvest_unlock(udax_inode *t);
 
 // ---- the fault handlers (native/fault.cc) ------------------------------------
+// For the write-fault functions they call (async-signal-safe): was the fault
+// a store (x86-64 error code; elsewhere every fault counts as one), and a
+// message then abort when a system call failed in a handler.
+bool is_write_fault(void *uctx);
+[[noreturn]] void fatal_in_handler(const char *what, int err, udax_region *r);
 void handle_write_fault(udax_region *r, uintptr_t addr);
 // ---- the async tracker's freeze (native/freeze.cc) ------------------------------
 // Every async region's write-fault hook: wait while the file is frozen.

@@ -74,24 +74,6 @@ static uint64_t pagemap_word(uintptr_t addr) {
   return word;
 }
 
-static bool is_write_fault(void *uctx) {
-  const ucontext_t *uc = (const ucontext_t *)uctx;
-  return (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;  // X86_PF_WRITE
-}
-
-[[noreturn]] static void fatal_in_handler(const char *what, int err, udax_region *r) {
-  msg_str("udax: fatal: ");
-  msg_str(what);
-  msg_str(" failed in the SIGBUS fault handler (errno ");
-  msg_dec((uint64_t)err);
-  msg_str(") for ");
-  msg_str(r->inode->path);
-  msg_str("\n");
-  msg_abort();
-}
-
-// The write fault of sigbus regions: dax_pfn_mkwrite's protocol as in
-// native/fault.cc, un-protecting the entry with UFFDIO_WRITEPROTECT.
 void handle_uffd_write_fault(udax_region *r, uintptr_t addr) {
   int64_t t0 = now_ns();
   udax_inode *t = r->inode;

@@ -43,6 +43,16 @@ export interface FaultTracker {
   harvest(table: EntryTable, first: number, last: number): void;
 }
 
+/** Throw if udax's handler for signal was replaced: stores to
+ * write-protected pages would then fault forever. */
+function checkHandler(signal: 'SIGSEGV' | 'SIGBUS', path: string): void {
+  if (!native.faultHandlerIsOurs(signal)) {
+    throw udaxError('ERR_UDAX_HANDLER_REPLACED',
+      `the ${signal} handler is no longer udax's (was process.on('${signal}') called?); stores to write-protected pages would fault forever:`,
+      { syscall: 'sigaction', path });
+  }
+}
+
 class SigsegvTracker implements FaultTracker {
   readonly name = 'sigsegv';
   readonly faultHook = true;
@@ -60,11 +70,7 @@ class SigsegvTracker implements FaultTracker {
   }
 
   check(path: string): void {
-    if (!native.faultHandlerIsOurs()) {
-      throw udaxError('ERR_UDAX_HANDLER_REPLACED',
-        'the SIGSEGV handler is no longer udax\'s (was process.on(\'SIGSEGV\') called?); stores to write-protected pages would fault forever:',
-        { syscall: 'sigaction', path });
-    }
+    checkHandler('SIGSEGV', path);
   }
 
   harvest(): void {}  // the fault handler dirtied entries already
@@ -83,11 +89,7 @@ class SigbusTracker implements FaultTracker {
   }
 
   check(path: string): void {
-    if (!native.faultHandlerIsOurs('SIGBUS')) {
-      throw udaxError('ERR_UDAX_HANDLER_REPLACED',
-        'the SIGBUS handler is no longer udax\'s (was process.on(\'SIGBUS\') called?); stores to write-protected pages would fault forever:',
-        { syscall: 'sigaction', path });
-    }
+    checkHandler('SIGBUS', path);
   }
 
   harvest(): void {}  // the fault handler dirtied entries already

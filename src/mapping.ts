@@ -27,9 +27,13 @@ export interface MappingHandle {
   readonly private: boolean;
 }
 
-/** How many times a read into the mapping is retried when a concurrent sync
- * write-protects its range between prepareWrite and the read (EFAULT). */
-const READ_RETRIES = 100;
+/** A read into the mapping that a concurrent sync keeps beating (it
+ * write-protects the range between prepareWrite and the read: EFAULT with no
+ * byte read) is retried this many times in a row, then the next chunk goes
+ * through a bounce buffer: stores from JS fault and are tracked like any
+ * other, so the read always progresses. */
+const READ_RETRIES_BEFORE_BOUNCE = 8;
+const BOUNCE_BYTES = 64 * 1024;
 const { ENOMEM } = osConstants.errno;
 
 export class Mapping {
@@ -158,25 +162,38 @@ export class Mapping {
   /** Read up to length bytes of fd at position into the mapping at offset,
    * with prepareWrite first (a plain read would fail with EFAULT). If a sync
    * on another thread write-protects the range again meanwhile, prepare the
-   * rest and go on. Returns the bytes read (fewer at end of file). */
+   * rest and go on; if it keeps doing so, read through a bounce buffer.
+   * Returns the bytes read (fewer at end of file, or where the mapping
+   * reaches past the file's end; none there is EFAULT). */
   readFromFile(fd: number, position: number, offset: number, length: number): number {
     const r = check.range('readFromFile', offset, length, this.length);
     check.integer('position', position, 0);
     assertReadableFd(fd, this.file.path);
     let done = 0;
-    let efaults = 0;
+    let efaults = 0;  // in a row, with no byte read
     while (done < r.length) {
       const view = this.view(r.offset + done, r.length - done);
-      this.prepareWrite(r.offset + done, r.length - done);
       let n: number;
-      try {
-        n = readSync(fd, view, 0, view.length, position + done);
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'EFAULT' || ++efaults > READ_RETRIES) throw e;
-        continue;
+      if (efaults >= READ_RETRIES_BEFORE_BOUNCE) {
+        const bounce = this.#bounce(r.offset + done, view.length);
+        n = readSync(fd, bounce, 0, bounce.length, position + done);
+        view.set(bounce.subarray(0, n));
+      } else {
+        this.prepareWrite(r.offset + done, r.length - done);
+        try {
+          n = readSync(fd, view, 0, view.length, position + done);
+        } catch (e) {
+          if (!this.#retryable(e, r.offset + done)) {
+            if (done > 0) break;  // as read(2): a partial transfer returns its count
+            throw e;
+          }
+          efaults++;
+          continue;
+        }
       }
       if (n === 0) break;
       done += n;
+      efaults = 0;
     }
     return done;
   }
@@ -188,21 +205,50 @@ export class Mapping {
     if (!handle || typeof (handle as { read?: unknown }).read !== 'function') throw rangeError('readFromFileAsync: handle must be a FileHandle');
     assertReadableFd(handle.fd, this.file.path);
     let done = 0;
-    let efaults = 0;
+    let efaults = 0;  // in a row, with no byte read
     while (done < r.length) {
       const view = this.view(r.offset + done, r.length - done);
-      this.prepareWrite(r.offset + done, r.length - done);
       let n: number;
-      try {
-        ({ bytesRead: n } = await handle.read(view, 0, view.length, position + done));
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'EFAULT' || ++efaults > READ_RETRIES) throw e;
-        continue;
+      if (efaults >= READ_RETRIES_BEFORE_BOUNCE) {
+        const bounce = this.#bounce(r.offset + done, view.length);
+        ({ bytesRead: n } = await handle.read(bounce, 0, bounce.length, position + done));
+        view.set(bounce.subarray(0, n));
+      } else {
+        this.prepareWrite(r.offset + done, r.length - done);
+        try {
+          ({ bytesRead: n } = await handle.read(view, 0, view.length, position + done));
+        } catch (e) {
+          if (!this.#retryable(e, r.offset + done)) {
+            if (done > 0) break;  // as read(2): a partial transfer returns its count
+            throw e;
+          }
+          efaults++;
+          continue;
+        }
       }
       if (n === 0) break;
       done += n;
+      efaults = 0;
     }
     return done;
+  }
+
+  /** A read into the mapping at offset failed: is it the EFAULT of a
+   * concurrent sync's write-protect, to retry? Other errors are rethrown. An
+   * EFAULT at or past the file's end (a mapping reaching past a shrunk end)
+   * is the read's answer, as without udax: bouncing it would store past the
+   * end (SIGBUS). */
+  #retryable(e: unknown, offset: number): boolean {
+    if ((e as { code?: string }).code !== 'EFAULT') throw e;
+    return this.offset + offset < this.file.size;
+  }
+
+  /** A bounce buffer for the read at offset: at most BOUNCE_BYTES, never past
+   * the file's end. */
+  #bounce(offset: number, length: number): Buffer {
+    const inFile = this.file.size - (this.offset + offset);
+    if (inFile <= 0) throw errnoError('EFAULT', 'read', this.file.path, 'the mapping reaches past the end of the file');
+    return Buffer.allocUnsafe(Math.min(BOUNCE_BYTES, length, inFile));
   }
 
   /** A plain object to post to a worker (see DaxFile.attachMapping). */

@@ -174,8 +174,11 @@ describe('shrink', () => {
     expect(m.view(0, PAGE)[0]).toBe(0);
     const fd = openSync(f.path, 'r');                          // a system call into the cut part: EFAULT, no signal
     expect(() => m.readFromFile(fd, 0, 6 * PAGE, PAGE)).toThrow(expect.objectContaining({ code: 'EFAULT' }));
-    closeSync(fd);
     expect(f.dirtyRanges()).toEqual([]);
+    expect(m.readFromFile(fd, 0, 3 * PAGE, 2 * PAGE)).toBe(PAGE);  // straddling the end: a partial read, as read(2)
+    expect(f.dirtyRanges()).toEqual([{ offset: 3 * PAGE, length: PAGE }]);
+    f.sync();
+    closeSync(fd);
     f.resize(8 * PAGE);                                        // the tail is valid again, zero-filled
     expect(m.bytes[6 * PAGE]).toBe(0);
     expect(f.dirtyRanges()).toEqual([]);

@@ -13,11 +13,16 @@
 // region, on a page /proc/self/pagemap still shows write-protected. A
 // write fault on a present page that is no longer write-protected was
 // resolved by another thread between the kernel's fault and our look: the
-// store just retries. Anything else is not ours. A store past EOF therefore
-// faults at most twice here: once on the write-protected marker (we dirty
-// and un-protect), then on a page that is neither present nor protected,
-// which goes to the previous handler, so the process dies of SIGBUS as it
-// would without udax.
+// store just retries. A page neither present nor protected is a hole
+// another thread's fault un-protected after this store faulted on its
+// marker, before its own retry faulted it in (so pagemap cannot tell it from
+// a store past EOF): populate it for writing; if that works the store
+// retries, if it fails the kernel's fault would fail too (past EOF, tmpfs
+// full) unless a sync re-protected it meanwhile. Anything else is not ours.
+// A store past EOF therefore faults at most twice here: once on the
+// write-protected marker (we dirty and un-protect), then on a page that
+// cannot be populated, which goes to the previous handler, so the process
+// dies of SIGBUS as it would without udax.
 #include "udax.h"
 
 #include <errno.h>
@@ -87,6 +92,15 @@ void handle_uffd_write_fault(udax_region *r, uintptr_t addr) {
   __atomic_fetch_add(&t->stats[UDAX_STAT_FAULT_NS], now_ns() - t0, __ATOMIC_RELAXED);
 }
 
+// A store faulted on a hole's write-protect marker that another thread's
+// fault has removed since: true when the store can retry (the page is now
+// present, or protected again by a sync and the retry faults here again).
+static bool populate_unprotected_hole(uintptr_t addr) {
+  void *page = (void *)(addr & ~(uintptr_t)4095);
+  if (madvise(page, 4096, MADV_POPULATE_WRITE) == 0) return true;
+  return (pagemap_word(addr) & UDAX_PM_UFFD_WP) != 0;
+}
+
 bool sigbus_write_fault(siginfo_t *si, void *uctx) {
   if (si->si_code != BUS_ADRERR || g_sigbus.uffd < 0 || !is_write_fault(uctx)) return false;
   uintptr_t addr = (uintptr_t)si->si_addr;
@@ -109,8 +123,10 @@ bool sigbus_write_fault(siginfo_t *si, void *uctx) {
       if (word & UDAX_PM_UFFD_WP) {
         on_write(r, addr);
         ours = true;
+      } else if (word & UDAX_PM_PRESENT) {
+        ours = true;  // resolved meanwhile: retry
       } else {
-        ours = (word & UDAX_PM_PRESENT) != 0;  // resolved meanwhile: retry
+        ours = populate_unprotected_hole(addr);
       }
     }
     region_unpin(r);

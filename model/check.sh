@@ -169,6 +169,7 @@ suite_mutants() {
   run mutant-2016-store-lost   fail:2 "-DFUTEX=0 -DBUG2016=1 -DCHECK=2 $PTE" "$SAFETY_CC" ""
   run mutant-harvest-late      fail:2 "-DFUTEX=0 -DHARVEST_LATE=1 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
   run mutant-hlock-no-wake     fail:4 "-DFUTEX=1 -DHLOCK_NO_WAKE=1 $ASYNC_IMPL $ONE" "$LIVE_CC" "-a -f -N p4"
+  run mutant-redirty-ignored   fail:2 "-DFUTEX=0 -DREDIRTY_IGNORED=1 $ASYNC_IMPL $PTE" "$SAFETY_CC" ""
 }
 
 suite_findings() {

@@ -40,6 +40,8 @@
  *   Mutants, used by check.sh only to show that each property can fail:
  *   HARVEST_LATE=1 with ASYNC: sync tags before it harvests.
  *   HLOCK_NO_WAKE=1 with ASYNC, FUTEX=1: harvest_unlock() never wakes.
+ *   REDIRTY_IGNORED=1 with ASYNC: a writeback's clearDirty clears the DIRTY
+ *                 a harvest set while the writeback held the lock.
  *   WAKE_ONE=1    unlock wakes one sleeper (and still clears WAITERS).
  *   FENCE_LATE=1  clearDirty() before the sfence.
  *   NO_SNAPSHOT=1 sync re-scans "while anything is DIRTY" (no TOWRITE list).
@@ -120,6 +122,8 @@
 #define TOWRITE 4
 #define WAITERS 8
 #define OWNER_SHIFT 4
+#define REDIRTY 128    /* ASYNC: DIRTY set by a harvest while another thread
+                        * held the lock: its clean must keep DIRTY          */
 
 byte ent[NE];          /* entry words                                          */
 bit  prot[NM * NP];    /* page protection per mapping: 1 = PROT_READ|PROT_WRITE;
@@ -250,7 +254,7 @@ inline entry_lock(e) {
   atomic { (ent[e] & LOCKED) == 0 -> ent[e] = ent[e] | LOCKED }
 }
 inline entry_unlock(e) {
-  ent[e] = ent[e] & ~LOCKED
+  ent[e] = ent[e] & ~(LOCKED | REDIRTY)
 }
 #endif
 
@@ -465,9 +469,11 @@ proctype async_writer(byte tid) {
  * each written page and write-protects it, atomically per page (per page
  * table in the kernel: one step per page is a superset); then on_written()
  * -> dirty_entries() DIRTies each entry holding a reported page with
- * entry_dirty_as(): lock, entry_set_dirty() (DIRTY, then the summary), unlock.
- * Between a page's scan and its entry's DIRTY the dirt lives only in the
- * harvester's result (todo here): TRACKERS.md trap 6. */
+ * entry_dirty_nowait(): never waiting for an entry lock (the harvest lock is
+ * innermost), an unlocked entry is locked, made DIRTY and unlocked; a locked
+ * one gets DIRTY|REDIRTY in one CAS, and its owner's clean keeps DIRTY.
+ * Then the summary. Between a page's scan and its entry's DIRTY the dirt
+ * lives only in the harvester's result (todo here): TRACKERS.md trap 6. */
 #if HLOCK && FUTEX
 /* harvest_lock(): CAS 0 -> 1; else exchange 2 (unless seen 2) and, while
  * the word was not 0, futex_wait(word, 2) (EAGAIN if it changed) and
@@ -509,6 +515,38 @@ inline harvest_lock() { atomic { hlock == 0 -> hlock = 1 } }
 inline harvest_unlock() { hlock = 0 }
 #endif
 
+/* entry_dirty_nowait(e): as lock_dirty() + entry_unlock() when the entry is
+ * unlocked (a CAS, never a wait); else DIRTY|REDIRTY by CAS on the locked
+ * word. The summary counts a clean -> DIRTY transition either way. */
+inline dirty_nowait(e) {
+  if
+  :: atomic { (ent[e] & LOCKED) == 0 ->
+#if FUTEX
+       ent[e] = ent[e] | LOCKED | (tid << OWNER_SHIFT);
+#else
+       ent[e] = ent[e] | LOCKED;
+#endif
+       if :: (ent[e] & DIRTY) == 0 -> old = 1 :: else fi; ent[e] = ent[e] | DIRTY }
+#if SUMMARY == 1
+     atomic { summary = 1; old = 0 };
+#elif SUMMARY == 2
+     atomic { if :: old -> summary++ :: else fi; old = 0 };
+#else
+     old = 0;
+#endif
+     entry_unlock(e)
+  :: atomic { (ent[e] & LOCKED) != 0 ->
+       if :: (ent[e] & DIRTY) == 0 -> old = 1 :: else fi; ent[e] = ent[e] | DIRTY | REDIRTY }
+#if SUMMARY == 1
+     atomic { summary = 1; old = 0 }
+#elif SUMMARY == 2
+     atomic { if :: old -> summary++ :: else fi; old = 0 }
+#else
+     old = 0
+#endif
+  fi
+}
+
 inline harvest() {
 #if HLOCK
   harvest_lock();                                      /* harvest_lock()       */
@@ -526,8 +564,7 @@ inline harvest() {
      e = 0;                                            /* dirty_entries()      */
      do
      :: e < NE && (todo & (1 << e)) ->
-        lock_dirty(e);                                 /* entry_dirty_as()     */
-        entry_unlock(e);
+        dirty_nowait(e);                               /* entry_dirty_nowait() */
         e++
      :: e < NE && !(todo & (1 << e)) -> e++
      :: else -> break
@@ -603,12 +640,17 @@ inline writeback_run() {
     i = lo };
   do                                                   /* clearDirty()         */
   :: i <= hi ->
+#if REDIRTY_IGNORED
+#define KEEPS_REDIRTY 0        /* mutant: clearDirty clears a harvest's DIRTY */
+#else
+#define KEEPS_REDIRTY (ent[i] & REDIRTY)
+#endif
 #if SUMMARY == 2
-     atomic { if :: (todo & (1 << i)) && (ent[i] & DIRTY) -> old = 1 :: else fi;
-              if :: (todo & (1 << i)) -> ent[i] = ent[i] & ~(DIRTY | TOWRITE) :: else fi };
+     atomic { if :: (todo & (1 << i)) && (ent[i] & DIRTY) && !KEEPS_REDIRTY -> old = 1 :: else fi;
+              if :: (todo & (1 << i)) && !KEEPS_REDIRTY -> ent[i] = ent[i] & ~(DIRTY | TOWRITE) :: else fi };
      atomic { if :: old -> summary--; old = 0 :: else fi; i++ }
 #else
-     atomic { if :: (todo & (1 << i)) -> ent[i] = ent[i] & ~(DIRTY | TOWRITE) :: else fi; i++ }
+     atomic { if :: (todo & (1 << i)) && !KEEPS_REDIRTY -> ent[i] = ent[i] & ~(DIRTY | TOWRITE) :: else fi; i++ }
 #endif
   :: else -> break
   od;

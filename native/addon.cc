@@ -31,6 +31,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("DIRTY", UDAX_ENTRY_DIRTY);
   c.Set("TOWRITE", UDAX_ENTRY_TOWRITE);
   c.Set("WAITERS", UDAX_ENTRY_WAITERS);
+  c.Set("REDIRTY", UDAX_ENTRY_REDIRTY);
   c.Set("OWNER_SHIFT", UDAX_ENTRY_OWNER_SHIFT);
   c.Set("OWNER_MASK", (double)UDAX_ENTRY_OWNER_MASK);
   c.Set("FLAGS_MASK", UDAX_ENTRY_FLAGS_MASK);

@@ -17,6 +17,10 @@
 #define UDAX_ENTRY_TOWRITE 0x4u
 // A thread sleeps on this word's futex; unlock must wake it.
 #define UDAX_ENTRY_WAITERS 0x8u
+// DIRTY was set by an async harvest while another thread held the lock (the
+// harvest never waits for an entry lock: the harvest lock is innermost). The
+// owner's clean must keep DIRTY (and TOWRITE); any unlock clears this bit.
+#define UDAX_ENTRY_REDIRTY 0x10u
 // While LOCKED: the owner's Linux thread id (pid_max is at most 2^22, so it
 // fits exactly). A thread that faults on an entry it holds is detected, and
 // a waiter whose owner has died (a terminated worker) takes the lock over.

@@ -100,17 +100,24 @@ void entry_lock(udax_inode *t, uint32_t index) { entry_lock_as(t, index, owner_t
 // Release the lock of entry index and wake its waiters. Caller holds it.
 void entry_unlock(udax_inode *t, uint32_t index) {
   int32_t old = word_of(t, index)->fetch_and(
-      (int32_t)(UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS)), std::memory_order_release);
+      (int32_t)(UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS | UDAX_ENTRY_REDIRTY)),
+      std::memory_order_release);
   if (old & UDAX_ENTRY_WAITERS) futex_wake_word(&t->entries[index]);
 }
 
 // Clear DIRTY and TOWRITE and release the lock of entry index (the end of
 // dax_writeback_one); the summary count drops after the unlock (an
 // overcount only costs a concurrent sync a scan). Caller holds the lock.
+// A harvest that re-dirtied the entry meanwhile (REDIRTY) found a store this
+// writeback may have missed: then only unlock.
 void entry_clean_and_unlock(udax_inode *t, uint32_t index) {
-  int32_t old = word_of(t, index)->fetch_and(
-      (int32_t)(UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS | UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE)),
-      std::memory_order_release);
+  std::atomic<int32_t> *w = word_of(t, index);
+  const int32_t clean = (int32_t)(UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS |
+                                                            UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE));
+  int32_t old = w->load(std::memory_order_relaxed);
+  do {
+    if (old & UDAX_ENTRY_REDIRTY) return entry_unlock(t, index);
+  } while (!w->compare_exchange_weak(old, old & clean, std::memory_order_release, std::memory_order_relaxed));
   if (old & UDAX_ENTRY_WAITERS) futex_wake_word(&t->entries[index]);
   if (!(old & UDAX_ENTRY_DIRTY)) return;
   uint32_t group = index >> UDAX_SUMMARY_SHIFT;
@@ -128,15 +135,25 @@ void entry_set_dirty(udax_inode *t, uint32_t index) {
 
 int32_t entry_owner_tag() { return owner_tag(udax_gettid()); }
 
-void entry_dirty_as(udax_inode *t, uint32_t index, int32_t self) {
-  int32_t v = word_of(t, index)->load(std::memory_order_acquire);
-  if ((v & UDAX_ENTRY_LOCKED) && (v & (int32_t)UDAX_ENTRY_OWNER_MASK) == self) {
-    entry_set_dirty(t, index);
+void entry_dirty_nowait(udax_inode *t, uint32_t index, int32_t self) {
+  std::atomic<int32_t> *w = word_of(t, index);
+  for (;;) {
+    int32_t v = w->load(std::memory_order_acquire);
+    if (!(v & UDAX_ENTRY_LOCKED)) {
+      int32_t locked = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK) | UDAX_ENTRY_LOCKED) | self;
+      if (!w->compare_exchange_weak(v, locked, std::memory_order_acquire)) continue;
+      entry_set_dirty(t, index);
+      entry_unlock(t, index);
+      return;
+    }
+    if ((v & (int32_t)UDAX_ENTRY_OWNER_MASK) == self) {
+      entry_set_dirty(t, index);
+      return;
+    }
+    if (!w->compare_exchange_weak(v, v | (int32_t)(UDAX_ENTRY_DIRTY | UDAX_ENTRY_REDIRTY), std::memory_order_seq_cst)) continue;
+    if (!(v & UDAX_ENTRY_DIRTY)) count_dirty(t, index);
     return;
   }
-  entry_lock_as(t, index, self);
-  entry_set_dirty(t, index);
-  entry_unlock(t, index);
 }
 
 // entryLockWait(inodeId, index, ownerTag) -> whether the lock was recovered

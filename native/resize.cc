@@ -12,8 +12,8 @@
 //           that held one of those locks finished before the ftruncate; one
 //           that takes it afterwards finds the entry clean (writeback skips
 //           it) or past EOF (a store there dies of SIGBUS, as without udax).
-//   grow    [harvest lock] lock the entries that were ever live past the old
-//           end -> clear stray tags (stores past EOF since the shrink) and
+//   grow    lock the entries that were ever live past the old end ->
+//           [harvest lock] -> clear stray tags (stores past EOF since the shrink) and
 //           write-protect them again in every tracked mapping (sigsegv:
 //           mprotect; async: userfaultfd, so exactly the stores from now on
 //           are found) -> grow the media, then the file -> tag DIRTY the new
@@ -47,10 +47,10 @@ static int ftruncate_retry(int fd, uint64_t size) {
   return rc == 0 ? 0 : errno;
 }
 
-// Clear DIRTY and TOWRITE of entry e, keeping its lock (caller holds it), and
-// keep the summary exact.
+// Clear DIRTY, TOWRITE and REDIRTY of entry e, keeping its lock (caller
+// holds it), and keep the summary exact.
 static void drop_tags_locked(udax_inode *t, uint32_t e) {
-  int32_t old = __atomic_fetch_and(&t->entries[e], ~(int32_t)(UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE), __ATOMIC_SEQ_CST);
+  int32_t old = __atomic_fetch_and(&t->entries[e], ~(int32_t)(UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE | UDAX_ENTRY_REDIRTY), __ATOMIC_SEQ_CST);
   if (!(old & UDAX_ENTRY_DIRTY)) return;
   uint32_t group = e >> UDAX_SUMMARY_SHIFT;
   __atomic_fetch_sub(&t->summary[group], 1, __ATOMIC_SEQ_CST);
@@ -139,8 +139,11 @@ static resize_failure grow(udax_inode *t, int fd, uint64_t old_size, uint64_t si
   const uint32_t ever = n_new < t->high_water ? n_new : t->high_water;  // lock [first, ever)
   const uint32_t locked_to = ever > first ? ever : first;
   resize_failure fail{0, nullptr};
-  harvest_lock(t);  // no harvest may consume a written bit of a page it cannot yet dirty
   for (uint32_t e = first; e < locked_to; e++) entry_lock_as(t, e, self);
+  // No harvest may consume a written bit of a page it cannot yet dirty. The
+  // harvest lock is innermost (a harvest never waits for an entry lock), so
+  // it is taken after the entry locks.
+  harvest_lock(t);
   for (uint32_t e = n_old; e < locked_to; e++) drop_tags_locked(t, e);
   if (old_size < ((uint64_t)ever << shift)) {  // region_set_prot skips an empty [n_old, ever-1]
     int err = protect_tracked(t, n_old, ever - 1, old_size, (uint64_t)ever << shift, &fail.call);
@@ -169,8 +172,8 @@ static resize_failure grow(udax_inode *t, int fd, uint64_t old_size, uint64_t si
     if (n_new > t->high_water) t->high_water = n_new;
     publish_size(t, size);
   }
-  for (uint32_t e = first; e < locked_to; e++) entry_unlock(t, e);
   harvest_unlock(t);
+  for (uint32_t e = first; e < locked_to; e++) entry_unlock(t, e);
   return fail;
 }
 

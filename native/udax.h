@@ -221,10 +221,11 @@ void entry_clean_and_unlock(udax_inode *t, uint32_t index);
 void entry_set_dirty(udax_inode *t, uint32_t index);
 // This thread's owner tag (compute once per call: gettid is a syscall).
 int32_t entry_owner_tag();
-// Lock -> DIRTY -> unlock entry index as owner self; when self holds the lock
-// already (a sync inside withEntriesLocked) just DIRTY. Caller holds no entry
-// lock at a higher index than one it may wait for.
-void entry_dirty_as(udax_inode *t, uint32_t index, int32_t self);
+// DIRTY entry index without ever waiting (the async harvest, which holds the
+// harvest lock): an unlocked entry is locked, dirtied and unlocked; one held
+// by another thread gets DIRTY|REDIRTY in one CAS, so its owner's clean keeps
+// DIRTY; one self holds is just dirtied.
+void entry_dirty_nowait(udax_inode *t, uint32_t index, int32_t self);
 pid_t udax_gettid();
 // Is thread tid of this process alive? (async-signal-safe)
 bool thread_alive(pid_t tid);

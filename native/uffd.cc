@@ -121,6 +121,8 @@ static int scan_written(uintptr_t start, uintptr_t end, int32_t scan, void (*fn)
 }
 
 // ---- the harvest lock: a futex mutex (0 free, 1 held, 2 held with waiters) ----
+// Innermost: its holder never waits for an entry lock (entry_dirty_nowait),
+// so a thread holding entry locks (withEntriesLocked, a grow) may take it.
 
 static std::atomic<int32_t> *harvest_word(udax_inode *t) {
   return reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[UDAX_TRACKER_HARVEST_LOCK]);
@@ -157,7 +159,7 @@ struct harvest_job {
 static void dirty_entries(udax_region *r, uint64_t from, uint64_t to, int32_t self) {
   udax_inode *t = r->inode;
   uint32_t first = (uint32_t)(from >> t->entry_shift), last = (uint32_t)((to - 1) >> t->entry_shift);
-  for (uint32_t e = first, n = inode_entries(t); e <= last && e < n; e++) entry_dirty_as(t, e, self);
+  for (uint32_t e = first, n = inode_entries(t); e <= last && e < n; e++) entry_dirty_nowait(t, e, self);
 }
 
 static void on_written(uintptr_t from, uintptr_t to, void *arg) {
@@ -191,7 +193,7 @@ static inline int64_t now_ns() {
 
 // harvest(inodeId, firstEntry, lastEntry) -> written pages found: under the
 // file's harvest lock, scan those entries in every live async mapping of the
-// file and DIRTY (lock -> DIRTY -> unlock, as entry_set_dirty counts) each
+// file and DIRTY (entry_dirty_nowait, as entry_set_dirty counts) each
 // entry holding a written page. Every writeback runs it over its range before
 // it tags (trap 6); pages outside keep their written bit for a later harvest.
 // Caller may hold entry locks

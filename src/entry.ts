@@ -10,10 +10,13 @@ export const LOCKED = C.LOCKED;
 export const DIRTY = C.DIRTY;
 export const TOWRITE = C.TOWRITE;
 export const WAITERS = C.WAITERS;
+/** DIRTY set by an async harvest while another thread held the lock: a
+ * clean keeps DIRTY (native/entry.h). */
+export const REDIRTY = C.REDIRTY;
 const SUMMARY_SHIFT = C.SUMMARY_SHIFT;
 const SUMMARY2_SHIFT = C.SUMMARY2_SHIFT;
 const FLAGS_MASK = C.FLAGS_MASK;
-const UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS);
+const UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS | REDIRTY);
 const CLEAN_AND_UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS | DIRTY | TOWRITE);
 
 /** The statistics, in table order (native/entry.h UDAX_STATS). */
@@ -178,11 +181,19 @@ export class EntryTable {
   }
 
   /** Clear DIRTY and TOWRITE, then release entry i's lock (the end of
-   * dax_writeback_one). Caller holds it. The summary count drops after the
+   * dax_writeback_one); only release it when a harvest re-dirtied it
+   * meanwhile (REDIRTY). Caller holds it. The summary count drops after the
    * unlock: an overcount only costs a concurrent sync a scan. */
   cleanAndUnlock(i: number): void {
+    const words = this.words;
+    let old = Atomics.load(words, i);
+    for (;;) {
+      if (old & REDIRTY) return this.unlock(i);  // a harvest found a store since: keep DIRTY
+      const seen = Atomics.compareExchange(words, i, old, old & CLEAN_AND_UNLOCK_MASK);
+      if (seen === old) break;
+      old = seen;
+    }
     locksHeld--;
-    const old = Atomics.and(this.words, i, CLEAN_AND_UNLOCK_MASK);
     if (old & WAITERS) native.entryWake(this.id, i);
     if (old & DIRTY) this.#count(i, -1);
   }

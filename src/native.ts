@@ -63,6 +63,7 @@ export interface NativeConstants {
   DIRTY: number;
   TOWRITE: number;
   WAITERS: number;
+  REDIRTY: number;
   OWNER_SHIFT: number;
   OWNER_MASK: number;
   FLAGS_MASK: number;

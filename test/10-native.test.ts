@@ -13,6 +13,7 @@ describe('entry word layout', () => {
     expect(c.DIRTY).toBe(define('UDAX_ENTRY_DIRTY'));
     expect(c.TOWRITE).toBe(define('UDAX_ENTRY_TOWRITE'));
     expect(c.WAITERS).toBe(define('UDAX_ENTRY_WAITERS'));
+    expect(c.REDIRTY).toBe(define('UDAX_ENTRY_REDIRTY'));
     expect(c.OWNER_SHIFT).toBe(define('UDAX_ENTRY_OWNER_SHIFT'));
     expect(c.OWNER_MASK).toBe(define('UDAX_ENTRY_OWNER_MASK'));
     expect(c.FLAGS_MASK).toBe(define('UDAX_ENTRY_FLAGS_MASK'));

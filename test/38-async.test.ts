@@ -248,6 +248,48 @@ describe.skipIf(notAsync)('the async tracker (async runs only)', () => {
     }
   });
 
+  test('a harvest never waits for an entry lock: a sync inside withEntriesLocked while another thread\'s harvest holds the harvest lock and found a store in the locked entry finishes, and both stores reach the media', () => {
+    const path = scratchPath('hlock-order');
+    const r = runChild(`
+      import { open } from ${JSON.stringify(distIndex)};
+      import { setHarvestDelay } from ${JSON.stringify(testingIndex)};
+      import { Worker } from 'node:worker_threads';
+      import { readFileSync } from 'node:fs';
+      const PAGE = 4096;
+      const f = open(${JSON.stringify(path)}, { create: true, size: 3 * PAGE, media: 'shadow' });
+      const m = f.map();
+      m.bytes[0] = 1;
+      m.bytes[2 * PAGE] = 2;
+      const ctl = new Int32Array(new SharedArrayBuffer(8));
+      const worker = (code) => new Worker(
+        "import { attach } from " + JSON.stringify(${JSON.stringify(distIndex)}) + ";" +
+        "import { parentPort, workerData } from 'node:worker_threads';" +
+        "const file = attach(workerData.handle); const ctl = workerData.ctl;" + code,
+        { eval: true, workerData: { handle: f.handle(), ctl } });
+      const done = (w) => new Promise((ok, fail) => { w.once('message', ok); w.once('error', fail); });
+      // The holder: entry 0 locked, then a sync of entry 2 (its harvest needs the harvest lock).
+      const holder = worker("file.withEntriesLocked(0, 4096, () => { Atomics.store(ctl, 0, 1); Atomics.wait(ctl, 1, 0); file.sync(8192, 4096); }); parentPort.postMessage('holder done');");
+      while (Atomics.load(ctl, 0) === 0) await new Promise((r) => setTimeout(r, 5));
+      setHarvestDelay(200e6);  // the syncer's harvest holds the harvest lock, then dirties entry 0 (locked)
+      const syncer = worker("Atomics.store(ctl, 0, 2); parentPort.postMessage(file.sync());");
+      while (Atomics.load(ctl, 0) !== 2) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 100));  // inside its harvest's delay
+      Atomics.store(ctl, 1, 1); Atomics.notify(ctl, 1);
+      const [a, b] = await Promise.all([done(holder), done(syncer)]);
+      setHarvestDelay(0);
+      f.sync();
+      const media = readFileSync(${JSON.stringify(path)} + '.media');
+      console.log(JSON.stringify({ a, b, media: [media[0], media[2 * PAGE]], dirty: f.dirtyRanges() }));
+      f.close();
+    `, { timeout: 20_000 });
+    expect(r.signal).toBeNull();  // before: a deadlock, killed by the timeout
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out.a).toBe('holder done');
+    expect(out.media).toEqual([1, 2]);
+    expect(out.dirty).toEqual([]);
+  });
+
   // sparse, but ~750 MiB of it is written
   test.skipIf(shortOfShm(1 << 30, '8 GiB async'))('an 8 GiB sparse file, 200,000 random stores: the sync cleans exactly the distinct pages stored, nothing lost', () => {
     const pages = (8 * 2 ** 30) / PAGE;

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,16 +67,70 @@ static void count_dirty(udax_inode *t, uint32_t index) {
   msg_abort();
 }
 
+// ---- deadlock detection ------------------------------------------------------
+// Locks taken ascending (the kernel's order: faults take one, writebacks a
+// run from low to high) cannot form a cycle; one appears only when a thread
+// holding entry locks of its own (withEntriesLocked) waits for another
+// entry. The wait-for graph: per thread id, the owner tag of the lock it
+// sleeps on, 0 when it is not waiting. Set before each sleep, cleared when
+// the wait ends; lazily backed (MAP_NORESERVE): only waiters touch a page.
+static const uint32_t kWaitSlots = (UDAX_ENTRY_OWNER_MASK >> UDAX_ENTRY_OWNER_SHIFT) + 1;
+static std::atomic<int32_t> *g_waits_for = nullptr;
+
+static inline pid_t tag_tid(int32_t tag) { return (pid_t)((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT); }
+
+static inline void set_waiting(int32_t self, int32_t owner) {
+  if (g_waits_for) g_waits_for[tag_tid(self)].store(owner, std::memory_order_seq_cst);
+}
+
+// Does the chain of waits starting at owner lead back to self? (A stale link
+// can only end a chain early: a thread that stopped waiting cleared it.)
+static bool waits_for_self(int32_t self, int32_t owner) {
+  if (!g_waits_for) return false;
+  for (int hops = 0; hops < 64 && owner; hops++) {
+    if (owner == self) return true;
+    owner = g_waits_for[tag_tid(owner)].load(std::memory_order_seq_cst);
+  }
+  return false;
+}
+
+// A thread in a fault handler is in a cycle no caller broke: say who, abort.
+[[noreturn]] static void deadlock_in_handler(udax_inode *t, uint32_t index, int32_t owner) {
+  msg_str("udax: deadlock: thread ");
+  msg_dec((uint64_t)udax_gettid());
+  msg_str(" waits for the lock of ");
+  msg_str(t->path);
+  msg_str(" at offset ");
+  msg_dec((uint64_t)index << t->entry_shift);
+  msg_str(" held by thread ");
+  msg_dec((uint64_t)tag_tid(owner));
+  msg_str(", which waits, directly or not, for a lock this thread holds (withEntriesLocked in both?)\n");
+  msg_abort();
+}
+
+// Sleep checks (kOwnerCheckNs each) a cycle must survive before a JS caller
+// fails, or before a fault handler aborts (later, so a JS thread in the same
+// cycle fails first and breaks it).
+static const int kDeadlockChecksFail = 2;
+static const int kDeadlockChecksAbort = 10;
+
 // Take the lock of entry index, sleeping while another thread holds it and
-// taking it over if that thread has died. Caller holds no entry lock at a
-// higher index. Returns true when the lock was recovered from a dead owner.
-bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self) {
+// taking it over if that thread has died. On a wait-for cycle: with
+// LOCK_FAIL_ON_DEADLOCK return LOCK_DEADLOCK (nothing taken, *blocker = the
+// owner's tag), with LOCK_ABORT_ON_DEADLOCK abort, with LOCK_WAIT keep
+// waiting (a caller that holds no lock out of order is never in a cycle
+// alone).
+lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadlock_policy policy, int32_t *blocker) {
   std::atomic<int32_t> *w = word_of(t, index);
+  int suspect = 0;
   for (;;) {
     int32_t v = w->load(std::memory_order_relaxed);
     if (!(v & UDAX_ENTRY_LOCKED)) {
       int32_t locked = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK) | UDAX_ENTRY_LOCKED) | self;
-      if (w->compare_exchange_weak(v, locked, std::memory_order_acquire)) return false;
+      if (w->compare_exchange_weak(v, locked, std::memory_order_acquire)) {
+        set_waiting(self, 0);
+        return LOCK_TAKEN;
+      }
       continue;
     }
     int32_t owner = v & (int32_t)UDAX_ENTRY_OWNER_MASK;
@@ -84,18 +139,38 @@ bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self) {
       if (!w->compare_exchange_weak(v, v | (int32_t)UDAX_ENTRY_WAITERS, std::memory_order_relaxed)) continue;
       v |= UDAX_ENTRY_WAITERS;
     }
+    set_waiting(self, owner);
     futex_wait_word(&t->entries[index], v, kOwnerCheckNs);
-    if (w->load(std::memory_order_relaxed) != v || thread_alive((pid_t)((uint32_t)owner >> UDAX_ENTRY_OWNER_SHIFT))) continue;
-    // The owner is gone and the word unchanged since: take it over, DIRTY.
-    int32_t taken = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK) | UDAX_ENTRY_LOCKED | UDAX_ENTRY_DIRTY) | self;
+    if (w->load(std::memory_order_relaxed) != v) continue;
+    if (thread_alive(tag_tid(owner))) {
+      if (policy == LOCK_WAIT || !waits_for_self(self, owner)) {
+        suspect = 0;
+        continue;
+      }
+      if (++suspect < (policy == LOCK_FAIL_ON_DEADLOCK ? kDeadlockChecksFail : kDeadlockChecksAbort)) continue;
+      if (policy == LOCK_ABORT_ON_DEADLOCK) deadlock_in_handler(t, index, owner);
+      set_waiting(self, 0);
+      if (blocker) *blocker = owner;
+      return LOCK_DEADLOCK;
+    }
+    // The owner is gone and the word unchanged since: take it over, DIRTY
+    // (a REDIRTY meant for the dead owner's clean is this DIRTY now).
+    int32_t taken = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK & ~UDAX_ENTRY_REDIRTY) | UDAX_ENTRY_LOCKED | UDAX_ENTRY_DIRTY) | self;
     if (!w->compare_exchange_strong(v, taken, std::memory_order_acquire)) continue;
+    set_waiting(self, 0);
     if (!(v & UDAX_ENTRY_DIRTY)) count_dirty(t, index);
     __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
-    return true;
+    return LOCK_RECOVERED;
   }
 }
 
-void entry_lock(udax_inode *t, uint32_t index) { entry_lock_as(t, index, owner_tag(udax_gettid())); }
+bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self) {
+  return entry_lock_wait(t, index, self, LOCK_WAIT, nullptr) == LOCK_RECOVERED;
+}
+
+void entry_lock(udax_inode *t, uint32_t index) {
+  entry_lock_wait(t, index, owner_tag(udax_gettid()), LOCK_ABORT_ON_DEADLOCK, nullptr);
+}
 
 // Release the lock of entry index and wake its waiters. Caller holds it.
 void entry_unlock(udax_inode *t, uint32_t index) {
@@ -156,14 +231,19 @@ void entry_dirty_nowait(udax_inode *t, uint32_t index, int32_t self) {
   }
 }
 
-// entryLockWait(inodeId, index, ownerTag) -> whether the lock was recovered
-// from a dead thread: the slow path of src/entry.ts EntryTable.lock, which
-// found the entry locked by another thread.
+// entryLockWait(inodeId, index, ownerTag, failOnDeadlock) -> 0 taken, 1
+// recovered from a dead thread, or (failOnDeadlock: the caller holds entry
+// locks) the negated thread id of the owner when waiting would deadlock:
+// the slow path of src/entry.ts EntryTable.lock, which found the entry
+// locked by another thread.
 static Napi::Value EntryLockWait(const Napi::CallbackInfo &info) {
   InodeArg t(info, 0, "futex");
   uint32_t index = info[1].As<Napi::Number>().Uint32Value();
   if (index >= t->capacity) throw errno_error(info.Env(), EINVAL, "futex", t->path);
-  return Napi::Boolean::New(info.Env(), entry_lock_as(t.get(), index, info[2].As<Napi::Number>().Int32Value()));
+  deadlock_policy policy = info[3].ToBoolean().Value() ? LOCK_FAIL_ON_DEADLOCK : LOCK_WAIT;
+  int32_t blocker = 0;
+  lock_result r = entry_lock_wait(t.get(), index, info[2].As<Napi::Number>().Int32Value(), policy, &blocker);
+  return Napi::Number::New(info.Env(), r == LOCK_DEADLOCK ? -(double)tag_tid(blocker) : r == LOCK_RECOVERED ? 1 : 0);
 }
 
 // entryWake(inodeId, index): wake every thread sleeping on the entry word.
@@ -181,6 +261,10 @@ static Napi::Value GetTid(const Napi::CallbackInfo &info) {
 }
 
 void init_lock(Napi::Env env, Napi::Object exports) {
+  if (!g_waits_for) {
+    void *p = mmap(nullptr, (size_t)kWaitSlots * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) g_waits_for = reinterpret_cast<std::atomic<int32_t> *>(p);  // else: no detection, waits as before
+  }
   exports.Set("entryLockWait", Napi::Function::New(env, EntryLockWait, "entryLockWait"));
   exports.Set("entryWake", Napi::Function::New(env, EntryWake, "entryWake"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));

@@ -212,7 +212,13 @@ extern udax_vma_policy g_vma;
 // ---- entry locks (native/lock.cc) -------------------------------------------
 // The same protocol src/entry.ts runs with Atomics, so waiters in the fault
 // handler and in JS wake each other. All async-signal-safe.
+// Take the lock; if a wait-for cycle (threads holding entry locks of their
+// own, waiting for each other's) persists, abort with a message naming both
+// threads (the fault handlers: they cannot fail).
 void entry_lock(udax_inode *t, uint32_t index);
+enum lock_result { LOCK_TAKEN, LOCK_RECOVERED, LOCK_DEADLOCK };
+enum deadlock_policy { LOCK_WAIT, LOCK_FAIL_ON_DEADLOCK, LOCK_ABORT_ON_DEADLOCK };
+lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadlock_policy policy, int32_t *blocker);
 void entry_unlock(udax_inode *t, uint32_t index);
 // Take the lock as the thread whose owner tag is self (entry.h); true when it
 // was taken over from a dead owner. Caller holds no lock above index.

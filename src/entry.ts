@@ -141,7 +141,9 @@ export class EntryTable {
   }
 
   /** Take entry i's lock, sleeping while another thread holds it. Callers
-   * lock in ascending index order and hold no lock above i. */
+   * lock in ascending index order and hold no lock above i; one that holds
+   * locks and would wait in a cycle (another thread waiting for one of
+   * them) gets ERR_UDAX_DEADLOCK instead, with nothing taken. */
   lock(i: number): void {
     const words = this.words;
     const v = Atomics.load(words, i);
@@ -153,7 +155,12 @@ export class EntryTable {
       throw udaxError('ERR_UDAX_DEADLOCK', `this thread already holds the lock of the entry at offset ${i * 2 ** this.shift} of`,
         { syscall: 'futex', path: this.path });
     }
-    native.entryLockWait(this.id, i, SELF);
+    const got = native.entryLockWait(this.id, i, SELF, locksHeld > 0);
+    if (got < 0) {
+      throw udaxError('ERR_UDAX_DEADLOCK',
+        `the lock of the entry at offset ${i * 2 ** this.shift} is held by thread ${-got}, which waits for a lock this thread holds (inside withEntriesLocked: take locks in ascending order), in`,
+        { syscall: 'futex', path: this.path });
+    }
     locksHeld++;
   }
 

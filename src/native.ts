@@ -128,7 +128,7 @@ export interface NativeAddon {
   regionRead(region: number, offset: number, target: Uint8Array): void;
   regionFlush(region: number, offset: number, length: number): void;
   // native/lock.cc
-  entryLockWait(inode: number, index: number, ownerTag: number): boolean;
+  entryLockWait(inode: number, index: number, ownerTag: number, failOnDeadlock: boolean): number;
   entryWake(inode: number, index: number): void;
   gettid(): number;
   // native/flush.cc

@@ -84,6 +84,51 @@ describe('self-deadlock', () => {
     expect(r.stderr).toMatch(new RegExp(`udax: self-deadlock: thread \\d+ stored into ${path} at offset 8192 while holding that entry's lock`));
   });
 
+  /** A child: two workers, each holding the lock of its own entry (k) and
+   * (1 + k), then doing `then` with the other's, at offset `other`. */
+  function twoLockHolders(then: string, storeFirst = true): string {
+    return withFile(`
+      const { Worker } = await import('node:worker_threads');
+      const bar = new Int32Array(new SharedArrayBuffer(4));
+      const code = \`
+        import { attach } from \${JSON.stringify(${JSON.stringify(distIndex)})};
+        import { parentPort, workerData } from 'node:worker_threads';
+        const { k, bar } = workerData;
+        const file = attach(workerData.handle);
+        const m = file.attachMapping(workerData.mapping);
+        const other = (2 - k) * 4096;  // entries 1 and 2: entry 0 is written already
+        if (${storeFirst}) m.bytes[other + 1] = 1;
+        Atomics.add(bar, 0, 1);
+        while (Atomics.load(bar, 0) < 2) {}
+        try {
+          file.withEntriesLocked((1 + k) * 4096, 4096, () => {
+            Atomics.add(bar, 0, 1);
+            while (Atomics.load(bar, 0) < 4) {}
+            ${then}
+          });
+          parentPort.postMessage('done');
+        } catch (e) { parentPort.postMessage(e.code); }
+      \`;
+      const ws = [0, 1].map((k) => new Worker(code, { eval: true, workerData: { k, bar, handle: file.handle(), mapping: mapping.handle() } }));
+      const got = await Promise.all(ws.map((w) => new Promise((ok, fail) => { w.once('message', ok); w.once('error', fail); })));
+      file.sync();
+      console.log(JSON.stringify({ got: got.sort(), dirty: file.dirtyRanges() }));
+    `);
+  }
+
+  test('two threads each holding an entry lock and syncing the other\'s entry: one gets ERR_UDAX_DEADLOCK, the other syncs, nothing hangs', () => {
+    const r = runChild(twoLockHolders('file.sync(other, 4096);'), { timeout: 20_000 });
+    expect(r.signal).toBeNull();
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ got: ['ERR_UDAX_DEADLOCK', 'done'], dirty: [] });
+  });
+
+  test.skipIf(noFaultHook)('two threads each holding an entry lock and storing into the other\'s entry (both fault handlers wait): the process aborts naming them, never hangs', () => {
+    const r = runChild(twoLockHolders('m.bytes[other + 2] = 1;', false), { timeout: 20_000 });
+    expect(r.signal).toBe('SIGABRT');
+    expect(r.stderr).toMatch(/udax: deadlock: thread \d+ waits for the lock of .* at offset (4096|8192) held by thread \d+, which waits, directly or not, for a lock this thread holds/);
+  });
+
   test('taking a lock the same thread holds throws instead of hanging', () => {
     const r = runChild(withFile(`
       try { file.withEntriesLocked(0, 4096, () => file.sync()); }

@@ -123,12 +123,13 @@ static const int kDeadlockChecksAbort = 10;
 lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadlock_policy policy, int32_t *blocker) {
   std::atomic<int32_t> *w = word_of(t, index);
   int suspect = 0;
+  bool waited = false;  // this thread's wait-for slot was set: clear it when done
   for (;;) {
     int32_t v = w->load(std::memory_order_relaxed);
     if (!(v & UDAX_ENTRY_LOCKED)) {
       int32_t locked = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK) | UDAX_ENTRY_LOCKED) | self;
       if (w->compare_exchange_weak(v, locked, std::memory_order_acquire)) {
-        set_waiting(self, 0);
+        if (waited) set_waiting(self, 0);
         return LOCK_TAKEN;
       }
       continue;
@@ -140,6 +141,7 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
       v |= UDAX_ENTRY_WAITERS;
     }
     set_waiting(self, owner);
+    waited = true;
     futex_wait_word(&t->entries[index], v, kOwnerCheckNs);
     if (w->load(std::memory_order_relaxed) != v) continue;
     if (thread_alive(tag_tid(owner))) {

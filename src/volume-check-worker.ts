@@ -1,66 +1,91 @@
 // A worker of the state pool (src/volume-check-pool.ts): imports the user's
-// recovery, rebuilds the snapshot on its own copy of the base image, and
-// checks the states at its positions.
+// recovery once, and for each call copies the snapshot's base image, rebuilds
+// the snapshot from its parts and checks the batches of states it is sent.
+// Requests are handled one at a time, in order, each with one reply.
+import { cpSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { toWire } from './crash-points-pool.js';
-import { VolumeCrashStates, type PlannedState } from './volume-crash.js';
+import { VolumeCrashStates } from './volume-crash.js';
 import { choiceOf, runRecover, type VolumeRecoverFn } from './volume-check.js';
-import { ABORT, FIRST_FAILING, type StateWorkerMessage, type StateWorkerSetup } from './volume-check-pool.js';
+import { ABORT, decodeBatch, FIRST_FAILING, type RecoveryModule, type StateWorkerReply, type StateWorkerRequest, type WireFailure } from './volume-check-pool.js';
 
-const setup = workerData as StateWorkerSetup;
+const { module } = workerData as { module: Required<RecoveryModule> };
 const port = parentPort!;
-const send = (m: StateWorkerMessage) => port.postMessage(m);
+const reply = (r: StateWorkerReply) => port.postMessage(r);
 
-/** Every state in the one-thread order, with its position. */
-function* positions(states: VolumeCrashStates): Generator<[number, PlannedState]> {
-  let position = 0;
-  for (const p of states.planned()) yield [position++, p];
-  for (const p of states.plannedSample(setup.random, setup.sample)) yield [position++, p];
+const loaded: Promise<VolumeRecoverFn> = import(pathToFileURL(module.path).href).then((mod: Record<string, unknown>) => {
+  const recover = mod[module.recover];
+  if (typeof recover !== 'function') throw new TypeError(`module '${module.path}' must export a function ${module.recover}`);
+  return recover as VolumeRecoverFn;
+});
+loaded.catch(() => {});  // reported to the first call
+
+interface Call { states: VolumeCrashStates; recover: VolumeRecoverFn; flags: Int32Array; stopAtFirst: boolean }
+let call: Call | undefined;
+
+/** Close this call's states: its descriptors are the process's. */
+function endCall(): void {
+  const c = call;
+  call = undefined;
+  c?.states.close();
 }
 
-/** Check this worker's states (positions worker, worker + workers, ...);
- * returns how many it checked. */
-function checkMine(states: VolumeCrashStates, recover: VolumeRecoverFn): number {
-  const flags = new Int32Array(setup.flags);
-  const total = setup.wire.count + setup.random;
+async function begin(m: Extract<StateWorkerRequest, { type: 'call' }>): Promise<void> {
+  endCall();
+  const recover = await loaded;
+  cpSync(m.base, m.dir, { recursive: true });
+  cpSync(`${m.base}.stash`, `${m.dir}.stash`, { recursive: true });
+  call = { states: new VolumeCrashStates(m.wire, { dir: m.dir }), recover, flags: new Int32Array(m.flags), stopAtFirst: m.stopAtFirst };
+}
+
+/** Check a batch of consecutive positions from first; skip those after the
+ * first failure (stop-at-first) and all once a worker failed. */
+function checkBatch(c: Call, first: number, encoded: Float64Array): StateWorkerReply {
+  const t0 = performance.now();
+  const failures: WireFailure[] = [];
   let checked = 0;
-  let last = Date.now();
-  for (const [position, p] of positions(states)) {
-    if (position % setup.workers !== setup.worker) continue;
-    if (Atomics.load(flags, ABORT) !== 0 || (setup.stopAtFirst && position > Atomics.load(flags, FIRST_FAILING))) break;
-    const failure = states.build(p, (st) => {
-      const verdict = runRecover(recover, st);
-      return verdict && { position, kind: st.kind, index: st.index, seed: st.seed, class: verdict.class, error: toWire(verdict.error), choice: choiceOf(states, st) };
+  const batch = decodeBatch(encoded);
+  for (let i = 0; i < batch.length; i++) {
+    const position = first + i;
+    if (Atomics.load(c.flags, ABORT) !== 0 || (c.stopAtFirst && position > Atomics.load(c.flags, FIRST_FAILING))) break;
+    const failure = c.states.build(batch[i], (st): WireFailure | undefined => {
+      const verdict = runRecover(c.recover, st);
+      return verdict && { position, kind: st.kind, index: st.index, seed: st.seed, class: verdict.class, error: toWire(verdict.error), choice: choiceOf(c.states, st) };
     });
     checked++;
-    if (failure) {
-      send({ type: 'failure', failure });
-      // Lower the first failing position to this one (no Atomics.min: compare and swap).
-      for (let cur = Atomics.load(flags, FIRST_FAILING); position < cur; cur = Atomics.load(flags, FIRST_FAILING)) {
-        if (Atomics.compareExchange(flags, FIRST_FAILING, cur, position) === cur) break;
-      }
-    }
-    if (Date.now() - last >= 50 && checked * setup.workers < total) {
-      last = Date.now();
-      send({ type: 'progress', checked });
+    if (!failure) continue;
+    failures.push(failure);
+    // Lower the first failing position to this one (no Atomics.min: compare and swap).
+    for (let cur = Atomics.load(c.flags, FIRST_FAILING); c.stopAtFirst && position < cur; cur = Atomics.load(c.flags, FIRST_FAILING)) {
+      if (Atomics.compareExchange(c.flags, FIRST_FAILING, cur, position) === cur) break;
     }
   }
-  return checked;
+  return { type: 'checked', checked, ms: performance.now() - t0, failures };
 }
 
-try {
-  const mod = await import(pathToFileURL(setup.module.path).href) as Record<string, unknown>;
-  const recover = mod[setup.module.recover];
-  if (typeof recover !== 'function') throw new TypeError(`module '${setup.module.path}' must export a function ${setup.module.recover}`);
-  const states = new VolumeCrashStates(setup.wire, { dir: setup.dir });
-  let checked: number;
+async function handle(m: StateWorkerRequest): Promise<void> {
   try {
-    checked = checkMine(states, recover as VolumeRecoverFn);
-  } finally {
-    states.close();  // its descriptors are the process's: closed before 'done' (the pool then ends the thread)
+    if (m.type === 'call') {
+      await begin(m);
+      reply({ type: 'ready' });
+    } else if (m.type === 'batch') {
+      if (!call) throw new Error('a batch without a call');
+      reply(checkBatch(call, m.first, m.states));
+    } else {
+      endCall();
+      reply({ type: 'ended' });
+    }
+  } catch (e) {
+    try {
+      endCall();
+    } finally {
+      reply({ type: 'error', error: toWire(e) });
+    }
   }
-  send({ type: 'done', checked });
-} catch (e) {
-  send({ type: 'error', error: toWire(e) });
 }
+
+let queue = Promise.resolve();
+port.on('message', (m: StateWorkerRequest) => {
+  queue = queue.then(() => handle(m));
+});

@@ -121,8 +121,9 @@ export interface StatesWire {
    * media bytes pending size changes may keep or cut). */
   files: { id: number; first: number; count: number; base: string; stashed: boolean; durable: number; tailFrom: number; tail: Uint8Array }[];
   units: VolumeUnit[];
-  live: Uint8Array[];
-  media: Uint8Array[];
+  /** Each unit's live bytes then its media bytes, unit after unit: one
+   * shared buffer every worker reads, not a copy per worker. */
+  bytes: SharedArrayBuffer;
   k: number;
   includeAll: boolean;
   count: number;
@@ -235,8 +236,12 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
       for (const node of this.#durable.values()) if (node.kind === 'file') this.#durableFiles.add(node.file);
       this.pending = this.#ops.map(opView);
       this.units = w.units;
-      this.#live = w.live;
-      this.#media = w.media;
+      let at = 0;
+      for (const u of w.units) {
+        this.#live.push(new Uint8Array(w.bytes, at, u.length));
+        this.#media.push(new Uint8Array(w.bytes, at + u.length, u.length));
+        at += 2 * u.length;
+      }
       for (const f of w.files) {
         const fs: FileSnapshot = {
           id: f.id, first: f.first, count: f.count, basePath: join(f.stashed ? this.#stash : this.dir, f.base), fd: undefined,
@@ -436,8 +441,20 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
           durable: f.durable, tailFrom: f.tailFrom, tail: f.tail,
         };
       }),
-      units: this.units, live: this.#live, media: this.#media,
+      units: this.units, bytes: this.#unitBytes(),
     };
+  }
+
+  /** The units' live and media bytes in one shared buffer (StatesWire.bytes). */
+  #unitBytes(): SharedArrayBuffer {
+    const bytes = new SharedArrayBuffer(this.units.reduce((n, u) => n + 2 * u.length, 0));
+    let at = 0;
+    this.units.forEach((u, i) => {
+      new Uint8Array(bytes, at, u.length).set(this.#live[i]);
+      new Uint8Array(bytes, at + u.length, u.length).set(this.#media[i]);
+      at += 2 * u.length;
+    });
+    return bytes;
   }
 
   /** n seeded random states: state j from seed + j (the same snapshot and

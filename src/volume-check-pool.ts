@@ -49,7 +49,7 @@ const IDLE_MS = 10_000;
 
 /** @internal Calling thread -> worker. Each message gets one reply. */
 export type StateWorkerRequest =
-  | { type: 'call'; wire: StatesWire; base: string; dir: string; flags: SharedArrayBuffer; stopAtFirst: boolean }
+  | { type: 'call'; recover: string; wire: StatesWire; base: string; dir: string; flags: SharedArrayBuffer; stopAtFirst: boolean }
   | { type: 'batch'; first: number; states: Float64Array }
   | { type: 'end' };
 
@@ -123,15 +123,16 @@ export function decodeBatch(states: Float64Array): PlannedState[] {
 /** One worker thread and its one outstanding reply at a time per request. */
 class StateWorker {
   readonly worker: Worker;
+  /** The module's path: a worker imports it once and serves any of its exports. */
   readonly key: string;
   #waiting: ((r: StateWorkerReply) => void)[] = [];
   /** Why it cannot be used any more (it died, or reported an error). */
   failed: unknown;
   #idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(module: Required<RecoveryModule>, key: string) {
+  constructor(key: string) {
     this.key = key;
-    this.worker = new Worker(new URL('./volume-check-worker.js', import.meta.url), { workerData: { module } });
+    this.worker = new Worker(new URL('./volume-check-worker.js', import.meta.url), { workerData: { path: key } });
     this.worker.on('message', (r: StateWorkerReply) => {
       if (r.type === 'error') this.failed ??= fromWire(r.error);
       this.#waiting.shift()?.(r);
@@ -170,7 +171,7 @@ class StateWorker {
   }
 }
 
-/** Started workers not in a call, by module. */
+/** Started workers not in a call, by module path. */
 const idleWorkers = new Map<string, StateWorker[]>();
 
 function dropIdle(w: StateWorker): void {
@@ -181,10 +182,9 @@ function dropIdle(w: StateWorker): void {
 
 /** n workers for module: idle ones first, then new ones. */
 function takeWorkers(module: Required<RecoveryModule>, n: number): StateWorker[] {
-  const key = `${module.path}\0${module.recover}`;
-  const list = idleWorkers.get(key) ?? [];
+  const list = idleWorkers.get(module.path) ?? [];
   const reused = list.splice(0, n);
-  while (reused.length < n) reused.push(new StateWorker(module, key));
+  while (reused.length < n) reused.push(new StateWorker(module.path));
   return reused.map((w) => w.take());
 }
 
@@ -249,7 +249,7 @@ export async function checkStatesPooled(states: VolumeCrashStates, o: CheckedOpt
   try {
     /** One worker's part: set up, then batches (two in flight) until the plan is through. */
     const drive = async (w: StateWorker, dir: string) => {
-      const ready = await w.request({ type: 'call', wire, base: states.dir, dir, flags, stopAtFirst: o.stop === 'first' });
+      const ready = await w.request({ type: 'call', recover: module.recover, wire, base: states.dir, dir, flags, stopAtFirst: o.stop === 'first' });
       if (ready.type === 'error') return fail(fromWire(ready.error));
       let size = 8;
       const lane = async () => {

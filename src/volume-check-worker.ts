@@ -1,24 +1,21 @@
 // A worker of the state pool (src/volume-check-pool.ts): imports the user's
-// recovery once, and for each call copies the snapshot's base image, rebuilds
-// the snapshot from its parts and checks the batches of states it is sent.
-// Requests are handled one at a time, in order, each with one reply.
+// module once (a call names the export that is its recovery), and for each
+// call copies the snapshot's base image, rebuilds the snapshot from its
+// parts and checks the batches of states it is sent. Requests are handled
+// one at a time, in order, each with one reply.
 import { cpSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { toWire } from './crash-points-pool.js';
 import { VolumeCrashStates } from './volume-crash.js';
 import { choiceOf, runRecover, type VolumeRecoverFn } from './volume-check.js';
-import { ABORT, decodeBatch, FIRST_FAILING, type RecoveryModule, type StateWorkerReply, type StateWorkerRequest, type WireFailure } from './volume-check-pool.js';
+import { ABORT, decodeBatch, FIRST_FAILING, type StateWorkerReply, type StateWorkerRequest, type WireFailure } from './volume-check-pool.js';
 
-const { module } = workerData as { module: Required<RecoveryModule> };
+const { path } = workerData as { path: string };
 const port = parentPort!;
 const reply = (r: StateWorkerReply) => port.postMessage(r);
 
-const loaded: Promise<VolumeRecoverFn> = import(pathToFileURL(module.path).href).then((mod: Record<string, unknown>) => {
-  const recover = mod[module.recover];
-  if (typeof recover !== 'function') throw new TypeError(`module '${module.path}' must export a function ${module.recover}`);
-  return recover as VolumeRecoverFn;
-});
+const loaded: Promise<Record<string, unknown>> = import(pathToFileURL(path).href);
 loaded.catch(() => {});  // reported to the first call
 
 interface Call { states: VolumeCrashStates; recover: VolumeRecoverFn; flags: Int32Array; stopAtFirst: boolean }
@@ -33,10 +30,11 @@ function endCall(): void {
 
 async function begin(m: Extract<StateWorkerRequest, { type: 'call' }>): Promise<void> {
   endCall();
-  const recover = await loaded;
+  const recover = (await loaded)[m.recover];
+  if (typeof recover !== 'function') throw new TypeError(`module '${path}' must export a function ${m.recover}`);
   cpSync(m.base, m.dir, { recursive: true });
   cpSync(`${m.base}.stash`, `${m.dir}.stash`, { recursive: true });
-  call = { states: new VolumeCrashStates(m.wire, { dir: m.dir }), recover, flags: new Int32Array(m.flags), stopAtFirst: m.stopAtFirst };
+  call = { states: new VolumeCrashStates(m.wire, { dir: m.dir }), recover: recover as VolumeRecoverFn, flags: new Int32Array(m.flags), stopAtFirst: m.stopAtFirst };
 }
 
 /** Check a batch of consecutive positions from first; skip those after the

@@ -7,7 +7,8 @@ import { afterAll, describe, expect, test } from 'vitest';
 import * as udax from 'udax';
 import { ddmin } from 'udax/testing';
 import { Worker } from 'node:worker_threads';
-import { nextMessage, scratchPath, sleep, workerUrl } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { distIndex, nextMessage, scratchPath, sleep, workerUrl } from './helpers.js';
 
 const PAGE = 4096;
 const made: string[] = [];
@@ -752,6 +753,44 @@ describe('checkVolumeRecovery', () => {
     expect(() => udax.checkVolumeRecovery(v, ok, { dir, workers: 0, module: { path: none } })).toThrow(RangeError);
     for (const p of [dir, `${dir}.stash`, `${dir}.w0`, `${dir}.w0.stash`, `${dir}.w1`, `${dir}.w1.stash`]) expect(existsSync(p)).toBe(false);
     v.close();
+  });
+
+  test('workers: workers are reused across calls, never after they died; idle ones do not keep the process alive', async () => {
+    const v = newVolume();
+    commit(v, 1, false);
+    const dir = `${v.dir}.states`;
+    const flag = `${v.dir}.exit-flag`;
+    const mod = `${v.dir}.flagged.mjs`;
+    made.push(flag, mod);
+    // Dies while the flag exists; else counts the states this instance of the module saw.
+    writeFileSync(mod, "import { existsSync } from 'node:fs';\nlet seen = 0;\n" +
+      `export function recover() { if (existsSync(${JSON.stringify(flag)})) process.exit(3); seen++; return true; }\nexport const seenBy = () => seen;\n`);
+    writeFileSync(flag, '');
+    await expect(udax.checkVolumeRecovery(v, () => true, { dir, workers: 2, module: { path: mod } })).rejects.toThrow(/worker exited \(code 3\)/);
+    rmSync(flag);
+    const opts = { dir, k: 2, workers: 2, module: { path: mod } };
+    const first = await udax.checkVolumeRecovery(v, () => true, opts);
+    const second = await udax.checkVolumeRecovery(v, () => true, opts);
+    expect(first).toMatchObject({ ok: true });
+    expect(second).toEqual(first);
+    for (const p of [dir, `${dir}.stash`, `${dir}.w0`, `${dir}.w0.stash`, `${dir}.w1`, `${dir}.w1.stash`]) expect(existsSync(p)).toBe(false);
+    v.close();
+    // A process whose last call used workers exits at once (the idle workers are unreferenced; they would end after 10 s).
+    const script = `${v.dir}.child.mjs`;  // a file, not -e: workers inherit --input-type, which then fails their import
+    made.push(script, `${v.dir}.child`);
+    writeFileSync(script, `
+      import * as udax from ${JSON.stringify(distIndex)};
+      const v = udax.openVolume(${JSON.stringify(`${v.dir}.child`)}, { create: true });
+      v.create('a', 4096).map().bytes.fill(1);
+      const t0 = Date.now();
+      const r = await udax.checkVolumeRecovery(v, () => true, { dir: ${JSON.stringify(`${v.dir}.child.states`)}, workers: 2, module: { path: ${JSON.stringify(mod)} } });
+      v.close();
+      console.log(r.ok, r.checked);
+      process.on('exit', () => console.log('exit after', Date.now() - t0 < 8000 ? 'less than 8 s' : 'too long'));
+    `);
+    const child = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 30_000 });
+    expect(child.stderr).toBe('');
+    expect(child.stdout.trim().split('\n')).toEqual(['true 3', 'exit after less than 8 s']);
   });
 
   test('ddmin finds a 1-minimal failing subset', () => {

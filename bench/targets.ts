@@ -120,7 +120,7 @@ export function crashStateTarget(samples: TrialSamples): TargetResult {
   };
 }
 
-/** bench/state-pool.ts: with a recovery of a real engine's cost, 2 workers
+/** bench/state-pool.ts: with a real engine's recovery (SQLite), 2 workers
  * check states at ≥ 1.5× the calling thread's rate (a speedup: met when the
  * whole interval is at or above the limit). */
 export function statePoolTarget(measured: number | undefined, interval: [number, number] | undefined): TargetResult {
@@ -128,7 +128,7 @@ export function statePoolTarget(measured: number | undefined, interval: [number,
   const verdict = measured === undefined ? 'not measured' : !interval ? (measured >= limit ? 'met' : 'missed')
     : interval[0] >= limit ? 'met' : interval[1] < limit ? 'missed' : 'inconclusive';
   return {
-    name: 'state-pool-2-workers', goal: `2 workers ≥ ${limit}× the calling thread (states/s, a recovery of ~1 ms a state)`,
+    name: 'state-pool-2-workers', goal: `2 workers ≥ ${limit}× the calling thread (states/s, SQLite's restart and integrity_check as the recovery)`,
     measured, limit, kind: 'ratio', applies: true, interval, verdict, met: verdict === 'met' ? true : verdict === 'missed' ? false : undefined,
   };
 }

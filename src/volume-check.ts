@@ -25,14 +25,16 @@ export interface CheckVolumeRecoveryOptions extends VolumeCrashStatesOptions {
   stop?: 'first' | 'all';
   /** Reduce each failure to a minimal set of units (default true). */
   reduce?: boolean;
-  /** Called after each state with (checked, total); with workers, as
-   * workers report (at most every 50 ms each). */
+  /** Called after each state with (checked, total); with workers, after
+   * each batch a worker checked (about every 20 ms per worker). */
   progress?: (checked: number, total: number) => void;
 }
 
 export interface CheckVolumeRecoveryPoolOptions extends CheckVolumeRecoveryOptions {
   /** Check the states on this many worker threads (the call then returns a
-   * promise; the snapshot is still taken in the call). */
+   * promise; the snapshot is still taken in the call). Without it, the
+   * default, the states are checked in the calling thread. Workers are kept
+   * (unreferenced) for the next call with the same module. */
   workers: number;
   /** The module each worker imports the recovery from (it exports the
    * same function as recover, which reduces failures in the calling thread). */

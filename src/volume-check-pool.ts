@@ -254,7 +254,8 @@ export async function checkStatesPooled(states: VolumeCrashStates, o: CheckedOpt
       let size = 8;
       const lane = async () => {
         for (let next = nextBatch(size); next; next = nextBatch(size)) {
-          const r = await w.request({ type: 'batch', first: next.first, states: encodeBatch(next.batch) });
+          const encoded = encodeBatch(next.batch);
+          const r = await w.request({ type: 'batch', first: next.first, states: encoded }, [encoded.buffer as ArrayBuffer]);
           if (r.type === 'error') return fail(fromWire(r.error));
           if (r.type !== 'checked') return fail(new Error(`a crash-state worker answered ${r.type} to a batch`));
           checked += r.checked;
@@ -265,7 +266,11 @@ export async function checkStatesPooled(states: VolumeCrashStates, o: CheckedOpt
             }
           }
           if (r.checked > 0) size = Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_MS / Math.max(r.ms / r.checked, 1e-3))));
-          o.progress?.(checked, total);
+          try {
+            o.progress?.(checked, total);
+          } catch (e) {
+            return fail(e);  // as in the calling thread, a throw from progress ends the call
+          }
         }
       };
       await Promise.all([lane(), lane()]);

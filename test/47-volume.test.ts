@@ -749,6 +749,9 @@ describe('checkVolumeRecovery', () => {
     await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: exits } })).rejects.toThrow(/worker exited \(code 3\)/);
     await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: none } })).rejects.toThrow(/must export a function recover/);
     await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: none, recover: 'check' } })).resolves.toMatchObject({ ok: true });
+    const stop = () => { throw new RangeError('progress says stop'); };
+    await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: none, recover: 'check' }, progress: stop })).rejects.toThrow('progress says stop');
+    await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: none, recover: 'check' } })).resolves.toMatchObject({ ok: true });
     expect(() => udax.checkVolumeRecovery(v, ok, { dir, workers: 2 } as unknown as udax.CheckVolumeRecoveryPoolOptions)).toThrow(TypeError);
     expect(() => udax.checkVolumeRecovery(v, ok, { dir, workers: 0, module: { path: none } })).toThrow(RangeError);
     for (const p of [dir, `${dir}.stash`, `${dir}.w0`, `${dir}.w0.stash`, `${dir}.w1`, `${dir}.w1.stash`]) expect(existsSync(p)).toBe(false);

@@ -120,7 +120,7 @@ export function decodeBatch(states: Float64Array): PlannedState[] {
   return out;
 }
 
-/** One worker thread and its one outstanding reply at a time per request. */
+/** One worker thread; its replies come in request order, one per request. */
 class StateWorker {
   readonly worker: Worker;
   /** The module's path: a worker imports it once and serves any of its exports. */

@@ -86,9 +86,9 @@ export function recoveryModule(m: RecoveryModule | undefined): Required<Recovery
 /** @internal Each worker's state directory. */
 export const workerDirs = (dir: string, workers: number) => Array.from({ length: workers }, (_, n) => `${dir}.w${n}`);
 
-/** Planned states as numbers: per state kind (0 enumerated, 1 random),
- * index, seed, the operation count and indices, the unit count and indices.
- * One transferable buffer per batch instead of an object graph to clone. */
+/** @internal Planned states as numbers: per state kind (0 enumerated, 1
+ * random), index, seed, the operation count and indices, the unit count and
+ * indices. One transferable buffer per batch, not an object graph to clone. */
 export function encodeBatch(batch: readonly PlannedState[]): Float64Array {
   const out = new Float64Array(batch.reduce((n, p) => n + 5 + p.choice.operations.length + p.choice.units.length, 0));
   let at = 0;

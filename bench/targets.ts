@@ -119,3 +119,16 @@ export function crashStateTarget(samples: TrialSamples): TargetResult {
     measured, limit: 1e6, kind: 'time', applies: true, interval, ...judge(interval, measured, 1e6),
   };
 }
+
+/** bench/state-pool.ts: with a real engine's recovery (SQLite), 2 workers
+ * check states at ≥ 1.5× the calling thread's rate (a speedup: met when the
+ * whole interval is at or above the limit). */
+export function statePoolTarget(measured: number | undefined, interval: [number, number] | undefined): TargetResult {
+  const limit = 1.5;
+  const verdict = measured === undefined ? 'not measured' : !interval ? (measured >= limit ? 'met' : 'missed')
+    : interval[0] >= limit ? 'met' : interval[1] < limit ? 'missed' : 'inconclusive';
+  return {
+    name: 'state-pool-2-workers', goal: `2 workers ≥ ${limit}× the calling thread (states/s, SQLite's restart and integrity_check as the recovery)`,
+    measured, limit, kind: 'ratio', applies: true, interval, verdict, met: verdict === 'met' ? true : verdict === 'missed' ? false : undefined,
+  };
+}

@@ -28,8 +28,9 @@ export type { VolumeOptions, VolumeEntry, VolumeCall, VolumeEvent, VolumeObserve
 export { exploreCrashPoints } from './crash-points.js';
 export type { CrashPoint, CrashPointWorkload, CrashPointInfo, CrashPointRecoverFn, ExploreCrashPointsOptions, CrashPointsProgress, CrashPointViolation, CrashPointSummary, CrashPointsReport } from './crash-points.js';
 export type { PoolModule } from './crash-points-pool.js';
+export type { RecoveryModule } from './volume-check-pool.js';
 export type { MetadataModelName } from './metadata.js';
 export { VolumeCrashStates } from './volume-crash.js';
 export type { VolumeCrashState, VolumeCrashStatesOptions, VolumeUnit, VolumeOperation, SampleOptions, StateChoice } from './volume-crash.js';
 export { checkVolumeRecovery } from './volume-check.js';
-export type { CheckVolumeRecoveryOptions, VolumeRecoveryReport, VolumeRecoveryFailure, VolumeRecoverFn } from './volume-check.js';
+export type { CheckVolumeRecoveryOptions, CheckVolumeRecoveryPoolOptions, VolumeRecoveryReport, VolumeRecoveryFailure, VolumeRecoverFn } from './volume-check.js';

@@ -5,6 +5,7 @@
 import { typeError } from './errors.js';
 import * as check from './validate.js';
 import type { Volume } from './volume.js';
+import { checkStatesPooled, recoveryModule, type RecoveryModule } from './volume-check-pool.js';
 import type { SampleOptions, StateChoice, VolumeCrashState, VolumeCrashStates, VolumeCrashStatesOptions, VolumeOperation, VolumeUnit } from './volume-crash.js';
 
 /** A recovery: given a state's directory, return true or nothing to accept
@@ -24,8 +25,20 @@ export interface CheckVolumeRecoveryOptions extends VolumeCrashStatesOptions {
   stop?: 'first' | 'all';
   /** Reduce each failure to a minimal set of units (default true). */
   reduce?: boolean;
-  /** Called after each state with (checked, total). */
+  /** Called after each state with (checked, total); with workers, after
+   * each batch a worker checked (about every 20 ms per worker). */
   progress?: (checked: number, total: number) => void;
+}
+
+export interface CheckVolumeRecoveryPoolOptions extends CheckVolumeRecoveryOptions {
+  /** Check the states on this many worker threads (the call then returns a
+   * promise; the snapshot is still taken in the call). Without it, the
+   * default, the states are checked in the calling thread. Workers are kept
+   * (unreferenced) for the next call with the same module. */
+  workers: number;
+  /** The module each worker imports the recovery from (it exports the
+   * same function as recover, which reduces failures in the calling thread). */
+  module: RecoveryModule;
 }
 
 export interface VolumeRecoveryFailure {
@@ -57,16 +70,34 @@ export interface VolumeRecoveryReport {
 
 /** Run recover over every enumerated crash state of the volume now (and
  * `random` sampled ones). */
-export function checkVolumeRecovery(volume: Volume, recover: VolumeRecoverFn, opts: CheckVolumeRecoveryOptions): VolumeRecoveryReport {
+export function checkVolumeRecovery(volume: Volume, recover: VolumeRecoverFn, opts: CheckVolumeRecoveryPoolOptions): Promise<VolumeRecoveryReport>;
+export function checkVolumeRecovery(volume: Volume, recover: VolumeRecoverFn, opts: CheckVolumeRecoveryOptions): VolumeRecoveryReport;
+export function checkVolumeRecovery(volume: Volume, recover: VolumeRecoverFn, opts: CheckVolumeRecoveryOptions | CheckVolumeRecoveryPoolOptions):
+  VolumeRecoveryReport | Promise<VolumeRecoveryReport> {
   if (typeof recover !== 'function') throw typeError('checkVolumeRecovery: recover must be a function');
   const o = checkOptions(opts);
+  const pooled = opts !== null && typeof opts === 'object' && 'workers' in opts;
+  const workers = pooled ? check.integer('workers', (opts as CheckVolumeRecoveryPoolOptions).workers, 1, 256) : 1;
+  const module = pooled ? recoveryModule((opts as CheckVolumeRecoveryPoolOptions).module) : undefined;
   const states = volume.crashStates({ dir: o.dir as string, k: o.k, includeAll: o.includeAll, limit: o.limit });
-  try {
-    const failures = checkStates(states, recover, o);
-    return { ok: failures.length === 0, metadata: states.metadata, checked: o.checked, failures, message: failures.map((f) => describe(`volume '${volume.dir}'`, states.metadata, f)).join('\n') };
-  } finally {
-    states.close();
+  const report = (failures: VolumeRecoveryFailure[]): VolumeRecoveryReport =>
+    ({ ok: failures.length === 0, metadata: states.metadata, checked: o.checked, failures, message: failures.map((f) => describe(`volume '${volume.dir}'`, states.metadata, f)).join('\n') });
+  if (!module) {
+    try {
+      return report(checkStates(states, recover, o));
+    } finally {
+      states.close();
+    }
   }
+  return (async () => {
+    try {
+      const { failures, choices } = await checkStatesPooled(states, o, workers, module);
+      reduceFailures(states, recover, o, failures, choices);
+      return report(failures);
+    } finally {
+      states.close();
+    }
+  })();
 }
 
 /** @internal checkVolumeRecovery's options, validated; `checked` counts. */
@@ -99,7 +130,7 @@ export function checkStates(states: VolumeCrashStates, recover: VolumeRecoverFn,
   let checked = 0;
   const visit = (st: VolumeCrashState): boolean => {
     checked++;
-    const verdict = run(recover, st);
+    const verdict = runRecover(recover, st);
     if (verdict !== undefined) {
       failures.push({ kind: st.kind, index: st.index, seed: st.seed, class: verdict.class, operations: st.operations, units: st.units, error: verdict.error });
       choices.push(choiceOf(states, st));
@@ -113,15 +144,19 @@ export function checkStates(states: VolumeCrashStates, recover: VolumeRecoverFn,
     for (const st of states.sample(o.random, { seed: o.seed, probability: o.probability, k: o.randomK })) if (visit(st)) break;
   }
   o.checked += checked;
-  if (o.reduce) {
-    const reduced = new Set<string>();
-    failures.forEach((f, i) => {
-      if (o.reduceFirstOfClass && reduced.has(f.class)) return;
-      reduced.add(f.class);
-      f.minimal = minimise(states, recover, choices[i], f.class);
-    });
-  }
+  reduceFailures(states, recover, o, failures, choices);
   return failures;
+}
+
+/** Set each failure's minimal set (choices[i] rebuilds failure i's state). */
+function reduceFailures(states: VolumeCrashStates, recover: VolumeRecoverFn, o: CheckedOptions, failures: VolumeRecoveryFailure[], choices: StateChoice[]): void {
+  if (!o.reduce) return;
+  const reduced = new Set<string>();
+  failures.forEach((f, i) => {
+    if (o.reduceFirstOfClass && reduced.has(f.class)) return;
+    reduced.add(f.class);
+    f.minimal = minimise(states, recover, choices[i], f.class);
+  });
 }
 
 /** The class of a throw: its string code, else its name. */
@@ -131,8 +166,8 @@ function thrownClass(e: unknown): string {
   return e instanceof Error ? e.name : 'thrown';
 }
 
-/** undefined: recover accepted the state; else why not. */
-function run(recover: VolumeRecoverFn, st: VolumeCrashState): { class: string; error: unknown } | undefined {
+/** @internal undefined: recover accepted the state; else why not. */
+export function runRecover(recover: VolumeRecoverFn, st: VolumeCrashState): { class: string; error: unknown } | undefined {
   try {
     const r = recover(st.path, st);
     if (r === false) return { class: 'rejected', error: false };
@@ -143,8 +178,8 @@ function run(recover: VolumeRecoverFn, st: VolumeCrashState): { class: string; e
   }
 }
 
-/** The choice that rebuilds st: its units and operations as indices. */
-function choiceOf(states: VolumeCrashStates, st: VolumeCrashState): StateChoice {
+/** @internal The choice that rebuilds st: its units and operations as indices. */
+export function choiceOf(states: VolumeCrashStates, st: VolumeCrashState): StateChoice {
   return { operations: st.operations.map((op) => op.index), units: st.units.map((u) => states.units.indexOf(u)) };
 }
 
@@ -156,7 +191,7 @@ function minimise(states: VolumeCrashStates, recover: VolumeRecoverFn, choice: S
   const fails = (subset: Element[]) => states.with({
     operations: subset.flatMap((e) => ('op' in e ? [e.op] : [])),
     units: subset.flatMap((e) => ('unit' in e ? [e.unit] : [])),
-  }, (st) => run(recover, st)?.class === cls);
+  }, (st) => runRecover(recover, st)?.class === cls);
   const minimal = ddmin(elements, fails);
   return states.with({
     operations: minimal.flatMap((e) => ('op' in e ? [e.op] : [])),

@@ -15,13 +15,13 @@ import { join, resolve } from 'node:path';
 import { checkCrashable, differingUnits, type Unit } from './crash.js';
 import { errnoError, rangeError, udaxError } from './errors.js';
 import { checkPath, type DaxFile } from './file.js';
-import { applyOp, describeOp, NamespaceOverlay, type MetaOp, type Namespace } from './metadata.js';
+import { applyOp, describeOp, metadataModel, NamespaceOverlay, type MetadataModel, type MetadataModelName, type MetaOp, type Namespace, type NamespaceNode } from './metadata.js';
 import { native } from './native.js';
 import { mulberry32 } from './prng.js';
 import { withStoresFrozen } from './tracker.js';
 import { binomialSum, combinations } from './subsets.js';
 import * as check from './validate.js';
-import type { Incarnation, Volume, VolumeView } from './volume.js';
+import type { Incarnation, Volume } from './volume.js';
 
 /** A candidate data unit of one file. */
 export interface VolumeUnit extends Unit {
@@ -93,7 +93,8 @@ export interface SampleOptions {
 
 /** One file as the snapshot saw it. */
 interface FileSnapshot {
-  inc: Incarnation;
+  /** The incarnation's id. */
+  id: number;
   /** Global unit indices of its units. */
   first: number;
   count: number;
@@ -106,6 +107,34 @@ interface FileSnapshot {
    * or cut (empty when none is pending). */
   tailFrom: number;
   tail: Uint8Array;
+}
+
+/** @internal A snapshot's parts, structured-cloneable: what a worker of the
+ * state pool (src/volume-check-pool.ts) needs to build states on its own
+ * copy of the base image and stash. */
+export interface StatesWire {
+  metadata: MetadataModelName;
+  ops: MetaOp[];
+  durable: [string, NamespaceNode][];
+  /** base: the file's path in the image, or in the stash when stashed;
+   * durable, tailFrom, tail: as FileSnapshot's (its size in the base, the
+   * media bytes pending size changes may keep or cut). */
+  files: { id: number; first: number; count: number; base: string; stashed: boolean; durable: number; tailFrom: number; tail: Uint8Array }[];
+  units: VolumeUnit[];
+  /** Each unit's live bytes then its media bytes, unit after unit: one
+   * shared buffer every worker reads, not a copy per worker. */
+  bytes: SharedArrayBuffer;
+  k: number;
+  includeAll: boolean;
+  count: number;
+}
+
+/** @internal A state to build: its place in the order and its choice. */
+export interface PlannedState {
+  index: number;
+  kind: VolumeCrashState['kind'];
+  seed: number | undefined;
+  choice: StateChoice;
 }
 
 /** A file's size in the base image: the size its last fsync (or journal
@@ -173,7 +202,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
   /** How many states iteration yields. */
   readonly count: number;
   readonly dir: string;
-  readonly #view: VolumeView;
+  readonly #model: MetadataModel;
   readonly #ops: readonly MetaOp[];
   readonly #durable: Namespace;
   readonly #files: FileSnapshot[] = [];
@@ -186,15 +215,51 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
   readonly #durableFiles = new Set<number>();
   #closed = false;
   #building = false;
+  /** The snapshot's incarnations and live directory (not for a wire copy). */
+  #incs: Incarnation[] = [];
+  #liveDir = '';
 
-  /** @internal Use volume.crashStates(). */
-  constructor(volume: Volume, opts: VolumeCrashStatesOptions) {
+  /** @internal Use volume.crashStates(). From a StatesWire: the states of
+   * that snapshot, built in opts.dir, which holds a copy of its base image
+   * (and <dir>.stash of its stash). */
+  constructor(volume: Volume | StatesWire, opts: VolumeCrashStatesOptions) {
+    if (!('view' in volume)) {
+      const w = volume;
+      this.dir = opts.dir;
+      this.#stash = `${this.dir}.stash`;
+      this.#k = w.k;
+      this.#includeAll = w.includeAll;
+      this.#model = metadataModel(w.metadata);
+      this.metadata = w.metadata;
+      this.#ops = w.ops;
+      this.#durable = new Map(w.durable);
+      for (const node of this.#durable.values()) if (node.kind === 'file') this.#durableFiles.add(node.file);
+      this.pending = this.#ops.map(opView);
+      this.units = w.units;
+      let at = 0;
+      for (const u of w.units) {
+        this.#live.push(new Uint8Array(w.bytes, at, u.length));
+        this.#media.push(new Uint8Array(w.bytes, at + u.length, u.length));
+        at += 2 * u.length;
+      }
+      for (const f of w.files) {
+        const fs: FileSnapshot = {
+          id: f.id, first: f.first, count: f.count, basePath: join(f.stashed ? this.#stash : this.dir, f.base), fd: undefined,
+          durable: f.durable, tailFrom: f.tailFrom, tail: f.tail,
+        };
+        this.#files.push(fs);
+        for (let j = 0; j < f.count; j++) this.#unitFile.push(fs);
+      }
+      this.count = w.count;
+      return;
+    }
     const o = check.options<VolumeCrashStatesOptions>('crashStates options', opts);
     this.dir = checkPath('crashStates: dir', o.dir);
     this.#k = check.integer('k', o.k ?? 1, 0, 64);
     this.#includeAll = check.boolean('includeAll', o.includeAll, true);
     const limit = check.integer('limit', o.limit ?? 100000, 1);
-    const view = (this.#view = volume.view());
+    const view = volume.view();
+    this.#model = view.model;
     const [mine, live] = [resolve(this.dir), resolve(view.dir)];
     if (mine === live || mine.startsWith(`${live}/`) || live.startsWith(`${mine}/`)) {
       throw udaxError('ERR_UDAX_SAME_FILE', 'crash states would be built inside the live volume:', { syscall: 'mkdir', path: this.dir });
@@ -207,6 +272,8 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     this.pending = this.#ops.map(opView);
     const incs = [...view.incarnations.values()];
     for (const inc of incs) if (inc.dax) checkCrashable(inc.dax);
+    this.#incs = incs;
+    this.#liveDir = view.dir;
     this.units = [];
     // Under the locks: the units, the count (it may refuse, before any
     // copy), then the base image.
@@ -236,7 +303,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     for (const inc of incs) {
       const basePath = where.get(inc.id) ?? join(this.#stash, String(inc.id));
       const durable = inc.dax ? durableSize(inc.dax) : 0;
-      const fs: FileSnapshot = { inc, first: this.units.length, count: 0, basePath, fd: undefined, durable, tailFrom: durable, tail: new Uint8Array(0) };
+      const fs: FileSnapshot = { id: inc.id, first: this.units.length, count: 0, basePath, fd: undefined, durable, tailFrom: durable, tail: new Uint8Array(0) };
       if (inc.dax) {
         const sizes = this.#ops.flatMap((op) => (op.kind === 'size' && op.file === inc.id ? [op.size] : []));
         const [lo, hi] = [Math.min(durable, ...sizes), Math.max(durable, ...sizes)];
@@ -265,10 +332,11 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
    * stash (caller holds the volume frozen: the media cannot change). */
   #copyBase(): void {
     for (const [path, node] of this.#durable) if (node.kind === 'directory') mkdirSync(join(this.dir, path), { recursive: true });
-    for (const { inc, basePath } of this.#files) {
+    this.#files.forEach(({ basePath }, i) => {
+      const inc = this.#incs[i];
       if (inc.dax) copyMedia(inc.dax, basePath);
-      else copyFileSync(inc.live ? join(this.#view.dir, inc.name) : inc.keptDataPath, basePath);
-    }
+      else copyFileSync(inc.live ? join(this.#liveDir, inc.name) : inc.keptDataPath, basePath);
+    });
   }
 
   /** Which files exist after the kept operations. */
@@ -294,15 +362,15 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     const sizes = this.#sizesAfter(kept);
     const out: number[] = [];
     for (const f of this.#files) {
-      if (!present.has(f.inc.id)) continue;
-      const size = sizes.get(f.inc.id) ?? f.durable;
+      if (!present.has(f.id)) continue;
+      const size = sizes.get(f.id) ?? f.durable;
       for (let u = f.first; u < f.first + f.count; u++) if (this.units[u].offset + this.units[u].length <= size) out.push(u);
     }
     return out;
   }
 
   #choices() {
-    return this.#view.model.choices(this.#ops, this.#k);
+    return this.#model.choices(this.#ops, this.#k);
   }
 
   #allChoice(): StateChoice {
@@ -327,37 +395,78 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
    * the subsets of the units of files that exist then), then the
    * all-persisted state. The directory is rebuilt for each. */
   *[Symbol.iterator](): Iterator<VolumeCrashState> {
+    for (const p of this.planned()) yield* this.#visit(p.index, p.kind, p.seed, p.choice);
+  }
+
+  /** @internal The enumeration's states in order, not built. */
+  *planned(): Generator<PlannedState> {
     let index = 0;
     for (const c of this.#choices()) {
       const present = this.#presentUnits(c.kept);
       for (let size = 0; size <= Math.min(this.#k - c.cost, present.length); size++) {
         for (const s of combinations(present.length, size)) {
-          yield* this.#visit(index++, 'enumerated', undefined, { operations: c.kept, units: s.map((j) => present[j]) });
+          yield { index: index++, kind: 'enumerated', seed: undefined, choice: { operations: c.kept, units: s.map((j) => present[j]) } };
         }
       }
     }
-    if (this.#allIsExtra()) yield* this.#visit(index++, 'enumerated', undefined, this.#allChoice());
+    if (this.#allIsExtra()) yield { index: index++, kind: 'enumerated', seed: undefined, choice: this.#allChoice() };
   }
 
-  /** n seeded random states: state j from seed + j (the same snapshot and
-   * seed give the same state). With k, at most k units each. */
-  *sample(n: number, opts?: SampleOptions): Generator<VolumeCrashState> {
+  /** @internal The n sampled states in order, not built. */
+  *plannedSample(n: number, opts?: SampleOptions): Generator<PlannedState> {
     check.integer('n', n, 0);
     const o = check.options<SampleOptions>('sample options', opts);
     const seed0 = check.integer('seed', o.seed ?? 1, -0x80000000, 0xffffffff);
     const probability = o.probability ?? 0.5;
     if (typeof probability !== 'number' || !(probability >= 0 && probability <= 1)) throw rangeError(`probability must be in [0, 1], got ${String(probability)}`);
     const k = o.k === undefined ? Infinity : check.integer('k', o.k, 0, 64);
-    for (let j = 0; j < n; j++) {
-      const seed = seed0 + j;
-      yield* this.#visit(j, 'random', seed, this.#draw(seed, probability, k));
-    }
+    for (let j = 0; j < n; j++) yield { index: j, kind: 'random', seed: seed0 + j, choice: this.#draw(seed0 + j, probability, k) };
+  }
+
+  /** @internal Build a planned state, run fn on it, undo it. */
+  build<T>(p: PlannedState, fn: (state: VolumeCrashState) => T): T {
+    let result: T | undefined;
+    for (const st of this.#visit(p.index, p.kind, p.seed, p.choice)) result = fn(st);
+    return result as T;
+  }
+
+  /** @internal The snapshot's parts (base paths relative to dir). */
+  toWire(): StatesWire {
+    return {
+      metadata: this.metadata as MetadataModelName, ops: [...this.#ops], durable: [...this.#durable], k: this.#k, includeAll: this.#includeAll, count: this.count,
+      files: this.#files.map((f) => {
+        const stashed = f.basePath.startsWith(`${this.#stash}/`);
+        return {
+          id: f.id, first: f.first, count: f.count, stashed, base: f.basePath.slice((stashed ? this.#stash : this.dir).length + 1),
+          durable: f.durable, tailFrom: f.tailFrom, tail: f.tail,
+        };
+      }),
+      units: this.units, bytes: this.#unitBytes(),
+    };
+  }
+
+  /** The units' live and media bytes in one shared buffer (StatesWire.bytes). */
+  #unitBytes(): SharedArrayBuffer {
+    const bytes = new SharedArrayBuffer(this.units.reduce((n, u) => n + 2 * u.length, 0));
+    let at = 0;
+    this.units.forEach((u, i) => {
+      new Uint8Array(bytes, at, u.length).set(this.#live[i]);
+      new Uint8Array(bytes, at + u.length, u.length).set(this.#media[i]);
+      at += 2 * u.length;
+    });
+    return bytes;
+  }
+
+  /** n seeded random states: state j from seed + j (the same snapshot and
+   * seed give the same state). With k, at most k units each. */
+  *sample(n: number, opts?: SampleOptions): Generator<VolumeCrashState> {
+    for (const p of this.plannedSample(n, opts)) yield* this.#visit(p.index, p.kind, p.seed, p.choice);
   }
 
   #draw(seed: number, probability: number, k: number): StateChoice {
     const random = mulberry32(seed);
-    const operations = this.#view.model.sample(this.#ops, random, probability, k);
-    const cost = operations.length === 0 ? 0 : this.#view.model.name === 'ext4/xfs' ? 1 : operations.length;
+    const operations = this.#model.sample(this.#ops, random, probability, k);
+    const cost = operations.length === 0 ? 0 : this.#model.name === 'ext4/xfs' ? 1 : operations.length;
     const present = this.#presentUnits(operations);
     const units: number[] = [];
     for (const u of present) if (random() < probability) units.push(u);
@@ -382,11 +491,11 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     if (this.#closed) throw errnoError('EBADF', 'open', this.dir, 'these crash states were closed');
     if (this.#building) throw rangeError('a crash state is already built: finish with it before building another');
     this.#building = true;
-    const kept = this.#view.model.kept(this.#ops, choice.operations);
+    const kept = this.#model.kept(this.#ops, choice.operations);
     const inSize = new Set(this.#presentUnits(kept));
     const units = choice.units.filter((u) => inSize.has(u));
     const sizes = this.#sizesAfter(kept);
-    const resized = this.#files.filter((f) => sizes.has(f.inc.id) && sizes.get(f.inc.id) !== f.durable);
+    const resized = this.#files.filter((f) => sizes.has(f.id) && sizes.get(f.id) !== f.durable);
     const undo: (() => void)[] = [];
     const cost = { bytes: 0, namespaceOps: 0 };
     try {
@@ -396,7 +505,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
       const cut = this.#cutUnits(kept, new Set(units));
       for (const u of cut) this.#fd(this.#unitFile[u]);
       this.#applyOperations(kept, undo, cost);
-      for (const f of resized) this.#resize(f, sizes.get(f.inc.id)!, undo, cost);
+      for (const f of resized) this.#resize(f, sizes.get(f.id)!, undo, cost);
       for (const u of cut) this.#clearCut(u, undo, cost);
       for (const u of units) {
         const fd = this.#unitFile[u].fd!;
@@ -437,7 +546,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
    * between are new blocks: the units there that did not persist. */
   #cutUnits(kept: readonly number[], persisted: ReadonlySet<number>): number[] {
     const cuts = new Map<number, { from: number; size: number }>();
-    const durable = new Map(this.#files.map((f) => [f.inc.id, f.durable]));
+    const durable = new Map(this.#files.map((f) => [f.id, f.durable]));
     for (const i of kept) {
       const op = this.#ops[i];
       if (op.kind !== 'size') continue;
@@ -448,7 +557,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     }
     if (cuts.size === 0) return [];
     return this.#presentUnits(kept).filter((u) => {
-      const c = cuts.get(this.#unitFile[u].inc.id);
+      const c = cuts.get(this.#unitFile[u].id);
       return !persisted.has(u) && c !== undefined && this.units[u].offset >= c.from;
     });
   }

@@ -7,7 +7,8 @@ import { afterAll, describe, expect, test } from 'vitest';
 import * as udax from 'udax';
 import { ddmin } from 'udax/testing';
 import { Worker } from 'node:worker_threads';
-import { nextMessage, scratchPath, sleep, workerUrl } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { distIndex, nextMessage, scratchPath, sleep, workerUrl } from './helpers.js';
 
 const PAGE = 4096;
 const made: string[] = [];
@@ -658,6 +659,141 @@ describe('checkVolumeRecovery', () => {
     expect(sampled.failures.length).toBeGreaterThan(0);
     expect(sampled.failures.every((x) => x.kind === 'random')).toBe(true);
     v.close();
+  });
+
+  test('workers: the state pool reports what one thread reports (failures, classes, minimal sets, order), and leaves no directory', async () => {
+    const v = newVolume();
+    commit(v, 1, false);
+    const t = v.create('other');
+    t.map().bytes.fill(9);  // units of a second file: states the recovery accepts
+    const mod = `${v.dir}.recover.mjs`;
+    made.push(mod);
+    // torn 'db' is a throw (class 'Error'), a missing 'other' a class string
+    writeFileSync(mod, "import { existsSync, readFileSync } from 'node:fs';\nimport { join } from 'node:path';\n" +
+      "export function recover(dir) { const p = join(dir, 'db'); if (existsSync(p) && new Set(readFileSync(p)).size !== 1) throw new Error('torn db'); return existsSync(join(dir, 'other')) || 'lost-other'; }\n");
+    const { recover } = await import(mod);
+    const plain = (r: udax.VolumeRecoveryReport) => ({ ...r, failures: r.failures.map((f) => ({ ...f, error: f.error instanceof Error ? `${f.error.name}: ${f.error.message}` : f.error })) });
+    const dir = `${v.dir}.states`;
+    for (const stop of ['all', 'first'] as const) {
+      const opts = { dir, k: 2, random: 20, seed: 5, stop };
+      const one = udax.checkVolumeRecovery(v, recover, opts);
+      expect(one.ok).toBe(false);
+      if (stop === 'all') expect(new Set(one.failures.map((f) => f.class))).toEqual(new Set(['Error', 'lost-other']));
+      for (const workers of [1, 2, 3]) {
+        const progress: number[] = [];
+        const pooled = await udax.checkVolumeRecovery(v, recover, { ...opts, workers, module: { path: mod }, progress: (n) => progress.push(n) });
+        expect(plain(pooled)).toEqual(plain(one));
+        expect(progress.length).toBeGreaterThan(0);
+        for (const p of [dir, `${dir}.stash`, ...[0, 1, 2].flatMap((n) => [`${dir}.w${n}`, `${dir}.w${n}.stash`])]) expect(existsSync(p)).toBe(false);
+      }
+    }
+    v.close();
+  });
+
+  test('workers: with grows, shrinks, creates, renames and unlinks pending, every state a worker builds equals the one built in-thread (files and bytes), both models', async () => {
+    const mod = `${volumeDir()}.listing.mjs`;
+    made.push(mod);
+    // The recovery names the state's directory: every file and its bytes (a class string, so every state reports it).
+    writeFileSync(mod, "import { readdirSync, readFileSync, statSync } from 'node:fs';\nimport { join } from 'node:path';\n" +
+      'export function recover(dir) { const out = []; for (const n of readdirSync(dir, { recursive: true }).map(String).sort()) { const p = join(dir, n); ' +
+      "out.push(statSync(p).isFile() ? [n, readFileSync(p).toString('base64')] : [n, 'dir']); } return JSON.stringify(out); }\n");
+    const { recover } = await import(mod);
+    for (const metadata of ['ext4/xfs', 'strict-posix'] as const) {
+      const v = newVolume({ metadata });
+      const a = v.create('a', 2 * PAGE);
+      const b = v.create('b', 2 * PAGE);
+      const c = v.create('c', PAGE);
+      v.create('u', PAGE).map().bytes.fill(4);
+      for (const f of [a, b, c]) f.map().bytes.fill(1, 0, 64);
+      b.map().bytes.fill(1, PAGE, PAGE + 64);  // bytes the shrink cuts (a unit where a state keeps the grow after it)
+      for (const f of [a, b, c, v.open('u')]) f.sync();
+      v.syncDirectory();
+      a.write(new Uint8Array(PAGE).fill(7), 2 * PAGE);  // grow by a write past the end
+      a.map().bytes.fill(2, 0, 64);  // a unit below the durable size
+      b.resize(PAGE);  // shrink, then grow: the cut bytes are zeros where the grow is kept
+      b.resize(3 * PAGE);
+      b.map().bytes.fill(3, 2 * PAGE, 2 * PAGE + 64);  // a unit past the durable size
+      v.create('d', PAGE).write(new Uint8Array(100).fill(8), 0);
+      v.rename('c', 'e');
+      v.unlink('u');
+      expect(v.pendingOperations().length).toBeGreaterThanOrEqual(6);
+      const opts = { dir: `${v.dir}.states`, k: 2, random: 30, seed: 11, stop: 'all' as const, reduce: false };
+      const one = udax.checkVolumeRecovery(v, recover, opts);
+      const listings = one.failures.map((f) => f.class);
+      expect(listings.length).toBe(one.checked);  // every state reported its directory
+      expect(new Set(listings).size).toBeGreaterThan(8);  // and they differ
+      for (const workers of [2, 3]) {
+        const pooled = await udax.checkVolumeRecovery(v, recover, { ...opts, workers, module: { path: mod } });
+        expect(pooled.checked).toBe(one.checked);
+        expect(pooled.failures.map((f) => [f.kind, f.index, f.class])).toEqual(one.failures.map((f) => [f.kind, f.index, f.class]));
+      }
+      v.close();
+    }
+  });
+
+  test('workers: a worker error comes back typed, a dying worker fails the call, nothing hangs or stays behind', async () => {
+    const v = newVolume();
+    commit(v, 1, false);
+    const dir = `${v.dir}.states`;
+    const write = (name: string, body: string) => {
+      const p = `${v.dir}.${name}.mjs`;
+      made.push(p);
+      writeFileSync(p, body);
+      return p;
+    };
+    const coded = write('coded', "throw Object.assign(new Error('no engine here'), { code: 'ERR_MY_ENGINE' });\n");
+    const exits = write('exits', 'export function recover() { process.exit(3); }\n');
+    const none = write('none', 'export const check = () => true;\n');
+    const ok = () => true;
+    await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: coded } })).rejects.toMatchObject({ code: 'ERR_MY_ENGINE', message: 'no engine here' });
+    await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: exits } })).rejects.toThrow(/worker exited \(code 3\)/);
+    await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: none } })).rejects.toThrow(/must export a function recover/);
+    await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: none, recover: 'check' } })).resolves.toMatchObject({ ok: true });
+    const stop = () => { throw new RangeError('progress says stop'); };
+    await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: none, recover: 'check' }, progress: stop })).rejects.toThrow('progress says stop');
+    await expect(udax.checkVolumeRecovery(v, ok, { dir, workers: 2, module: { path: none, recover: 'check' } })).resolves.toMatchObject({ ok: true });
+    expect(() => udax.checkVolumeRecovery(v, ok, { dir, workers: 2 } as unknown as udax.CheckVolumeRecoveryPoolOptions)).toThrow(TypeError);
+    expect(() => udax.checkVolumeRecovery(v, ok, { dir, workers: 0, module: { path: none } })).toThrow(RangeError);
+    for (const p of [dir, `${dir}.stash`, `${dir}.w0`, `${dir}.w0.stash`, `${dir}.w1`, `${dir}.w1.stash`]) expect(existsSync(p)).toBe(false);
+    v.close();
+  });
+
+  test('workers: workers are reused across calls, never after they died; idle ones do not keep the process alive', async () => {
+    const v = newVolume();
+    commit(v, 1, false);
+    const dir = `${v.dir}.states`;
+    const flag = `${v.dir}.exit-flag`;
+    const mod = `${v.dir}.flagged.mjs`;
+    made.push(flag, mod);
+    // Dies while the flag exists; else counts the states this instance of the module saw.
+    writeFileSync(mod, "import { existsSync } from 'node:fs';\nlet seen = 0;\n" +
+      `export function recover() { if (existsSync(${JSON.stringify(flag)})) process.exit(3); seen++; return true; }\nexport const seenBy = () => seen;\n`);
+    writeFileSync(flag, '');
+    await expect(udax.checkVolumeRecovery(v, () => true, { dir, workers: 2, module: { path: mod } })).rejects.toThrow(/worker exited \(code 3\)/);
+    rmSync(flag);
+    const opts = { dir, k: 2, workers: 2, module: { path: mod } };
+    const first = await udax.checkVolumeRecovery(v, () => true, opts);
+    const second = await udax.checkVolumeRecovery(v, () => true, opts);
+    expect(first).toMatchObject({ ok: true });
+    expect(second).toEqual(first);
+    for (const p of [dir, `${dir}.stash`, `${dir}.w0`, `${dir}.w0.stash`, `${dir}.w1`, `${dir}.w1.stash`]) expect(existsSync(p)).toBe(false);
+    v.close();
+    // A process whose last call used workers exits at once (the idle workers are unreferenced; they would end after 10 s).
+    const script = `${v.dir}.child.mjs`;  // a file, not -e: workers inherit --input-type, which then fails their import
+    made.push(script, `${v.dir}.child`);
+    writeFileSync(script, `
+      import * as udax from ${JSON.stringify(distIndex)};
+      const v = udax.openVolume(${JSON.stringify(`${v.dir}.child`)}, { create: true });
+      v.create('a', 4096).map().bytes.fill(1);
+      const t0 = Date.now();
+      const r = await udax.checkVolumeRecovery(v, () => true, { dir: ${JSON.stringify(`${v.dir}.child.states`)}, workers: 2, module: { path: ${JSON.stringify(mod)} } });
+      v.close();
+      console.log(r.ok, r.checked);
+      process.on('exit', () => console.log('exit after', Date.now() - t0 < 8000 ? 'less than 8 s' : 'too long'));
+    `);
+    const child = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 30_000 });
+    expect(child.stderr).toBe('');
+    expect(child.stdout.trim().split('\n')).toEqual(['true 3', 'exit after less than 8 s']);
   });
 
   test('ddmin finds a 1-minimal failing subset', () => {

@@ -3,6 +3,9 @@
 // promises hold where SQLite makes them, and the test finds what it does not
 // promise. Runs the example as a user does, under this run's tracker.
 import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import * as udax from 'udax';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { TRACKER, scratchPath } from './helpers.js';
@@ -77,4 +80,35 @@ describe('SQLite over a udax volume, crash-tested', () => {
       expect(violations(find(results, 'DELETE:OFF', metadata))).toBeGreaterThan(0);
     }
   });
+
+  test('the restart as a module for the state pool (examples/sqlite/pool-recover.mjs): 2 workers report what the calling thread reports', async () => {
+    const poolRecover = `${root}examples/sqlite/pool-recover.mjs`;
+    const { recover, buildDatabase } = await import(poolRecover) as {
+      recover: udax.VolumeRecoverFn; buildDatabase: (dir: string, rows: number) => void;
+    };
+    const base = scratchPath('sqlite-pool');
+    mkdirSync(base);
+    try {
+      buildDatabase(base, 20);
+      const bytes = readFileSync(join(base, 'test.db'));
+      const v = udax.openVolume(join(base, 'volume'), { create: true });
+      const db = v.create('test.db', bytes.length);
+      db.write(bytes, 0);
+      db.sync();
+      v.syncDirectory();
+      // Unsynced garbage over the b-tree header of page 2 (two cache lines): states that keep it are damaged.
+      db.map().bytes.fill(0xa5, 4096, 4096 + 128);
+      const opts = { dir: join(base, 'states'), k: 1, stop: 'all' as const, reduce: false };
+      const one = udax.checkVolumeRecovery(v, recover, opts);
+      expect(one.checked).toBe(4);  // neither unit, each, both
+      expect(one.failures.map((f) => f.units.map((u) => u.offset))).toEqual([[4096], [4096, 4160]]);  // the header's line damages it
+      const pooled = await udax.checkVolumeRecovery(v, recover, { ...opts, workers: 2, module: { path: poolRecover } });
+      expect(pooled.failures.map((f) => [f.index, f.class, f.units.length])).toEqual(one.failures.map((f) => [f.index, f.class, f.units.length]));
+      expect(pooled.checked).toBe(one.checked);
+      v.close();
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
 });
+

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -19,8 +20,73 @@
 udax_region g_regions[UDAX_MAX_REGIONS];
 std::atomic<int> g_regions_high{0};
 udax_vma_policy g_vma;
-static std::mutex g_regions_mutex;  // slot allocation only (never the handler)
+static std::mutex g_regions_mutex;  // slot allocation and index updates (never the handler)
 static int g_region_next = 0;
+
+// ---- the address index --------------------------------------------------------
+// The fault handlers find a region by address with a binary search over the
+// address ranges of every slot that is not FREE, sorted by start (ranges
+// never overlap: a tombstone keeps its addresses reserved until its slot is
+// freed, and a slot leaves the index before its addresses are unmapped).
+// Two buffers: writers (g_regions_mutex) build the next index in the buffer
+// no one reads, then publish it by switching g_index_current; a reader
+// counts itself into the buffer it is about to search and searches only if
+// that buffer is still current, so a writer never rewrites a buffer under a
+// reader (it waits for the buffer's readers to leave). Readers never wait
+// for a writer: lock-free, no allocation, async-signal-safe.
+struct region_index_entry {
+  uintptr_t start, end;
+  int32_t slot;
+};
+struct region_index {
+  std::atomic<int> readers;
+  uint32_t n;
+  region_index_entry e[UDAX_MAX_REGIONS];
+};
+static region_index g_index[2];
+static std::atomic<int> g_index_current{0};
+
+udax_region *region_lookup(uintptr_t addr) {
+  int c;
+  for (;;) {
+    c = g_index_current.load(std::memory_order_seq_cst);
+    g_index[c].readers.fetch_add(1, std::memory_order_seq_cst);
+    if (g_index_current.load(std::memory_order_seq_cst) == c) break;
+    g_index[c].readers.fetch_sub(1, std::memory_order_release);
+  }
+  const region_index &x = g_index[c];
+  uint32_t lo = 0, hi = x.n;  // first entry with start > addr
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (x.e[mid].start <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  udax_region *r = lo > 0 && addr < x.e[lo - 1].end ? &g_regions[x.e[lo - 1].slot] : nullptr;
+  g_index[c].readers.fetch_sub(1, std::memory_order_release);
+  return r;
+}
+
+// Publish the index with slot's range [start, end) added (add) or removed.
+// Caller holds g_regions_mutex. O(n): one copy of the index.
+static void index_update(int slot, uintptr_t start, uintptr_t end, bool add) {
+  const int cur = g_index_current.load(std::memory_order_relaxed), next = 1 - cur;
+  while (g_index[next].readers.load(std::memory_order_seq_cst) != 0) sched_yield();
+  const region_index &a = g_index[cur];
+  region_index &b = g_index[next];
+  uint32_t lo = 0, hi = a.n;  // first entry with start >= start
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (a.e[mid].start < start) lo = mid + 1;
+    else hi = mid;
+  }
+  memcpy(b.e, a.e, lo * sizeof a.e[0]);
+  uint32_t n = lo;
+  if (add) b.e[n++] = {start, end, slot};
+  uint32_t rest = lo + (!add && lo < a.n && a.e[lo].slot == slot ? 1 : 0);
+  memcpy(b.e + n, a.e + rest, (a.n - rest) * sizeof a.e[0]);
+  b.n = n + (a.n - rest);
+  g_index_current.store(next, std::memory_order_seq_cst);
+}
 
 static int region_id(int slot) {
   return make_id(g_regions[slot].gen.load(std::memory_order_acquire), slot, UDAX_MAX_REGIONS);
@@ -164,11 +230,12 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   uint32_t first = (uint32_t)(offset >> t->entry_shift);
   uint32_t last = (uint32_t)((offset + length - 1) >> t->entry_shift);
   uint32_t n = last - first + 1;
-  uint8_t *flags_mem = (uint8_t *)mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (flags_mem == MAP_FAILED) {
-    int err = errno;
+  // Heap, not a mapping of its own: one VMA per region is all a region costs
+  // (calloc of a large array is a fresh mapping, zeroed lazily).
+  uint8_t *flags_mem = (uint8_t *)calloc(n, 1);
+  if (!flags_mem) {
     munmap(p, length);
-    throw errno_error(env, err, "mmap", t->path);
+    throw errno_error(env, ENOMEM, "mmap", t->path);
   }
 
   int slot = -1;
@@ -186,7 +253,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   }
   if (slot < 0) {
     munmap(p, length);
-    munmap(flags_mem, n);
+    free(flags_mem);
     throw errno_error(env, ENFILE, "mmap", t->path);
   }
   udax_region *r = &g_regions[slot];
@@ -206,6 +273,10 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->rw_runs.store(0);
   r->views.store(0);
   r->users.store(0);
+  {
+    std::lock_guard<std::mutex> lock(g_regions_mutex);
+    index_update(slot, r->start, r->end, true);
+  }
   r->state.store(REGION_LIVE, std::memory_order_release);
   return Napi::Number::New(env, region_id(slot));
 }
@@ -215,8 +286,13 @@ static void region_release_if_unused(udax_region *r) {
   if (r->views.load() != 0) return;
   int st = REGION_TOMBSTONE;
   if (!r->state.compare_exchange_strong(st, REGION_BUSY)) return;
-  munmap((void *)r->start, r->end - r->start);
-  munmap(r->writable, r->writable_len);
+  {
+    std::lock_guard<std::mutex> lock(g_regions_mutex);
+    index_update((int)(r - g_regions), r->start, r->end, false);
+  }
+  munmap((void *)r->start, r->end - r->start);  // after the index: its addresses may be reused now
+  free(r->writable);
+  r->writable = nullptr;
   udax_inode *t = r->inode;
   r->inode = nullptr;
   r->state.store(REGION_FREE, std::memory_order_release);

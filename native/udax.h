@@ -84,7 +84,9 @@ inline uint32_t inode_entries(const udax_inode *t) {
 
 #define UDAX_MAX_INODES 65536
 #define UDAX_MAX_FILES 65536
-#define UDAX_MAX_REGIONS 8192
+// Mappings per process: at least vm.max_map_count's default (65530), which
+// bounds them anyway (each is one VMA or more).
+#define UDAX_MAX_REGIONS 65536
 
 // Guards the inode and file tables (never taken by the fault handler).
 extern std::mutex g_objects_mutex;
@@ -165,6 +167,12 @@ struct udax_region {
 
 extern udax_region g_regions[UDAX_MAX_REGIONS];
 extern std::atomic<int> g_regions_high;   // slots in use are below this
+
+// The region whose address range holds addr (live, tombstoned, or being
+// mapped or freed: the caller pins it and checks state and range again), or
+// nullptr. O(log n) in the regions mapped, lock-free and async-signal-safe:
+// the fault handlers' lookup (native/region.cc, the address index).
+udax_region *region_lookup(uintptr_t addr);
 
 // Pin r while using it, as the fault handler does: unmapRegion marks a region
 // TOMBSTONE, then waits until no one has it pinned before replacing its pages.

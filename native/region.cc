@@ -188,13 +188,8 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   bool async = tracked && info[8].As<Napi::Boolean>().Value();
   bool sigbus = tracked && !async && info[9].As<Napi::Boolean>().Value();
   InodeArg t(info, 1, "mmap");
-  int fd;
-  {
-    std::lock_guard<std::mutex> lock(g_objects_mutex);
-    udax_file *f = file_get(arg_id(info, 0));
-    if (!f) throw errno_error(env, EBADF, "mmap");
-    fd = f->fd;
-  }
+  FileFd file(info, 0, "mmap");
+  const int fd = file.get();
   if (length == 0 || offset + length > (((uint64_t)t->capacity) << t->entry_shift))  // past EOF is allowed, as mmap does; src/ checks users' ranges
     throw errno_error(env, EINVAL, "mmap", t->path);
   int prot = PROT_READ | (writable && (!tracked || async || sigbus) ? PROT_WRITE : 0);

@@ -174,15 +174,6 @@ static resize_failure grow(udax_inode *t, int fd, uint64_t old_size, uint64_t si
   return fail;
 }
 
-// The descriptor of open file argument i (-1 for a negative id), or EBADF.
-static int fd_arg(const Napi::CallbackInfo &info, int i, const char *syscall) {
-  if (info[i].As<Napi::Number>().Int32Value() < 0) return -1;
-  std::lock_guard<std::mutex> lock(g_objects_mutex);
-  udax_file *f = file_get(arg_id(info, i));
-  if (!f) throw errno_error(info.Env(), EBADF, syscall);
-  return f->fd;
-}
-
 // inodeResize(fileId, inodeId, size, mediaFileId, mediaInodeId): resize the
 // file to size bytes (a multiple of 4096, checked by the caller), its entry
 // table in place and its media file (ids -1: none) with it: a grow grows the
@@ -191,10 +182,12 @@ static int fd_arg(const Napi::CallbackInfo &info, int i, const char *syscall) {
 // when a live mapping of the file starts past size, ftruncate's errno.
 static Napi::Value InodeResize(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  int fd = fd_arg(info, 0, "ftruncate");
+  FileFd file(info, 0, "ftruncate", true);
+  const int fd = file.get();
   InodeArg t(info, 1, "ftruncate");
   uint64_t size = (uint64_t)info[2].As<Napi::Number>().Int64Value();
-  int media_fd = fd_arg(info, 3, "ftruncate");
+  FileFd media_file(info, 3, "ftruncate", true);
+  const int media_fd = media_file.get();
   udax_inode *media = nullptr;
   if (media_fd >= 0) media = inode_get(arg_id(info, 4));
   if (media_fd >= 0 && !media) throw errno_error(env, EBADF, "ftruncate", t->path);
@@ -230,7 +223,8 @@ static Napi::Value InodeResize(const Napi::CallbackInfo &info) {
 static Napi::Value InodeSyncSize(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   InodeArg t(info, 0, "fsync");
-  int media_fd = fd_arg(info, 1, "fsync");
+  FileFd media_file(info, 1, "fsync", true);
+  const int media_fd = media_file.get();
   std::lock_guard<std::mutex> lock(t->resize_mutex);
   uint64_t size = inode_size(t.get());
   if (media_fd >= 0) {

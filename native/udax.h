@@ -127,12 +127,38 @@ Napi::Object held_buffer(Napi::Env env, void *data, size_t len, void (*release)(
 
 // ---- open files: the kernel's struct file (native/file.cc) ------------------
 struct udax_file {
-  int fd;
+  int fd;                    // -1 while parked (fileParkFd)
   int inode_id;              // -1 until bound
+  int access;                // O_RDONLY / O_WRONLY / O_RDWR, to open it again
+  dev_t dev;                 // what the path named when it was opened
+  ino_t ino;
   char path[512];
 };
 // The open file with this id (caller must not keep it past the native call).
 udax_file *file_get(int id);
+
+// The descriptor of open file argument i for the rest of the native call:
+// its own, or, for a file whose descriptor is parked (a media file: only
+// mapped, sized and stat'ed, so it need not hold a descriptor for its whole
+// life), its path opened again, checked to name the same file (ESTALE when
+// another file is there now), and closed when the call ends. EBADF for a
+// stale id; with optional, a negative id gives -1.
+class FileFd {
+ public:
+  FileFd(const Napi::CallbackInfo &info, int i, const char *syscall, bool optional = false);
+  ~FileFd() {
+    if (reopened_) close(fd_);
+  }
+  FileFd(const FileFd &) = delete;
+  FileFd &operator=(const FileFd &) = delete;
+  int get() const { return fd_; }
+  const char *path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  bool reopened_ = false;
+  char path_[512];
+};
 
 // ---- regions: the kernel's vma (native/region.cc) ---------------------------
 enum udax_region_state { REGION_FREE = 0, REGION_BUSY, REGION_LIVE, REGION_TOMBSTONE };

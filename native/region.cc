@@ -118,6 +118,85 @@ uintptr_t region_range(const Napi::CallbackInfo &info, udax_region *r, int i, co
   return r->start + offset;
 }
 
+// ---- regions by inode -----------------------------------------------------------
+// Per inode slot, the slots of its regions, so a writeback, a harvest, a
+// resize or a freeze visits a file's mappings, not every mapping of the
+// process. The same two-buffer scheme as the address index, with the slot
+// arrays on the heap (g_regions_mutex for writers). An inode slot reused
+// while regions of its previous inode live keeps those in its list too:
+// readers check r->inode.
+struct region_list {
+  std::atomic<int> readers;
+  std::atomic<uint32_t> n;
+  std::atomic<int32_t *> slots;
+};
+struct inode_regions {
+  std::atomic<int> current;
+  region_list b[2];
+};
+static inode_regions g_by_inode[UDAX_MAX_INODES];
+
+static inode_regions &regions_slot(const udax_inode *t) { return g_by_inode[id_slot(t->id, UDAX_MAX_INODES)]; }
+
+// Count in to the current list of ir; returns it (count out with readers--).
+static region_list &list_enter(inode_regions &ir) {
+  for (;;) {
+    int c = ir.current.load(std::memory_order_seq_cst);
+    ir.b[c].readers.fetch_add(1, std::memory_order_seq_cst);
+    if (ir.current.load(std::memory_order_seq_cst) == c) return ir.b[c];
+    ir.b[c].readers.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+void regions_of_each(udax_inode *t, bool (*fn)(udax_region *r, void *arg), void *arg) {
+  region_list &l = list_enter(regions_slot(t));
+  const uint32_t n = l.n.load(std::memory_order_acquire);
+  const int32_t *slots = l.slots.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < n; i++)
+    if (!fn(&g_regions[slots[i]], arg)) break;
+  l.readers.fetch_sub(1, std::memory_order_release);
+}
+
+void regions_of(udax_inode *t, std::vector<udax_region *> *out) {
+  out->clear();
+  inode_regions &ir = regions_slot(t);
+  uint32_t n;
+  for (;;) {  // reserve outside the list: allocating while counted in would make writers wait on malloc
+    n = ir.b[ir.current.load(std::memory_order_acquire)].n.load(std::memory_order_acquire);
+    out->reserve(n + 4);
+    region_list &l = list_enter(ir);
+    n = l.n.load(std::memory_order_acquire);
+    if (n <= out->capacity()) {
+      const int32_t *slots = l.slots.load(std::memory_order_acquire);
+      for (uint32_t i = 0; i < n; i++) out->push_back(&g_regions[slots[i]]);
+      l.readers.fetch_sub(1, std::memory_order_release);
+      return;
+    }
+    l.readers.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+// Publish t's list with slot added (add) or removed. Caller holds
+// g_regions_mutex. Returns false when out of memory (the list is unchanged).
+static bool by_inode_update(udax_inode *t, int slot, bool add) {
+  inode_regions &ir = regions_slot(t);
+  const int cur = ir.current.load(std::memory_order_relaxed), next = 1 - cur;
+  const uint32_t n = ir.b[cur].n.load(std::memory_order_relaxed);
+  const int32_t *old = ir.b[cur].slots.load(std::memory_order_relaxed);
+  int32_t *fresh = (int32_t *)malloc(((size_t)n + 1) * sizeof(int32_t));
+  if (!fresh) return false;
+  uint32_t m = 0;
+  for (uint32_t i = 0; i < n; i++)
+    if (old[i] != slot) fresh[m++] = old[i];
+  if (add) fresh[m++] = slot;
+  while (ir.b[next].readers.load(std::memory_order_seq_cst) != 0) sched_yield();
+  free(ir.b[next].slots.load(std::memory_order_relaxed));
+  ir.b[next].slots.store(fresh, std::memory_order_relaxed);
+  ir.b[next].n.store(m, std::memory_order_relaxed);
+  ir.current.store(next, std::memory_order_seq_cst);
+  return true;
+}
+
 // ---- writable flags and the VMA estimate ------------------------------------
 
 // Runs of writable entries in [lo, hi] (relative indices, clipped).
@@ -270,6 +349,14 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->users.store(0);
   {
     std::lock_guard<std::mutex> lock(g_regions_mutex);
+    if (!by_inode_update(t.get(), slot, true)) {
+      r->inode = nullptr;
+      inode_unref(t.get());
+      munmap(p, length);
+      free(flags_mem);
+      r->state.store(REGION_FREE, std::memory_order_release);
+      throw errno_error(env, ENOMEM, "mmap", t->path);
+    }
     index_update(slot, r->start, r->end, true);
   }
   r->state.store(REGION_LIVE, std::memory_order_release);
@@ -284,6 +371,9 @@ static void region_release_if_unused(udax_region *r) {
   {
     std::lock_guard<std::mutex> lock(g_regions_mutex);
     index_update((int)(r - g_regions), r->start, r->end, false);
+    // Out of memory: the slot stays listed (readers check r->inode; a
+    // later add of the same slot to this list replaces it).
+    by_inode_update(r->inode, (int)(r - g_regions), false);
   }
   munmap((void *)r->start, r->end - r->start);  // after the index: its addresses may be reused now
   free(r->writable);

@@ -60,9 +60,9 @@ static void drop_tags_locked(udax_inode *t, uint32_t e) {
 // Calls fn(r) for each live tracked region of t, pinned.
 template <typename Fn>
 static void for_each_tracked_region(udax_inode *t, Fn fn) {
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high; i++) {
-    udax_region *r = &g_regions[i];
+  std::vector<udax_region *> regions;
+  regions_of(t, &regions);
+  for (udax_region *r : regions) {
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) continue;
     if (!region_pin(r)) continue;
     if (r->inode == t && r->tracked) fn(r);
@@ -90,9 +90,10 @@ static int protect_tracked(udax_inode *t, uint32_t first, uint32_t last, uint64_
 // The errno of a mapping that would lie wholly past the new end: EBUSY.
 static bool mapped_past(udax_inode *t, uint64_t size) {
   bool found = false;
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high && !found; i++) {
-    udax_region *r = &g_regions[i];
+  std::vector<udax_region *> regions;
+  regions_of(t, &regions);
+  for (size_t i = 0; i < regions.size() && !found; i++) {
+    udax_region *r = regions[i];
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) continue;
     if (!region_pin(r)) continue;
     found = r->inode == t && r->file_offset > size;

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <mutex>
+#include <vector>
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
@@ -193,6 +194,16 @@ struct udax_region {
 
 extern udax_region g_regions[UDAX_MAX_REGIONS];
 extern std::atomic<int> g_regions_high;   // slots in use are below this
+
+// The regions that may be inode t's: every region of t mapped when the list
+// is read is in it, and others may be (a slot since freed and reused): the
+// caller pins each and checks r->inode == t and its state, as before.
+// regions_of_each runs fn(r, arg) on the list in place, so fn must be short
+// and never wait (a map or unmap of a region of t waits for it); false from
+// fn stops. Lock-free, async-signal-safe. regions_of copies the list (not in
+// a handler: it allocates) for callers whose work may wait.
+void regions_of_each(udax_inode *t, bool (*fn)(udax_region *r, void *arg), void *arg);
+void regions_of(udax_inode *t, std::vector<udax_region *> *out);
 
 // The region whose address range holds addr (live, tombstoned, or being
 // mapped or freed: the caller pins it and checks state and range again), or

@@ -208,9 +208,10 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
   uint64_t pages = 0;
   int err = 0;
   harvest_lock(t.get());
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high && !err; i++) {
-    udax_region *r = &g_regions[i];
+  std::vector<udax_region *> regions;
+  regions_of(t.get(), &regions);
+  for (size_t i = 0; i < regions.size() && !err; i++) {
+    udax_region *r = regions[i];
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->async || r->inode != t.get()) continue;
     if (!region_pin(r)) continue;
     if (r->inode == t.get() && r->async) err = harvest_region(r, from, to, self, &pages);

@@ -5,9 +5,9 @@
 //   npm install && node dist/bench/many-files.js [--files N] [--trials T] [--trackers async,sigsegv,sigbus] [--dir /dev/shm]
 // A trial of a tracker: volume A holds only a probe file; volume B holds N
 // files (volume.create + map + one store each: the open cost, timed per
-// file) and then a probe file. In each, the probe's first stores into 1,024
-// fresh pages are timed (per 16 pages); A and B alternate within the trial
-// so machine noise falls on both. Ratios (N files / 1 file, and the last
+// file) and then a probe file. The probe's first stores into 1,024 fresh
+// pages are timed (per 16 pages) in A before the N files exist, then in B;
+// trials alternate the trackers so machine noise falls on every row. Ratios (N files / 1 file, and the last
 // 1,000 opens / the first 1,000) with a 95% bootstrap interval over trials.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -66,7 +66,7 @@ function trial(row: Row, t: number): void {
   const one = openVolume(`${base}-1`, { create: true, tracker: row.tracker });
   const many = openVolume(`${base}-n`, { create: true, tracker: row.tracker });
   try {
-    const oneA = probeFaults(one, 'probe-a');  // before, with only the volumes open
+    const oneFile = probeFaults(one, 'probe');  // before the N files exist: one file open (and the volumes)
     const vmas0 = vmaCount();
     const opens: number[] = [];
     for (let d = 0; d < 100; d++) many.mkdir(`d${d}`);
@@ -77,8 +77,7 @@ function trial(row: Row, t: number): void {
     }
     row.vmasPerFile = (vmaCount() - vmas0) / FILES;
     const manyFaults = probeFaults(many, 'probe');
-    const oneB = probeFaults(one, 'probe-b');  // after, with N files open elsewhere: same process state
-    row.oneFile.push([...oneA, ...oneB]);
+    row.oneFile.push(oneFile);
     row.manyFiles.push(manyFaults);
     row.firstOpens.push(opens.slice(0, EDGE));
     row.lastOpens.push(opens.slice(-EDGE));

@@ -24,27 +24,55 @@ static std::mutex g_regions_mutex;  // slot allocation and index updates (never 
 static int g_region_next = 0;
 
 // ---- the address index --------------------------------------------------------
-// The fault handlers find a region by address with a binary search over the
-// address ranges of every slot that is not FREE, sorted by start (ranges
+// The fault handlers find a region by address with two binary searches over
+// the address ranges of every slot that is not FREE, sorted by start (ranges
 // never overlap: a tombstone keeps its addresses reserved until its slot is
 // freed, and a slot leaves the index before its addresses are unmapped).
-// Two buffers: writers (g_regions_mutex) build the next index in the buffer
-// no one reads, then publish it by switching g_index_current; a reader
-// counts itself into the buffer it is about to search and searches only if
-// that buffer is still current, so a writer never rewrites a buffer under a
-// reader (it waits for the buffer's readers to leave). Readers never wait
-// for a writer: lock-free, no allocation, async-signal-safe.
+// The entries live in chunks of at most kChunk; a version of the index is a
+// top-level array of chunks (with each chunk's first start). An update
+// copies the top level and the one or two chunks it changes (never a chunk
+// in place), so it costs O(n / kChunk + kChunk), not O(n).
+// Two top-level buffers: writers (g_regions_mutex) build the next version in
+// the buffer no one reads, then publish it by switching g_index_current; a
+// reader counts itself into the buffer it is about to search and searches
+// only if that buffer is still current, so a writer never rewrites a buffer
+// under a reader (it waits for the buffer's readers to leave). A chunk
+// replaced by update k is reused only at update k+1, after the buffer that
+// still named it has no reader. Readers never wait for a writer: lock-free,
+// no allocation, async-signal-safe.
+static const uint32_t kChunk = 64;
 struct region_index_entry {
   uintptr_t start, end;
   int32_t slot;
 };
+struct index_chunk {
+  uint32_t n;
+  region_index_entry e[kChunk];
+  index_chunk *next_free;
+};
 struct region_index {
   std::atomic<int> readers;
-  uint32_t n;
-  region_index_entry e[UDAX_MAX_REGIONS];
+  uint32_t chunks;
+  uintptr_t first[UDAX_MAX_REGIONS];  // chunk[i]->e[0].start
+  index_chunk *chunk[UDAX_MAX_REGIONS];
 };
 static region_index g_index[2];
 static std::atomic<int> g_index_current{0};
+static index_chunk *g_chunks_free = nullptr;     // reusable now
+static index_chunk *g_chunks_retired = nullptr;  // replaced by the last update
+static uint32_t g_chunks_spare = 0;              // on g_chunks_free
+
+// The last i in [0, n) with key(i) <= addr, or -1.
+template <typename Key>
+static int64_t last_at_or_below(uint32_t n, uintptr_t addr, Key key) {
+  uint32_t lo = 0, hi = n;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (key(mid) <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  return (int64_t)lo - 1;
+}
 
 udax_region *region_lookup(uintptr_t addr) {
   int c;
@@ -55,36 +83,109 @@ udax_region *region_lookup(uintptr_t addr) {
     g_index[c].readers.fetch_sub(1, std::memory_order_release);
   }
   const region_index &x = g_index[c];
-  uint32_t lo = 0, hi = x.n;  // first entry with start > addr
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    if (x.e[mid].start <= addr) lo = mid + 1;
-    else hi = mid;
+  udax_region *r = nullptr;
+  int64_t ci = last_at_or_below(x.chunks, addr, [&](uint32_t i) { return x.first[i]; });
+  if (ci >= 0) {
+    const index_chunk *k = x.chunk[ci];
+    int64_t ei = last_at_or_below(k->n, addr, [&](uint32_t i) { return k->e[i].start; });
+    if (ei >= 0 && addr < k->e[ei].end) r = &g_regions[k->e[ei].slot];
   }
-  udax_region *r = lo > 0 && addr < x.e[lo - 1].end ? &g_regions[x.e[lo - 1].slot] : nullptr;
   g_index[c].readers.fetch_sub(1, std::memory_order_release);
   return r;
 }
 
+// A chunk off the free list (caller holds g_regions_mutex and made sure one
+// is there: index_reserve).
+static index_chunk *chunk_take() {
+  index_chunk *k = g_chunks_free;
+  g_chunks_free = k->next_free;
+  g_chunks_spare--;
+  return k;
+}
+
+// Make sure an update can take the chunks it needs (at most 2) without
+// allocating: removals must not fail. Caller holds g_regions_mutex.
+static bool index_reserve() {
+  while (g_chunks_spare < 4) {
+    index_chunk *k = (index_chunk *)malloc(sizeof(index_chunk));
+    if (!k) return false;
+    k->next_free = g_chunks_free;
+    g_chunks_free = k;
+    g_chunks_spare++;
+  }
+  return true;
+}
+
 // Publish the index with slot's range [start, end) added (add) or removed.
-// Caller holds g_regions_mutex. O(n): one copy of the index.
+// Caller holds g_regions_mutex and, for an add, reserved chunks
+// (index_reserve) since the last update; never fails.
 static void index_update(int slot, uintptr_t start, uintptr_t end, bool add) {
   const int cur = g_index_current.load(std::memory_order_relaxed), next = 1 - cur;
   while (g_index[next].readers.load(std::memory_order_seq_cst) != 0) sched_yield();
+  while (g_chunks_retired) {  // the buffer that named them has no reader now
+    index_chunk *k = g_chunks_retired;
+    g_chunks_retired = k->next_free;
+    k->next_free = g_chunks_free;
+    g_chunks_free = k;
+    g_chunks_spare++;
+  }
   const region_index &a = g_index[cur];
   region_index &b = g_index[next];
-  uint32_t lo = 0, hi = a.n;  // first entry with start >= start
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    if (a.e[mid].start < start) lo = mid + 1;
-    else hi = mid;
+  // The chunks the change touches: the one holding (or to hold) start, and
+  // for a removal that leaves it small, its right neighbour (merged).
+  int64_t ci = last_at_or_below(a.chunks, start, [&](uint32_t i) { return a.first[i]; });
+  if (ci < 0) ci = 0;
+  region_index_entry tmp[2 * kChunk + 1];
+  uint32_t n = 0, consumed = 0;
+  if (a.chunks > 0) {
+    const index_chunk *k = a.chunk[ci];
+    for (uint32_t i = 0; i < k->n; i++) {
+      if (add && k->e[i].start > start && (n == 0 || tmp[n - 1].start < start)) tmp[n++] = {start, end, slot};
+      if (!add && k->e[i].slot == slot && k->e[i].start == start) continue;
+      tmp[n++] = k->e[i];
+    }
+    if (add && (n == 0 || tmp[n - 1].start < start)) tmp[n++] = {start, end, slot};
+    consumed = 1;
+    if (!add && n < kChunk / 4 && ci + 1 < (int64_t)a.chunks) {
+      const index_chunk *right = a.chunk[ci + 1];
+      for (uint32_t i = 0; i < right->n; i++) tmp[n++] = right->e[i];
+      consumed = 2;
+    }
+  } else if (add) {
+    tmp[n++] = {start, end, slot};
   }
-  memcpy(b.e, a.e, lo * sizeof a.e[0]);
-  uint32_t n = lo;
-  if (add) b.e[n++] = {start, end, slot};
-  uint32_t rest = lo + (!add && lo < a.n && a.e[lo].slot == slot ? 1 : 0);
-  memcpy(b.e + n, a.e + rest, (a.n - rest) * sizeof a.e[0]);
-  b.n = n + (a.n - rest);
+  index_chunk *made[2];
+  uint32_t produced = 0;
+  if (n > 0) {
+    uint32_t parts = n > kChunk ? 2 : 1, at = 0;
+    for (uint32_t p = 0; p < parts; p++) {
+      uint32_t m = (n - at) / (parts - p);
+      index_chunk *k = chunk_take();
+      k->n = m;
+      memcpy(k->e, tmp + at, m * sizeof tmp[0]);
+      made[produced++] = k;
+      at += m;
+    }
+  }
+  uint32_t w = 0;
+  for (uint32_t i = 0; i < (uint32_t)ci && i < a.chunks; i++, w++) {
+    b.chunk[w] = a.chunk[i];
+    b.first[w] = a.first[i];
+  }
+  for (uint32_t p = 0; p < produced; p++, w++) {
+    b.chunk[w] = made[p];
+    b.first[w] = made[p]->e[0].start;
+  }
+  for (uint32_t i = (uint32_t)ci + consumed; i < a.chunks; i++, w++) {
+    b.chunk[w] = a.chunk[i];
+    b.first[w] = a.first[i];
+  }
+  b.chunks = w;
+  for (uint32_t i = 0; i < consumed; i++) {  // named by a (readers may be in it): reused after the next drain
+    index_chunk *k = a.chunk[ci + i];
+    k->next_free = g_chunks_retired;
+    g_chunks_retired = k;
+  }
   g_index_current.store(next, std::memory_order_seq_cst);
 }
 
@@ -349,7 +450,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->users.store(0);
   {
     std::lock_guard<std::mutex> lock(g_regions_mutex);
-    if (!by_inode_update(t.get(), slot, true)) {
+    if (!index_reserve() || !by_inode_update(t.get(), slot, true)) {
       r->inode = nullptr;
       inode_unref(t.get());
       munmap(p, length);

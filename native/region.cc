@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <new>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -258,20 +259,24 @@ void regions_of_each(udax_inode *t, bool (*fn)(udax_region *r, void *arg), void 
   l.readers.fetch_sub(1, std::memory_order_release);
 }
 
-void regions_of(udax_inode *t, std::vector<udax_region *> *out) {
+bool regions_of(udax_inode *t, std::vector<udax_region *> *out) noexcept {
   out->clear();
   inode_regions &ir = regions_slot(t);
   uint32_t n;
   for (;;) {  // reserve outside the list: allocating while counted in would make writers wait on malloc
     n = ir.b[ir.current.load(std::memory_order_acquire)].n.load(std::memory_order_acquire);
-    out->reserve(n + 4);
+    try {
+      out->reserve(n + 4);
+    } catch (const std::bad_alloc &) {
+      return false;
+    }
     region_list &l = list_enter(ir);
     n = l.n.load(std::memory_order_acquire);
     if (n <= out->capacity()) {
       const int32_t *slots = l.slots.load(std::memory_order_acquire);
-      for (uint32_t i = 0; i < n; i++) out->push_back(&g_regions[slots[i]]);
+      for (uint32_t i = 0; i < n; i++) out->push_back(&g_regions[slots[i]]);  // within capacity: no allocation
       l.readers.fetch_sub(1, std::memory_order_release);
-      return;
+      return true;
     }
     l.readers.fetch_sub(1, std::memory_order_release);
   }

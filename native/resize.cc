@@ -60,14 +60,13 @@ static void drop_tags_locked(udax_inode *t, uint32_t e) {
 // Calls fn(r) for each live tracked region of t, pinned.
 template <typename Fn>
 static void for_each_tracked_region(udax_inode *t, Fn fn) {
-  std::vector<udax_region *> regions;
-  regions_of(t, &regions);
-  for (udax_region *r : regions) {
-    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) continue;
-    if (!region_pin(r)) continue;
+  for_each_region_of(t, [&](udax_region *r) {
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) return true;
+    if (!region_pin(r)) return true;
     if (r->inode == t && r->tracked) fn(r);
     region_unpin(r);
-  }
+    return true;
+  });
 }
 
 // Write-protect file bytes [from, to) (entries [first, last], locked by the
@@ -90,15 +89,13 @@ static int protect_tracked(udax_inode *t, uint32_t first, uint32_t last, uint64_
 // The errno of a mapping that would lie wholly past the new end: EBUSY.
 static bool mapped_past(udax_inode *t, uint64_t size) {
   bool found = false;
-  std::vector<udax_region *> regions;
-  regions_of(t, &regions);
-  for (size_t i = 0; i < regions.size() && !found; i++) {
-    udax_region *r = regions[i];
-    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) continue;
-    if (!region_pin(r)) continue;
+  for_each_region_of(t, [&](udax_region *r) {
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) return true;
+    if (!region_pin(r)) return true;
     found = r->inode == t && r->file_offset > size;
     region_unpin(r);
-  }
+    return !found;
+  });
   return found;
 }
 

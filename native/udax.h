@@ -202,8 +202,22 @@ extern std::atomic<int> g_regions_high;   // slots in use are below this
 // and never wait (a map or unmap of a region of t waits for it); false from
 // fn stops. Lock-free, async-signal-safe. regions_of copies the list (not in
 // a handler: it allocates) for callers whose work may wait.
+// regions_of returns false when it cannot allocate (out is then empty).
 void regions_of_each(udax_inode *t, bool (*fn)(udax_region *r, void *arg), void *arg);
-void regions_of(udax_inode *t, std::vector<udax_region *> *out);
+bool regions_of(udax_inode *t, std::vector<udax_region *> *out) noexcept;
+// fn(r) (true: go on) for each region that may be t's, on a copy, or on the
+// list in place when no copy can be made (out of memory: a map or unmap of
+// t's regions then waits for fn). Not in a handler, nor under guard_sigbus.
+template <typename Fn>
+void for_each_region_of(udax_inode *t, Fn fn) {
+  std::vector<udax_region *> copy;
+  if (regions_of(t, &copy)) {
+    for (udax_region *r : copy)
+      if (!fn(r)) return;
+    return;
+  }
+  regions_of_each(t, [](udax_region *r, void *arg) { return (*(Fn *)arg)(r); }, &fn);
+}
 
 // The region whose address range holds addr (live, tombstoned, or being
 // mapped or freed: the caller pins it and checks state and range again), or

@@ -141,7 +141,9 @@ static void mkclean_flush(void *arg) {
 // file shrank underneath) or the mprotect errno; adds the bytes flushed.
 static int mkclean_guarded(udax_inode *t, udax_region *fallback, uint32_t first, uint32_t last, uint64_t *flushed) {
   mkclean_job j{t, fallback, first, last, 0, 0, nullptr, std::vector<uint8_t>(last - first + 1, 0), {}, {}};
-  regions_of(t, &j.regions);  // after the caller locked the entries: a region mapped later starts protected
+  // After the caller locked the entries: a region mapped later starts
+  // protected. A copy, not the list in place: a SIGBUS jumps out of the guard.
+  if (!regions_of(t, &j.regions)) return ENOMEM;
   if (guard_sigbus(mkclean_flush, &j) != 0) {
     if (j.pinned) region_unpin(j.pinned);
     return EFAULT;

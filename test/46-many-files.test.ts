@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import * as udax from 'udax';
-import { distIndex, scratchPath, TRACKER } from './helpers.js';
+import { distIndex, removeScratch, runChild, scratchPath, TRACKER } from './helpers.js';
 
 const PAGE = 4096;
 const FILES = 10_000;
@@ -17,6 +17,7 @@ const DIRS = 100;
 const made: string[] = [];
 afterAll(() => {
   for (const p of made) for (const q of [p, `${p}.states`, `${p}.states.stash`]) rmSync(q, { recursive: true, force: true });
+  removeScratch();
 });
 
 const nameOf = (i: number) => `d${i % DIRS}/f${i}`;
@@ -106,3 +107,29 @@ test('out of descriptors: create is EMFILE and changes nothing; a file closed by
   expect(out.n).toBeGreaterThan(150);  // one descriptor a file: the media's is opened only when needed
   expect(out).toMatchObject({ name: 'DaxError', code: 'EMFILE', syscall: 'open', list: out.n, onDisk: out.n, media: out.n, pending: out.n, after: out.n });
 });
+
+test('out of VMAs (vm.max_map_count): map is ENOMEM and changes nothing; the mappings given back, the file maps, stores and syncs', () => {
+  const path = scratchPath('vmas');
+  const script = `
+    import * as udax from ${JSON.stringify(distIndex)};
+    import { readFileSync, rmSync } from 'node:fs';
+    const f = udax.open(${JSON.stringify(path)}, { create: true, size: 64 * 4096, media: 'shadow' });
+    const maps = [];
+    let err;
+    try { for (;;) maps.push(f.map({ offset: 4096 * (maps.length % 64), length: 4096 })); } catch (e) { err = e; }
+    const out = { n: maps.length, name: err.name, code: err.code, syscall: err.syscall };
+    for (const m of maps) m.unmap();
+    const m = f.map();
+    m.bytes[4096 * 3] = 42;
+    f.sync();
+    out.media = readFileSync(${JSON.stringify(path)} + '.media')[4096 * 3];
+    m.unmap();
+    f.close();
+    console.log(JSON.stringify(out));
+  `;
+  const r = runChild(script, { timeout: 120_000 });
+  expect(r.stderr).toBe('');
+  const out = JSON.parse(r.stdout);
+  expect(out.n).toBeGreaterThan(30_000);  // a 1-page mapping is one VMA: the kernel's limit binds, not udax's
+  expect(out).toMatchObject({ name: 'DaxError', code: 'ENOMEM', syscall: 'mmap', media: 42 });
+}, 150_000);

@@ -158,11 +158,9 @@ static void udax_sigsegv(int sig, siginfo_t *si, void *uctx) {
   int saved_errno = errno;
   if (si->si_code == SEGV_ACCERR) {
     uintptr_t addr = (uintptr_t)si->si_addr;
-    int high = g_regions_high.load(std::memory_order_acquire);
-    for (int i = 0; i < high; i++) {
-      udax_region *r = &g_regions[i];
-      int st = r->state.load(std::memory_order_acquire);
-      if ((st != REGION_LIVE && st != REGION_TOMBSTONE) || addr < r->start || addr >= r->end) continue;
+    udax_region *r = region_lookup(addr);
+    int st = r ? r->state.load(std::memory_order_acquire) : REGION_FREE;
+    if (st == REGION_LIVE || st == REGION_TOMBSTONE) {
       r->users.fetch_add(1, std::memory_order_seq_cst);  // region_pin, keeping the state for the report
       st = r->state.load(std::memory_order_seq_cst);
       bool inside = addr >= r->start && addr < r->end;
@@ -175,7 +173,6 @@ static void udax_sigsegv(int sig, siginfo_t *si, void *uctx) {
       }
       if (st == REGION_TOMBSTONE && inside) report_use_after_unmap(r, addr);
       region_unpin(r);
-      break;
     }
   }
   chain(g_old_segv, sig, si, uctx);
@@ -191,13 +188,8 @@ struct sigbus_guard {
 static sigbus_guard g_guards[256];
 
 static bool inside_a_region(uintptr_t addr) {
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high; i++) {
-    udax_region *r = &g_regions[i];
-    int st = r->state.load(std::memory_order_acquire);
-    if (st != REGION_FREE && addr >= r->start && addr < r->end) return true;
-  }
-  return false;
+  udax_region *r = region_lookup(addr);
+  return r && r->state.load(std::memory_order_acquire) != REGION_FREE && addr >= r->start && addr < r->end;
 }
 
 static void udax_sigbus(int sig, siginfo_t *si, void *uctx) {

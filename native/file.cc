@@ -32,6 +32,37 @@ udax_file *file_get(int id) {
   return &g_files[slot];
 }
 
+FileFd::FileFd(const Napi::CallbackInfo &info, int i, const char *syscall, bool optional) {
+  path_[0] = 0;
+  if (optional && info[i].As<Napi::Number>().Int32Value() < 0) return;
+  int access;
+  dev_t dev;
+  ino_t ino;
+  {
+    std::lock_guard<std::mutex> lock(g_objects_mutex);
+    udax_file *f = file_get(arg_id(info, i));
+    if (!f) throw errno_error(info.Env(), EBADF, syscall);
+    memcpy(path_, f->path, sizeof path_);
+    if (f->fd >= 0) {
+      fd_ = f->fd;
+      return;
+    }
+    access = f->access;
+    dev = f->dev;
+    ino = f->ino;
+  }
+  int fd = open(path_, access | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) throw errno_error(info.Env(), errno, "open", path_);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino) {
+    close(fd);
+    throw errno_error(info.Env(), ESTALE, syscall, path_);
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  fd_ = fd;
+  reopened_ = true;
+}
+
 // The open file named by argument i, or EBADF.
 static udax_file *file_arg(const Napi::CallbackInfo &info, int i, const char *syscall) {
   udax_file *f = file_get(arg_id(info, i));
@@ -77,6 +108,9 @@ static Napi::Value FileOpen(const Napi::CallbackInfo &info) {
       g_file_used[slot] = true;
       g_files[slot].fd = fd;
       g_files[slot].inode_id = -1;
+      g_files[slot].access = info[1].As<Napi::Number>().Int32Value() & O_ACCMODE;
+      g_files[slot].dev = st.st_dev;
+      g_files[slot].ino = st.st_ino;
       snprintf(g_files[slot].path, sizeof g_files[slot].path, "%s", path.c_str());
       g_file_next = slot + 1;
       id = make_id(g_file_gen[slot], slot, UDAX_MAX_FILES);
@@ -94,30 +128,27 @@ static Napi::Value FileOpen(const Napi::CallbackInfo &info) {
 
 // fileStat(id) -> { size, isFile, fsType, dev, ino, freeBytes }, fresh from fstat.
 static Napi::Value FileStat(const Napi::CallbackInfo &info) {
-  std::lock_guard<std::mutex> lock(g_objects_mutex);
-  udax_file *f = file_arg(info, 0, "fstat");
+  FileFd fd(info, 0, "fstat");
   struct stat st;
   struct statfs sfs;
-  if (fstat(f->fd, &st) != 0 || fstatfs(f->fd, &sfs) != 0) throw errno_error(info.Env(), errno, "fstat", f->path);
+  if (fstat(fd.get(), &st) != 0 || fstatfs(fd.get(), &sfs) != 0) throw errno_error(info.Env(), errno, "fstat", fd.path());
   return stat_object(info.Env(), st, sfs);
 }
 
 // fileTruncate(id, size): ftruncate.
 static Napi::Value FileTruncate(const Napi::CallbackInfo &info) {
-  std::lock_guard<std::mutex> lock(g_objects_mutex);
-  udax_file *f = file_arg(info, 0, "ftruncate");
-  if (ftruncate(f->fd, (off_t)info[1].As<Napi::Number>().Int64Value()) != 0)
-    throw errno_error(info.Env(), errno, "ftruncate", f->path);
+  FileFd fd(info, 0, "ftruncate");
+  if (ftruncate(fd.get(), (off_t)info[1].As<Napi::Number>().Int64Value()) != 0)
+    throw errno_error(info.Env(), errno, "ftruncate", fd.path());
   return info.Env().Undefined();
 }
 
 // fileAllocate(id, offset, length): posix_fallocate (backing store now, so a
 // later store cannot meet ENOSPC as SIGBUS).
 static Napi::Value FileAllocate(const Napi::CallbackInfo &info) {
-  std::lock_guard<std::mutex> lock(g_objects_mutex);
-  udax_file *f = file_arg(info, 0, "fallocate");
-  int err = posix_fallocate(f->fd, (off_t)info[1].As<Napi::Number>().Int64Value(), (off_t)info[2].As<Napi::Number>().Int64Value());
-  if (err) throw errno_error(info.Env(), err, "fallocate", f->path);
+  FileFd fd(info, 0, "fallocate");
+  int err = posix_fallocate(fd.get(), (off_t)info[1].As<Napi::Number>().Int64Value(), (off_t)info[2].As<Napi::Number>().Int64Value());
+  if (err) throw errno_error(info.Env(), err, "fallocate", fd.path());
   return info.Env().Undefined();
 }
 
@@ -136,7 +167,22 @@ static Napi::Value FileClose(const Napi::CallbackInfo &info) {
     g_file_used[slot] = false;
     g_file_gen[slot]++;
   }
-  if (close(fd) != 0 && errno != EINTR) throw errno_error(info.Env(), errno, "close", path);
+  if (fd >= 0 && close(fd) != 0 && errno != EINTR) throw errno_error(info.Env(), errno, "close", path);
+  return info.Env().Undefined();
+}
+
+// fileParkFd(id): close the descriptor and keep the open file (its slot, its
+// inode binding); later calls that need a descriptor open the path again
+// (FileFd). For a file udax only maps, sizes and stats: a media file.
+static Napi::Value FileParkFd(const Napi::CallbackInfo &info) {
+  int fd;
+  {
+    std::lock_guard<std::mutex> lock(g_objects_mutex);
+    udax_file *f = file_arg(info, 0, "close");
+    fd = f->fd;
+    f->fd = -1;
+  }
+  if (fd >= 0) close(fd);  // Linux frees the descriptor even when close reports an error
   return info.Env().Undefined();
 }
 
@@ -155,10 +201,9 @@ static Napi::Value FileInode(const Napi::CallbackInfo &info) {
 
 // fileProbeMapSync(id) -> true when MAP_SHARED_VALIDATE|MAP_SYNC works (a DAX mount).
 static Napi::Value FileProbeMapSync(const Napi::CallbackInfo &info) {
-  std::lock_guard<std::mutex> lock(g_objects_mutex);
-  udax_file *f = file_arg(info, 0, "mmap");
+  FileFd fd(info, 0, "mmap");
   long page = sysconf(_SC_PAGESIZE);
-  void *p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, f->fd, 0);
+  void *p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd.get(), 0);
   if (p == MAP_FAILED) return Napi::Boolean::New(info.Env(), false);
   munmap(p, page);
   return Napi::Boolean::New(info.Env(), true);
@@ -169,14 +214,9 @@ static Napi::Value FileProbeMapSync(const Napi::CallbackInfo &info) {
 // of the file. Returns the bytes moved.
 static Napi::Value transfer(const Napi::CallbackInfo &info, bool write) {
   const char *syscall_name = write ? "pwrite" : "pread";
-  int fd;
-  char path[512];
-  {
-    std::lock_guard<std::mutex> lock(g_objects_mutex);
-    udax_file *f = file_arg(info, 0, syscall_name);
-    fd = f->fd;
-    memcpy(path, f->path, sizeof path);
-  }
+  FileFd file(info, 0, syscall_name);
+  const int fd = file.get();
+  const char *path = file.path();
   size_t len;
   uint8_t *data = typed_bytes(info, 1, &len);
   off_t pos = (off_t)info[2].As<Napi::Number>().Int64Value();
@@ -211,6 +251,7 @@ void init_file(Napi::Env env, Napi::Object exports) {
   exports.Set("fileTruncate", Napi::Function::New(env, FileTruncate, "fileTruncate"));
   exports.Set("fileAllocate", Napi::Function::New(env, FileAllocate, "fileAllocate"));
   exports.Set("fileClose", Napi::Function::New(env, FileClose, "fileClose"));
+  exports.Set("fileParkFd", Napi::Function::New(env, FileParkFd, "fileParkFd"));
   exports.Set("fileIsOpen", Napi::Function::New(env, FileIsOpen, "fileIsOpen"));
   exports.Set("fileInode", Napi::Function::New(env, FileInode, "fileInode"));
   exports.Set("fileProbeMapSync", Napi::Function::New(env, FileProbeMapSync, "fileProbeMapSync"));

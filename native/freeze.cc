@@ -49,20 +49,28 @@ static void freeze_release(udax_inode *t) {
 
 // mprotect every live async region of t whole; *count gets how many.
 // Returns 0 or the first errno (every region is still tried). Async-signal-safe.
-static int set_async_prot(udax_inode *t, bool writable, int *count) {
-  int err = 0, n = 0;
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high; i++) {
-    udax_region *r = &g_regions[i];
-    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !region_pin(r)) continue;
-    if (r->inode == t && r->async) {
-      if (mprotect((void *)r->start, r->end - r->start, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0 && !err) err = errno;
-      n++;
-    }
-    region_unpin(r);
+struct async_prot {
+  udax_inode *t;
+  bool writable;
+  int err, n;
+};
+
+static bool set_region_async_prot(udax_region *r, void *arg) {
+  async_prot *a = (async_prot *)arg;
+  if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !region_pin(r)) return true;
+  if (r->inode == a->t && r->async) {
+    if (mprotect((void *)r->start, r->end - r->start, a->writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0 && !a->err) a->err = errno;
+    a->n++;
   }
-  if (count) *count = n;
-  return err;
+  region_unpin(r);
+  return true;
+}
+
+static int set_async_prot(udax_inode *t, bool writable, int *count) {
+  async_prot a = {t, writable, 0, 0};
+  regions_of_each(t, set_region_async_prot, &a);
+  if (count) *count = a.n;
+  return a.err;
 }
 
 // A thaw that fails would leave writers faulting forever: say so and stop.

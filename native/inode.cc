@@ -7,10 +7,19 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <new>
+#include <unordered_map>
+#include <utility>
 
 static udax_inode *g_inodes[UDAX_MAX_INODES];
 static uint32_t g_inode_gen[UDAX_MAX_INODES];
 static int g_inode_next = 0;
+// The slot of each bound inode by (device, inode number), so an open costs
+// O(1), not a scan of every slot (g_objects_mutex).
+struct inode_key_hash {
+  size_t operator()(const std::pair<dev_t, ino_t> &k) const { return std::hash<uint64_t>()((uint64_t)k.first * 0x9e3779b97f4a7c15ull ^ (uint64_t)k.second); }
+};
+static std::unordered_map<std::pair<dev_t, ino_t>, int, inode_key_hash> g_inode_slot;
 
 udax_inode *inode_get(int id) {
   if (id < 0) return nullptr;
@@ -40,6 +49,7 @@ void inode_unbind_locked(int id) {
   udax_inode *t = g_inodes[slot];
   if (!t || t->id != id || --t->opens > 0) return;
   g_inodes[slot] = nullptr;  // no new open finds it; views and regions keep the memory
+  g_inode_slot.erase({t->dev, t->ino});
   g_inode_gen[slot]++;
   inode_unref(t);
 }
@@ -176,16 +186,8 @@ static Napi::Value InodeBind(const Napi::CallbackInfo &info) {
   if (!f) throw errno_error(env, EBADF, "open");
   if (f->inode_id >= 0) throw errno_error(env, EINVAL, "open", f->path);
   udax_inode *found = nullptr;
-  int free_slot = -1;
-  for (int k = 0; k < UDAX_MAX_INODES; k++) {
-    int slot = (g_inode_next + k) % UDAX_MAX_INODES;
-    udax_inode *t = g_inodes[slot];
-    if (!t) {
-      if (free_slot < 0) free_slot = slot;
-      continue;
-    }
-    if (t->dev == dev && t->ino == ino) { found = t; break; }
-  }
+  auto known = g_inode_slot.find({dev, ino});
+  if (known != g_inode_slot.end()) found = g_inodes[known->second];
   if (found) {
     if (found->entry_shift != shift || inode_size(found) < size) {
       Napi::Object o = Napi::Object::New(env);
@@ -198,10 +200,21 @@ static Napi::Value InodeBind(const Napi::CallbackInfo &info) {
     f->inode_id = found->id;
     return inode_view(env, found, false);
   }
+  int free_slot = -1;
+  for (int k = 0; k < UDAX_MAX_INODES && free_slot < 0; k++) {  // next-fit: O(1) until the table is nearly full
+    int slot = (g_inode_next + k) % UDAX_MAX_INODES;
+    if (!g_inodes[slot]) free_slot = slot;
+  }
   if (free_slot < 0) throw errno_error(env, ENFILE, "open", f->path);
   int err = 0;
   udax_inode *t = inode_create(size, shift, dev, ino, f->path, &err);
   if (!t) throw errno_error(env, err, err == EFBIG ? "open" : "mmap", f->path);
+  try {
+    g_inode_slot[{dev, ino}] = free_slot;
+  } catch (const std::bad_alloc &) {
+    inode_unref(t);
+    throw errno_error(env, ENOMEM, "open", f->path);
+  }
   t->id = make_id(g_inode_gen[free_slot], free_slot, UDAX_MAX_INODES);
   t->opens = 1;
   g_inodes[free_slot] = t;

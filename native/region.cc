@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <new>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -19,8 +21,174 @@
 udax_region g_regions[UDAX_MAX_REGIONS];
 std::atomic<int> g_regions_high{0};
 udax_vma_policy g_vma;
-static std::mutex g_regions_mutex;  // slot allocation only (never the handler)
+static std::mutex g_regions_mutex;  // slot allocation and index updates (never the handler)
 static int g_region_next = 0;
+
+// ---- the address index --------------------------------------------------------
+// The fault handlers find a region by address with two binary searches over
+// the address ranges of every slot that is not FREE, sorted by start (ranges
+// never overlap: a tombstone keeps its addresses reserved until its slot is
+// freed, and a slot leaves the index before its addresses are unmapped).
+// The entries live in chunks of at most kChunk; a version of the index is a
+// top-level array of chunks (with each chunk's first start). An update
+// copies the top level and the one or two chunks it changes (never a chunk
+// in place), so it costs O(n / kChunk + kChunk), not O(n).
+// Two top-level buffers: writers (g_regions_mutex) build the next version in
+// the buffer no one reads, then publish it by switching g_index_current; a
+// reader counts itself into the buffer it is about to search and searches
+// only if that buffer is still current, so a writer never rewrites a buffer
+// under a reader (it waits for the buffer's readers to leave). A chunk
+// replaced by update k is reused only at update k+1, after the buffer that
+// still named it has no reader. Readers never wait for a writer: lock-free,
+// no allocation, async-signal-safe.
+static const uint32_t kChunk = 64;
+struct region_index_entry {
+  uintptr_t start, end;
+  int32_t slot;
+};
+struct index_chunk {
+  uint32_t n;
+  region_index_entry e[kChunk];
+  index_chunk *next_free;
+};
+struct region_index {
+  std::atomic<int> readers;
+  uint32_t chunks;
+  uintptr_t first[UDAX_MAX_REGIONS];  // chunk[i]->e[0].start
+  index_chunk *chunk[UDAX_MAX_REGIONS];
+};
+static region_index g_index[2];
+static std::atomic<int> g_index_current{0};
+static index_chunk *g_chunks_free = nullptr;     // reusable now
+static index_chunk *g_chunks_retired = nullptr;  // replaced by the last update
+static uint32_t g_chunks_spare = 0;              // on g_chunks_free
+
+// The last i in [0, n) with key(i) <= addr, or -1.
+template <typename Key>
+static int64_t last_at_or_below(uint32_t n, uintptr_t addr, Key key) {
+  uint32_t lo = 0, hi = n;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (key(mid) <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  return (int64_t)lo - 1;
+}
+
+udax_region *region_lookup(uintptr_t addr) {
+  int c;
+  for (;;) {
+    c = g_index_current.load(std::memory_order_seq_cst);
+    g_index[c].readers.fetch_add(1, std::memory_order_seq_cst);
+    if (g_index_current.load(std::memory_order_seq_cst) == c) break;
+    g_index[c].readers.fetch_sub(1, std::memory_order_release);
+  }
+  const region_index &x = g_index[c];
+  udax_region *r = nullptr;
+  int64_t ci = last_at_or_below(x.chunks, addr, [&](uint32_t i) { return x.first[i]; });
+  if (ci >= 0) {
+    const index_chunk *k = x.chunk[ci];
+    int64_t ei = last_at_or_below(k->n, addr, [&](uint32_t i) { return k->e[i].start; });
+    if (ei >= 0 && addr < k->e[ei].end) r = &g_regions[k->e[ei].slot];
+  }
+  g_index[c].readers.fetch_sub(1, std::memory_order_release);
+  return r;
+}
+
+// A chunk off the free list (caller holds g_regions_mutex and made sure one
+// is there: index_reserve).
+static index_chunk *chunk_take() {
+  index_chunk *k = g_chunks_free;
+  g_chunks_free = k->next_free;
+  g_chunks_spare--;
+  return k;
+}
+
+// Make sure an update can take the chunks it needs (at most 2) without
+// allocating: removals must not fail. Caller holds g_regions_mutex.
+static bool index_reserve() {
+  while (g_chunks_spare < 4) {
+    index_chunk *k = (index_chunk *)malloc(sizeof(index_chunk));
+    if (!k) return false;
+    k->next_free = g_chunks_free;
+    g_chunks_free = k;
+    g_chunks_spare++;
+  }
+  return true;
+}
+
+// Publish the index with slot's range [start, end) added (add) or removed.
+// Caller holds g_regions_mutex and, for an add, reserved chunks
+// (index_reserve) since the last update; never fails.
+static void index_update(int slot, uintptr_t start, uintptr_t end, bool add) {
+  const int cur = g_index_current.load(std::memory_order_relaxed), next = 1 - cur;
+  while (g_index[next].readers.load(std::memory_order_seq_cst) != 0) sched_yield();
+  while (g_chunks_retired) {  // the buffer that named them has no reader now
+    index_chunk *k = g_chunks_retired;
+    g_chunks_retired = k->next_free;
+    k->next_free = g_chunks_free;
+    g_chunks_free = k;
+    g_chunks_spare++;
+  }
+  const region_index &a = g_index[cur];
+  region_index &b = g_index[next];
+  // The chunks the change touches: the one holding (or to hold) start, and
+  // for a removal that leaves it small, its right neighbour (merged).
+  int64_t ci = last_at_or_below(a.chunks, start, [&](uint32_t i) { return a.first[i]; });
+  if (ci < 0) ci = 0;
+  region_index_entry tmp[2 * kChunk + 1];
+  uint32_t n = 0, consumed = 0;
+  if (a.chunks > 0) {
+    const index_chunk *k = a.chunk[ci];
+    for (uint32_t i = 0; i < k->n; i++) {
+      if (add && k->e[i].start > start && (n == 0 || tmp[n - 1].start < start)) tmp[n++] = {start, end, slot};
+      if (!add && k->e[i].slot == slot && k->e[i].start == start) continue;
+      tmp[n++] = k->e[i];
+    }
+    if (add && (n == 0 || tmp[n - 1].start < start)) tmp[n++] = {start, end, slot};
+    consumed = 1;
+    if (!add && n < kChunk / 4 && ci + 1 < (int64_t)a.chunks) {
+      const index_chunk *right = a.chunk[ci + 1];
+      for (uint32_t i = 0; i < right->n; i++) tmp[n++] = right->e[i];
+      consumed = 2;
+    }
+  } else if (add) {
+    tmp[n++] = {start, end, slot};
+  }
+  index_chunk *made[2];
+  uint32_t produced = 0;
+  if (n > 0) {
+    uint32_t parts = n > kChunk ? 2 : 1, at = 0;
+    for (uint32_t p = 0; p < parts; p++) {
+      uint32_t m = (n - at) / (parts - p);
+      index_chunk *k = chunk_take();
+      k->n = m;
+      memcpy(k->e, tmp + at, m * sizeof tmp[0]);
+      made[produced++] = k;
+      at += m;
+    }
+  }
+  uint32_t w = 0;
+  for (uint32_t i = 0; i < (uint32_t)ci && i < a.chunks; i++, w++) {
+    b.chunk[w] = a.chunk[i];
+    b.first[w] = a.first[i];
+  }
+  for (uint32_t p = 0; p < produced; p++, w++) {
+    b.chunk[w] = made[p];
+    b.first[w] = made[p]->e[0].start;
+  }
+  for (uint32_t i = (uint32_t)ci + consumed; i < a.chunks; i++, w++) {
+    b.chunk[w] = a.chunk[i];
+    b.first[w] = a.first[i];
+  }
+  b.chunks = w;
+  for (uint32_t i = 0; i < consumed; i++) {  // named by a (readers may be in it): reused after the next drain
+    index_chunk *k = a.chunk[ci + i];
+    k->next_free = g_chunks_retired;
+    g_chunks_retired = k;
+  }
+  g_index_current.store(next, std::memory_order_seq_cst);
+}
 
 static int region_id(int slot) {
   return make_id(g_regions[slot].gen.load(std::memory_order_acquire), slot, UDAX_MAX_REGIONS);
@@ -50,6 +218,89 @@ uintptr_t region_range(const Napi::CallbackInfo &info, udax_region *r, int i, co
   size_t limit = r->end - r->start;
   if (offset > limit || *length > limit - offset) throw errno_error(info.Env(), EINVAL, syscall, r->inode->path);
   return r->start + offset;
+}
+
+// ---- regions by inode -----------------------------------------------------------
+// Per inode slot, the slots of its regions, so a writeback, a harvest, a
+// resize or a freeze visits a file's mappings, not every mapping of the
+// process. The same two-buffer scheme as the address index, with the slot
+// arrays on the heap (g_regions_mutex for writers). An inode slot reused
+// while regions of its previous inode live keeps those in its list too:
+// readers check r->inode.
+struct region_list {
+  std::atomic<int> readers;
+  std::atomic<uint32_t> n;
+  std::atomic<int32_t *> slots;
+};
+struct inode_regions {
+  std::atomic<int> current;
+  region_list b[2];
+};
+static inode_regions g_by_inode[UDAX_MAX_INODES];
+
+static inode_regions &regions_slot(const udax_inode *t) { return g_by_inode[id_slot(t->id, UDAX_MAX_INODES)]; }
+
+// Count in to the current list of ir; returns it (count out with readers--).
+static region_list &list_enter(inode_regions &ir) {
+  for (;;) {
+    int c = ir.current.load(std::memory_order_seq_cst);
+    ir.b[c].readers.fetch_add(1, std::memory_order_seq_cst);
+    if (ir.current.load(std::memory_order_seq_cst) == c) return ir.b[c];
+    ir.b[c].readers.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+void regions_of_each(udax_inode *t, bool (*fn)(udax_region *r, void *arg), void *arg) {
+  region_list &l = list_enter(regions_slot(t));
+  const uint32_t n = l.n.load(std::memory_order_acquire);
+  const int32_t *slots = l.slots.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < n; i++)
+    if (!fn(&g_regions[slots[i]], arg)) break;
+  l.readers.fetch_sub(1, std::memory_order_release);
+}
+
+bool regions_of(udax_inode *t, std::vector<udax_region *> *out) noexcept {
+  out->clear();
+  inode_regions &ir = regions_slot(t);
+  uint32_t n;
+  for (;;) {  // reserve outside the list: allocating while counted in would make writers wait on malloc
+    n = ir.b[ir.current.load(std::memory_order_acquire)].n.load(std::memory_order_acquire);
+    try {
+      out->reserve(n + 4);
+    } catch (const std::bad_alloc &) {
+      return false;
+    }
+    region_list &l = list_enter(ir);
+    n = l.n.load(std::memory_order_acquire);
+    if (n <= out->capacity()) {
+      const int32_t *slots = l.slots.load(std::memory_order_acquire);
+      for (uint32_t i = 0; i < n; i++) out->push_back(&g_regions[slots[i]]);  // within capacity: no allocation
+      l.readers.fetch_sub(1, std::memory_order_release);
+      return true;
+    }
+    l.readers.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+// Publish t's list with slot added (add) or removed. Caller holds
+// g_regions_mutex. Returns false when out of memory (the list is unchanged).
+static bool by_inode_update(udax_inode *t, int slot, bool add) {
+  inode_regions &ir = regions_slot(t);
+  const int cur = ir.current.load(std::memory_order_relaxed), next = 1 - cur;
+  const uint32_t n = ir.b[cur].n.load(std::memory_order_relaxed);
+  const int32_t *old = ir.b[cur].slots.load(std::memory_order_relaxed);
+  int32_t *fresh = (int32_t *)malloc(((size_t)n + 1) * sizeof(int32_t));
+  if (!fresh) return false;
+  uint32_t m = 0;
+  for (uint32_t i = 0; i < n; i++)
+    if (old[i] != slot) fresh[m++] = old[i];
+  if (add) fresh[m++] = slot;
+  while (ir.b[next].readers.load(std::memory_order_seq_cst) != 0) sched_yield();
+  free(ir.b[next].slots.load(std::memory_order_relaxed));
+  ir.b[next].slots.store(fresh, std::memory_order_relaxed);
+  ir.b[next].n.store(m, std::memory_order_relaxed);
+  ir.current.store(next, std::memory_order_seq_cst);
+  return true;
 }
 
 // ---- writable flags and the VMA estimate ------------------------------------
@@ -122,13 +373,8 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   bool async = tracked && info[8].As<Napi::Boolean>().Value();
   bool sigbus = tracked && !async && info[9].As<Napi::Boolean>().Value();
   InodeArg t(info, 1, "mmap");
-  int fd;
-  {
-    std::lock_guard<std::mutex> lock(g_objects_mutex);
-    udax_file *f = file_get(arg_id(info, 0));
-    if (!f) throw errno_error(env, EBADF, "mmap");
-    fd = f->fd;
-  }
+  FileFd file(info, 0, "mmap");
+  const int fd = file.get();
   if (length == 0 || offset + length > (((uint64_t)t->capacity) << t->entry_shift))  // past EOF is allowed, as mmap does; src/ checks users' ranges
     throw errno_error(env, EINVAL, "mmap", t->path);
   int prot = PROT_READ | (writable && (!tracked || async || sigbus) ? PROT_WRITE : 0);
@@ -164,11 +410,12 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   uint32_t first = (uint32_t)(offset >> t->entry_shift);
   uint32_t last = (uint32_t)((offset + length - 1) >> t->entry_shift);
   uint32_t n = last - first + 1;
-  uint8_t *flags_mem = (uint8_t *)mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (flags_mem == MAP_FAILED) {
-    int err = errno;
+  // Heap, not a mapping of its own: one VMA per region is all a region costs
+  // (calloc of a large array is a fresh mapping, zeroed lazily).
+  uint8_t *flags_mem = (uint8_t *)calloc(n, 1);
+  if (!flags_mem) {
     munmap(p, length);
-    throw errno_error(env, err, "mmap", t->path);
+    throw errno_error(env, ENOMEM, "mmap", t->path);
   }
 
   int slot = -1;
@@ -186,7 +433,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   }
   if (slot < 0) {
     munmap(p, length);
-    munmap(flags_mem, n);
+    free(flags_mem);
     throw errno_error(env, ENFILE, "mmap", t->path);
   }
   udax_region *r = &g_regions[slot];
@@ -206,6 +453,18 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->rw_runs.store(0);
   r->views.store(0);
   r->users.store(0);
+  {
+    std::lock_guard<std::mutex> lock(g_regions_mutex);
+    if (!index_reserve() || !by_inode_update(t.get(), slot, true)) {
+      r->inode = nullptr;
+      inode_unref(t.get());
+      munmap(p, length);
+      free(flags_mem);
+      r->state.store(REGION_FREE, std::memory_order_release);
+      throw errno_error(env, ENOMEM, "mmap", t->path);
+    }
+    index_update(slot, r->start, r->end, true);
+  }
   r->state.store(REGION_LIVE, std::memory_order_release);
   return Napi::Number::New(env, region_id(slot));
 }
@@ -215,8 +474,16 @@ static void region_release_if_unused(udax_region *r) {
   if (r->views.load() != 0) return;
   int st = REGION_TOMBSTONE;
   if (!r->state.compare_exchange_strong(st, REGION_BUSY)) return;
-  munmap((void *)r->start, r->end - r->start);
-  munmap(r->writable, r->writable_len);
+  {
+    std::lock_guard<std::mutex> lock(g_regions_mutex);
+    index_update((int)(r - g_regions), r->start, r->end, false);
+    // Out of memory: the slot stays listed (readers check r->inode; a
+    // later add of the same slot to this list replaces it).
+    by_inode_update(r->inode, (int)(r - g_regions), false);
+  }
+  munmap((void *)r->start, r->end - r->start);  // after the index: its addresses may be reused now
+  free(r->writable);
+  r->writable = nullptr;
   udax_inode *t = r->inode;
   r->inode = nullptr;
   r->state.store(REGION_FREE, std::memory_order_release);

@@ -60,14 +60,13 @@ static void drop_tags_locked(udax_inode *t, uint32_t e) {
 // Calls fn(r) for each live tracked region of t, pinned.
 template <typename Fn>
 static void for_each_tracked_region(udax_inode *t, Fn fn) {
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high; i++) {
-    udax_region *r = &g_regions[i];
-    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) continue;
-    if (!region_pin(r)) continue;
+  for_each_region_of(t, [&](udax_region *r) {
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) return true;
+    if (!region_pin(r)) return true;
     if (r->inode == t && r->tracked) fn(r);
     region_unpin(r);
-  }
+    return true;
+  });
 }
 
 // Write-protect file bytes [from, to) (entries [first, last], locked by the
@@ -90,14 +89,13 @@ static int protect_tracked(udax_inode *t, uint32_t first, uint32_t last, uint64_
 // The errno of a mapping that would lie wholly past the new end: EBUSY.
 static bool mapped_past(udax_inode *t, uint64_t size) {
   bool found = false;
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high && !found; i++) {
-    udax_region *r = &g_regions[i];
-    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) continue;
-    if (!region_pin(r)) continue;
+  for_each_region_of(t, [&](udax_region *r) {
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || r->inode != t) return true;
+    if (!region_pin(r)) return true;
     found = r->inode == t && r->file_offset > size;
     region_unpin(r);
-  }
+    return !found;
+  });
   return found;
 }
 
@@ -177,15 +175,6 @@ static resize_failure grow(udax_inode *t, int fd, uint64_t old_size, uint64_t si
   return fail;
 }
 
-// The descriptor of open file argument i (-1 for a negative id), or EBADF.
-static int fd_arg(const Napi::CallbackInfo &info, int i, const char *syscall) {
-  if (info[i].As<Napi::Number>().Int32Value() < 0) return -1;
-  std::lock_guard<std::mutex> lock(g_objects_mutex);
-  udax_file *f = file_get(arg_id(info, i));
-  if (!f) throw errno_error(info.Env(), EBADF, syscall);
-  return f->fd;
-}
-
 // inodeResize(fileId, inodeId, size, mediaFileId, mediaInodeId): resize the
 // file to size bytes (a multiple of 4096, checked by the caller), its entry
 // table in place and its media file (ids -1: none) with it: a grow grows the
@@ -194,10 +183,12 @@ static int fd_arg(const Napi::CallbackInfo &info, int i, const char *syscall) {
 // when a live mapping of the file starts past size, ftruncate's errno.
 static Napi::Value InodeResize(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  int fd = fd_arg(info, 0, "ftruncate");
+  FileFd file(info, 0, "ftruncate", true);
+  const int fd = file.get();
   InodeArg t(info, 1, "ftruncate");
   uint64_t size = (uint64_t)info[2].As<Napi::Number>().Int64Value();
-  int media_fd = fd_arg(info, 3, "ftruncate");
+  FileFd media_file(info, 3, "ftruncate", true);
+  const int media_fd = media_file.get();
   udax_inode *media = nullptr;
   if (media_fd >= 0) media = inode_get(arg_id(info, 4));
   if (media_fd >= 0 && !media) throw errno_error(env, EBADF, "ftruncate", t->path);
@@ -233,7 +224,8 @@ static Napi::Value InodeResize(const Napi::CallbackInfo &info) {
 static Napi::Value InodeSyncSize(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   InodeArg t(info, 0, "fsync");
-  int media_fd = fd_arg(info, 1, "fsync");
+  FileFd media_file(info, 1, "fsync", true);
+  const int media_fd = media_file.get();
   std::lock_guard<std::mutex> lock(t->resize_mutex);
   uint64_t size = inode_size(t.get());
   if (media_fd >= 0) {

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <mutex>
+#include <vector>
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
@@ -84,7 +85,9 @@ inline uint32_t inode_entries(const udax_inode *t) {
 
 #define UDAX_MAX_INODES 65536
 #define UDAX_MAX_FILES 65536
-#define UDAX_MAX_REGIONS 8192
+// Mappings per process: at least vm.max_map_count's default (65530), which
+// bounds them anyway (each is one VMA or more).
+#define UDAX_MAX_REGIONS 65536
 
 // Guards the inode and file tables (never taken by the fault handler).
 extern std::mutex g_objects_mutex;
@@ -125,12 +128,38 @@ Napi::Object held_buffer(Napi::Env env, void *data, size_t len, void (*release)(
 
 // ---- open files: the kernel's struct file (native/file.cc) ------------------
 struct udax_file {
-  int fd;
+  int fd;                    // -1 while parked (fileParkFd)
   int inode_id;              // -1 until bound
+  int access;                // O_RDONLY / O_WRONLY / O_RDWR, to open it again
+  dev_t dev;                 // what the path named when it was opened
+  ino_t ino;
   char path[512];
 };
 // The open file with this id (caller must not keep it past the native call).
 udax_file *file_get(int id);
+
+// The descriptor of open file argument i for the rest of the native call:
+// its own, or, for a file whose descriptor is parked (a media file: only
+// mapped, sized and stat'ed, so it need not hold a descriptor for its whole
+// life), its path opened again, checked to name the same file (ESTALE when
+// another file is there now), and closed when the call ends. EBADF for a
+// stale id; with optional, a negative id gives -1.
+class FileFd {
+ public:
+  FileFd(const Napi::CallbackInfo &info, int i, const char *syscall, bool optional = false);
+  ~FileFd() {
+    if (reopened_) close(fd_);
+  }
+  FileFd(const FileFd &) = delete;
+  FileFd &operator=(const FileFd &) = delete;
+  int get() const { return fd_; }
+  const char *path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  bool reopened_ = false;
+  char path_[512];
+};
 
 // ---- regions: the kernel's vma (native/region.cc) ---------------------------
 enum udax_region_state { REGION_FREE = 0, REGION_BUSY, REGION_LIVE, REGION_TOMBSTONE };
@@ -165,6 +194,36 @@ struct udax_region {
 
 extern udax_region g_regions[UDAX_MAX_REGIONS];
 extern std::atomic<int> g_regions_high;   // slots in use are below this
+
+// The regions that may be inode t's: every region of t mapped when the list
+// is read is in it, and others may be (a slot since freed and reused): the
+// caller pins each and checks r->inode == t and its state, as before.
+// regions_of_each runs fn(r, arg) on the list in place, so fn must be short
+// and never wait (a map or unmap of a region of t waits for it); false from
+// fn stops. Lock-free, async-signal-safe. regions_of copies the list (not in
+// a handler: it allocates) for callers whose work may wait.
+// regions_of returns false when it cannot allocate (out is then empty).
+void regions_of_each(udax_inode *t, bool (*fn)(udax_region *r, void *arg), void *arg);
+bool regions_of(udax_inode *t, std::vector<udax_region *> *out) noexcept;
+// fn(r) (true: go on) for each region that may be t's, on a copy, or on the
+// list in place when no copy can be made (out of memory: a map or unmap of
+// t's regions then waits for fn). Not in a handler, nor under guard_sigbus.
+template <typename Fn>
+void for_each_region_of(udax_inode *t, Fn fn) {
+  std::vector<udax_region *> copy;
+  if (regions_of(t, &copy)) {
+    for (udax_region *r : copy)
+      if (!fn(r)) return;
+    return;
+  }
+  regions_of_each(t, [](udax_region *r, void *arg) { return (*(Fn *)arg)(r); }, &fn);
+}
+
+// The region whose address range holds addr (live, tombstoned, or being
+// mapped or freed: the caller pins it and checks state and range again), or
+// nullptr. O(log n) in the regions mapped, lock-free and async-signal-safe:
+// the fault handlers' lookup (native/region.cc, the address index).
+udax_region *region_lookup(uintptr_t addr);
 
 // Pin r while using it, as the fault handler does: unmapRegion marks a region
 // TOMBSTONE, then waits until no one has it pinned before replacing its pages.

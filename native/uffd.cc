@@ -210,14 +210,13 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
   uint64_t pages = 0;
   int err = 0;
   harvest_lock(t.get());
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high && !err; i++) {
-    udax_region *r = &g_regions[i];
-    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->async || r->inode != t.get()) continue;
-    if (!region_pin(r)) continue;
+  for_each_region_of(t.get(), [&](udax_region *r) {
+    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->async || r->inode != t.get()) return true;
+    if (!region_pin(r)) return true;
     if (r->inode == t.get() && r->async) err = harvest_region(r, from, to, self, &pages);
     region_unpin(r);
-  }
+    return !err;
+  });
   harvest_unlock(t.get());
   __atomic_fetch_add(&t->stats[UDAX_STAT_PAGES_HARVESTED], (int64_t)pages, __ATOMIC_RELAXED);
   __atomic_fetch_add(&t->stats[UDAX_STAT_HARVEST_NS], now_ns() - t0, __ATOMIC_RELAXED);

@@ -111,10 +111,8 @@ bool sigbus_write_fault(siginfo_t *si, void *uctx) {
     g_selftest_faults.fetch_add(1);
     return sigbus_set_wp(page, 4096, false) == 0;
   }
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high; i++) {
-    udax_region *r = &g_regions[i];
-    if (r->state.load(std::memory_order_acquire) != REGION_LIVE || addr < r->start || addr >= r->end) continue;
+  udax_region *r = region_lookup(addr);
+  if (r && r->state.load(std::memory_order_acquire) == REGION_LIVE && addr >= r->start && addr < r->end) {
     if (!region_pin(r)) return false;
     udax_write_fault_fn on_write = r->on_write_fault.load(std::memory_order_acquire);
     bool ours = false;

@@ -55,6 +55,7 @@ struct mkclean_job {
   udax_region *pinned;      // the region being worked on
   std::vector<uint8_t> done;
   std::vector<unsigned char> resident;
+  std::vector<udax_region *> regions;  // regions_of(t), taken before the guarded call
 };
 
 // The end of entry e in the file now (the last entry may be partial). A
@@ -116,9 +117,8 @@ static void mkclean_flush(void *arg) {
   const uint32_t first = j->first, last = j->last, shift = t->entry_shift;
   const uint64_t file_size = inode_size(t);
   std::vector<uint8_t> &done = j->done;
-  int high = g_regions_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high && !j->err; i++) {
-    udax_region *r = &g_regions[i];
+  for (size_t i = 0; i < j->regions.size() && !j->err; i++) {
+    udax_region *r = j->regions[i];
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->tracked || r->inode != t) continue;
     if (!region_pin(r)) continue;  // being unmapped: its pages are going away
     j->pinned = r;
@@ -140,7 +140,10 @@ static void mkclean_flush(void *arg) {
 // mapping of the whole file) under the SIGBUS guard. Returns 0, EFAULT (the
 // file shrank underneath) or the mprotect errno; adds the bytes flushed.
 static int mkclean_guarded(udax_inode *t, udax_region *fallback, uint32_t first, uint32_t last, uint64_t *flushed) {
-  mkclean_job j{t, fallback, first, last, 0, 0, nullptr, std::vector<uint8_t>(last - first + 1, 0), {}};
+  mkclean_job j{t, fallback, first, last, 0, 0, nullptr, std::vector<uint8_t>(last - first + 1, 0), {}, {}};
+  // After the caller locked the entries: a region mapped later starts
+  // protected. A copy, not the list in place: a SIGBUS jumps out of the guard.
+  if (!regions_of(t, &j.regions)) return ENOMEM;
   if (guard_sigbus(mkclean_flush, &j) != 0) {
     if (j.pinned) region_unpin(j.pinned);
     return EFAULT;

@@ -92,6 +92,10 @@ export class MediaShadow {
         this.#table.release();
         throw e;
       }
+      // Writeback copies through the mapping; only a resize, a remap and a
+      // stat need a descriptor, and they open the path again: a file with a
+      // media holds one descriptor, not two (thousands of files per process).
+      native.fileParkFd(this.fileId);
     } catch (e) {
       native.fileClose(this.fileId);
       throw e;

@@ -95,6 +95,8 @@ export interface NativeAddon {
   fileTruncate(file: number, size: number): void;
   fileAllocate(file: number, offset: number, length: number): void;
   fileClose(file: number): void;
+  /** Close the descriptor, keep the open file: calls that need one open its path again (ESTALE when another file is there). */
+  fileParkFd(file: number): void;
   fileIsOpen(file: number): boolean;
   fileInode(file: number): number;
   fileProbeMapSync(file: number): boolean;

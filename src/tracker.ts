@@ -119,13 +119,19 @@ class AsyncTracker implements FaultTracker {
  * handler until fn returns (native/freeze.cc). The other trackers' stores
  * fault on write-protected entries already: for them this is just fn(). */
 export function withStoresFrozen<T>(tracker: FaultTracker, tableId: number, fn: () => T): T {
-  if (tracker.name !== 'async') return fn();
-  native.freezeAsync(tableId);
+  const thaw = freezeStores(tracker, tableId);
   try {
     return fn();
   } finally {
-    native.thawAsync(tableId);
+    thaw();
   }
+}
+
+/** withStoresFrozen's two halves: freeze now, and the thaw to call once. */
+export function freezeStores(tracker: FaultTracker, tableId: number): () => void {
+  if (tracker.name !== 'async') return () => {};
+  native.freezeAsync(tableId);
+  return () => native.thawAsync(tableId);
 }
 
 const TRACKERS: Record<TrackerName, FaultTracker> = { sigsegv: new SigsegvTracker(), sigbus: new SigbusTracker(), async: new AsyncTracker() };

@@ -18,7 +18,7 @@ import { checkPath, type DaxFile } from './file.js';
 import { applyOp, describeOp, metadataModel, NamespaceOverlay, type MetadataModel, type MetadataModelName, type MetaOp, type Namespace, type NamespaceNode } from './metadata.js';
 import { native } from './native.js';
 import { mulberry32 } from './prng.js';
-import { withStoresFrozen } from './tracker.js';
+import { freezeStores } from './tracker.js';
 import { binomialSum, combinations } from './subsets.js';
 import * as check from './validate.js';
 import type { Incarnation, Volume } from './volume.js';
@@ -153,16 +153,34 @@ function durableSize(dax: DaxFile): number {
  * change under fn. */
 function withVolumeFrozen<T>(files: DaxFile[], fn: () => T): T {
   const sorted = [...files].sort((a, b) => a.table.id - b.table.id);
-  const lockAll = (i: number): T => {
-    if (i === sorted.length) return fn();
-    const f = sorted[i];
-    return f.table.withLocked(0, f.table.count - 1, () => {
+  // A loop, not a stack frame per file: a volume holds thousands of files.
+  // What is taken is undone in reverse, whatever throws.
+  const undo: (() => void)[] = [];
+  try {
+    for (const f of sorted) {
+      const t = f.table;
+      const last = t.count - 1;
+      let locked = 0;
+      undo.push(() => {
+        for (let i = 0; i < locked; i++) t.unlock(i);
+      });
+      for (; locked <= last; locked++) t.lock(locked);
       f.harvest();
       writeProtectDirty(f);
-      return withStoresFrozen(f.faultTracker, f.table.id, () => lockAll(i + 1));
-    });
-  };
-  return lockAll(0);
+      undo.push(freezeStores(f.faultTracker, t.id));
+    }
+    return fn();
+  } finally {
+    let failure: unknown;
+    for (let k = undo.length - 1; k >= 0; k--) {
+      try {
+        undo[k]();
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure !== undefined) throw failure;  // eslint-disable-line no-unsafe-finally
+  }
 }
 
 /** mkclean the DIRTY entries of f without cleaning them (they stay DIRTY: the

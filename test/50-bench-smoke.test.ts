@@ -184,6 +184,24 @@ describe('bench/volume-states.ts (volume crash-state cost)', () => {
   });
 });
 
+describe('bench/many-files.ts (fault and open cost with many files open)', () => {
+  it('runs a row per tracker this process can run, with the VMAs a file costs', () => {
+    const script = resolve(__dirname, '../dist/bench/many-files.js');
+    const r = spawnSync(process.execPath, [script, '--files', '300', '--trials', '1'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    const json = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      files: number; rows: { tracker: string; medianFaultOneFileNs: number; medianFaultManyFilesNs: number; vmasPerFile: number }[]; skipped: { tracker: string }[];
+    };
+    expect(json.files).toBe(300);
+    expect([...json.rows.map((x) => x.tracker), ...json.skipped.map((x) => x.tracker)].sort()).toEqual(['async', 'sigbus', 'sigsegv']);
+    for (const row of json.rows) {
+      expect(row.medianFaultOneFileNs).toBeGreaterThan(0);
+      expect(row.medianFaultManyFilesNs).toBeGreaterThan(0);
+      expect(row.vmasPerFile).toBeGreaterThanOrEqual(3);  // the file's whole-file mapping, its media's, the bench's
+    }
+  });
+});
+
 describe('bench/crash-points.ts (states/s with 1 and 2 workers)', () => {
   it('runs both rows over the same states', () => {
     const script = resolve(__dirname, '../dist/bench/crash-points.js');

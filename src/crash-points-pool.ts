@@ -12,6 +12,20 @@ import { DaxError, typeError } from './errors.js';
 import type { PointContext, PointJob, PointResult } from './crash-points.js';
 import type { VolumeRecoveryFailure } from './volume-check.js';
 
+/** A pool's worker thread. It does not inherit the process's eval options
+ * (`node --input-type=module -e ...` would make Worker refuse a file). */
+export function poolWorker(url: URL, workerData: unknown): Worker {
+  const execArgv: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print') { i++; continue; }
+    if (a.startsWith('--input-type') || a.startsWith('--eval=') || a.startsWith('--print=')) continue;
+    execArgv.push(a);
+  }
+  return new Worker(url, { workerData, execArgv });
+}
+
 /** The module a worker imports: its path and the names of its exports. */
 export interface PoolModule {
   path: string;
@@ -88,7 +102,7 @@ export class PointPool {
     const { progress: _progress, ...check } = ctx.check;
     this.#slots = poolDirs(ctx, workers).map((dirs) => {
       const setup: WorkerSetup = { module, ...dirs, volumeOptions: ctx.volumeOptions, at: ctx.at, check };
-      const worker = new Worker(new URL('./crash-points-worker.js', import.meta.url), { workerData: setup });
+      const worker = poolWorker(new URL('./crash-points-worker.js', import.meta.url), setup);
       const slot: Slot = { worker, busy: undefined, dirs };
       worker.on('message', (m: WorkerMessage) => slot.busy?.(m));
       // A worker that dies (or fails to load the module) fails the run: its job, or the next.

@@ -24,7 +24,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { errnoError, typeError } from './errors.js';
-import { fromWire } from './crash-points-pool.js';
+import { fromWire, poolWorker } from './crash-points-pool.js';
 import type { PlannedState, StateChoice, StatesWire, VolumeCrashState, VolumeCrashStates } from './volume-crash.js';
 import type { CheckedOptions, VolumeRecoveryFailure } from './volume-check.js';
 
@@ -132,7 +132,7 @@ class StateWorker {
 
   constructor(key: string) {
     this.key = key;
-    this.worker = new Worker(new URL('./volume-check-worker.js', import.meta.url), { workerData: { path: key } });
+    this.worker = poolWorker(new URL('./volume-check-worker.js', import.meta.url), { path: key });
     this.worker.on('message', (r: StateWorkerReply) => {
       if (r.type === 'error') this.failed ??= fromWire(r.error);
       this.#waiting.shift()?.(r);

@@ -7,8 +7,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import * as udax from 'udax';
 import { ddmin } from 'udax/testing';
 import { Worker } from 'node:worker_threads';
-import { spawnSync } from 'node:child_process';
-import { distIndex, nextMessage, scratchPath, sleep, workerUrl } from './helpers.js';
+import { distIndex, nextMessage, runChild, scratchPath, sleep, workerUrl } from './helpers.js';
 
 const PAGE = 4096;
 const made: string[] = [];
@@ -779,9 +778,9 @@ describe('checkVolumeRecovery', () => {
     for (const p of [dir, `${dir}.stash`, `${dir}.w0`, `${dir}.w0.stash`, `${dir}.w1`, `${dir}.w1.stash`]) expect(existsSync(p)).toBe(false);
     v.close();
     // A process whose last call used workers exits at once (the idle workers are unreferenced; they would end after 10 s).
-    const script = `${v.dir}.child.mjs`;  // a file, not -e: workers inherit --input-type, which then fails their import
-    made.push(script, `${v.dir}.child`);
-    writeFileSync(script, `
+    // Run with -e and --input-type=module: pool workers must not inherit those.
+    made.push(`${v.dir}.child`);
+    const child = runChild(`
       import * as udax from ${JSON.stringify(distIndex)};
       const v = udax.openVolume(${JSON.stringify(`${v.dir}.child`)}, { create: true });
       v.create('a', 4096).map().bytes.fill(1);
@@ -790,8 +789,7 @@ describe('checkVolumeRecovery', () => {
       v.close();
       console.log(r.ok, r.checked);
       process.on('exit', () => console.log('exit after', Date.now() - t0 < 8000 ? 'less than 8 s' : 'too long'));
-    `);
-    const child = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 30_000 });
+    `, { timeout: 30_000 });
     expect(child.stderr).toBe('');
     expect(child.stdout.trim().split('\n')).toEqual(['true 3', 'exit after less than 8 s']);
   });

@@ -78,9 +78,13 @@ enum udax_stat {
 // The async tracker's freeze word (native/freeze.cc): 0, or the thread id
 // of the thread that holds the file's async mappings read-only.
 #define UDAX_TRACKER_FREEZE 3
+// The thread id of the thread that holds the harvest lock across calls
+// (harvestHold: a volume snapshot), 0 otherwise; its own harvests then run
+// without taking the lock again.
+#define UDAX_TRACKER_HARVEST_HOLDER 4
 #define UDAX_SCAN_ARMED 1
 #define UDAX_SCAN_POPULATED 2
-#define UDAX_TRACKER_WORDS 4
+#define UDAX_TRACKER_WORDS 6  // even: the int64 size words follow
 
 // After the tracker's words: the file's sizes, int64 words (BigInt64 in TS),
 // written by native/resize.cc under the inode's resize mutex and read by

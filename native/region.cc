@@ -207,6 +207,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->views.store(0);
   r->users.store(0);
   r->state.store(REGION_LIVE, std::memory_order_release);
+  if (async) map_wait_thawed(r);  // a volume snapshot holds the file's stores back: this mapping's too
   return Napi::Number::New(env, region_id(slot));
 }
 
@@ -255,7 +256,7 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
     if (r->async) inode_ref(async_inode = r->inode);
     region_unpin(r);
   }
-  if (async_inode) harvest_lock(async_inode);
+  bool harvest_locked = async_inode && harvest_lock(async_inode);
   // Hold a view of our own until the tombstone is finished: another thread
   // releasing the last view (a worker ending) must not free the slot, its
   // flags and its addresses while we still write them.
@@ -263,7 +264,7 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
   int live = REGION_LIVE;
   if (!r || !r->state.compare_exchange_strong(live, REGION_TOMBSTONE)) {
     if (async_inode) {
-      harvest_unlock(async_inode);
+      if (harvest_locked) harvest_unlock(async_inode);
       inode_unref(async_inode);
     }
     if (r && r->views.fetch_sub(1, std::memory_order_acq_rel) == 1) region_release_if_unused(r);
@@ -275,7 +276,7 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
     uint64_t pages = 0;
     harvest_region(r, 0, UINT64_MAX, entry_owner_tag(), &pages);  // on error: all of it DIRTY
     __atomic_fetch_add(&async_inode->stats[UDAX_STAT_PAGES_HARVESTED], (int64_t)pages, __ATOMIC_RELAXED);
-    harvest_unlock(async_inode);
+    if (harvest_locked) harvest_unlock(async_inode);
     inode_unref(async_inode);
   }
   int64_t runs = r->rw_runs.exchange(0);

@@ -139,7 +139,7 @@ static resize_failure grow(udax_inode *t, int fd, uint64_t old_size, uint64_t si
   const uint32_t ever = n_new < t->high_water ? n_new : t->high_water;  // lock [first, ever)
   const uint32_t locked_to = ever > first ? ever : first;
   resize_failure fail{0, nullptr};
-  harvest_lock(t);  // no harvest may consume a written bit of a page it cannot yet dirty
+  bool harvest_locked = harvest_lock(t);  // no harvest may consume a written bit of a page it cannot yet dirty
   for (uint32_t e = first; e < locked_to; e++) entry_lock_as(t, e, self);
   for (uint32_t e = n_old; e < locked_to; e++) drop_tags_locked(t, e);
   if (old_size < ((uint64_t)ever << shift)) {  // region_set_prot skips an empty [n_old, ever-1]
@@ -170,7 +170,7 @@ static resize_failure grow(udax_inode *t, int fd, uint64_t old_size, uint64_t si
     publish_size(t, size);
   }
   for (uint32_t e = first; e < locked_to; e++) entry_unlock(t, e);
-  harvest_unlock(t);
+  if (harvest_locked) harvest_unlock(t);
   return fail;
 }
 

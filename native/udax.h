@@ -301,7 +301,9 @@ int32_t uffd_scan_policy(const udax_inode *t);
 // caller): DIRTY every entry with a written page. On a scan error every entry
 // of that part is dirtied (nothing lost) and the errno returned.
 int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages);
-void harvest_lock(udax_inode *t);
+// Returns false (nothing taken: do not unlock) when this thread holds it
+// through harvestHold already.
+bool harvest_lock(udax_inode *t);
 void harvest_unlock(udax_inode *t);
 
 // ---- the fault handlers (native/fault.cc) ------------------------------------
@@ -314,6 +316,8 @@ void handle_write_fault(udax_region *r, uintptr_t addr);
 // ---- the async tracker's freeze (native/freeze.cc) ------------------------------
 // Every async region's write-fault hook: wait while the file is frozen.
 void handle_frozen_write_fault(udax_region *r, uintptr_t addr);
+// mapRegion's half of the freeze protocol (native/freeze.cc).
+void map_wait_thawed(udax_region *r);
 void init_freeze(Napi::Env env, Napi::Object exports);
 // Run fn() with SIGBUS on udax's memory turned into a returned EFAULT (a file
 // shrunk underneath: the pages past its end are gone). Returns 0 or EFAULT.

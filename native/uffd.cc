@@ -126,15 +126,28 @@ static std::atomic<int32_t> *harvest_word(udax_inode *t) {
   return reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[UDAX_TRACKER_HARVEST_LOCK]);
 }
 
-void harvest_lock(udax_inode *t) {
+static std::atomic<int32_t> *harvest_holder(udax_inode *t) {
+  return reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[UDAX_TRACKER_HARVEST_HOLDER]);
+}
+
+static const long kHarvestPollNs = 2000000;  // a waiter rechecks that a holder (harvestHold) is alive this often
+
+bool harvest_lock(udax_inode *t) {
+  int32_t holder = harvest_holder(t)->load(std::memory_order_acquire);
+  if (holder != 0 && holder == udax_gettid()) return false;  // held by this thread (harvestHold)
   std::atomic<int32_t> *w = harvest_word(t);
   int32_t c = 0;
-  if (w->compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
+  if (w->compare_exchange_strong(c, 1, std::memory_order_acquire)) return true;
   if (c != 2) c = w->exchange(2, std::memory_order_acquire);
   while (c != 0) {
-    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAIT_PRIVATE, 2, nullptr, nullptr, 0);
+    struct timespec ts = {0, kHarvestPollNs};
+    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAIT_PRIVATE, 2, &ts, nullptr, 0);
+    // A holder that died (a terminated worker) never releases: release for it, once.
+    int32_t h = harvest_holder(t)->load(std::memory_order_acquire);
+    if (h > 0 && !thread_alive(h) && harvest_holder(t)->compare_exchange_strong(h, 0, std::memory_order_acq_rel)) harvest_unlock(t);
     c = w->exchange(2, std::memory_order_acquire);
   }
+  return true;
 }
 
 void harvest_unlock(udax_inode *t) {
@@ -207,7 +220,7 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
   int32_t self = entry_owner_tag();
   uint64_t pages = 0;
   int err = 0;
-  harvest_lock(t.get());
+  bool locked = harvest_lock(t.get());
   int high = g_regions_high.load(std::memory_order_acquire);
   for (int i = 0; i < high && !err; i++) {
     udax_region *r = &g_regions[i];
@@ -216,7 +229,7 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
     if (r->inode == t.get() && r->async) err = harvest_region(r, from, to, self, &pages);
     region_unpin(r);
   }
-  harvest_unlock(t.get());
+  if (locked) harvest_unlock(t.get());
   __atomic_fetch_add(&t->stats[UDAX_STAT_PAGES_HARVESTED], (int64_t)pages, __ATOMIC_RELAXED);
   __atomic_fetch_add(&t->stats[UDAX_STAT_HARVEST_NS], now_ns() - t0, __ATOMIC_RELAXED);
   if (err) throw errno_error(info.Env(), err, "ioctl", t->path);
@@ -329,7 +342,31 @@ static Napi::Value TestingSetHarvestDelay(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// harvestHold(inodeId): take the file's harvest lock and keep it across
+// calls: this thread's harvests (and unmaps) run under it, other threads'
+// wait. A volume snapshot takes it before the entry locks, the order every
+// harvest takes them in (harvest lock, then an entry's lock to dirty it), so
+// an unmap or sync in another thread cannot deadlock with the snapshot.
+static Napi::Value HarvestHold(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "futex");
+  if (harvest_holder(t.get())->load(std::memory_order_acquire) == udax_gettid()) throw errno_error(info.Env(), EDEADLK, "futex", t->path);
+  harvest_lock(t.get());
+  harvest_holder(t.get())->store(udax_gettid(), std::memory_order_release);
+  return info.Env().Undefined();
+}
+
+// harvestRelease(inodeId): undo harvestHold (same thread).
+static Napi::Value HarvestRelease(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "futex");
+  int32_t self = udax_gettid();
+  if (!harvest_holder(t.get())->compare_exchange_strong(self, 0, std::memory_order_acq_rel)) throw errno_error(info.Env(), EPERM, "futex", t->path);
+  harvest_unlock(t.get());
+  return info.Env().Undefined();
+}
+
 void init_uffd(Napi::Env env, Napi::Object exports) {
+  exports.Set("harvestHold", Napi::Function::New(env, HarvestHold, "harvestHold"));
+  exports.Set("harvestRelease", Napi::Function::New(env, HarvestRelease, "harvestRelease"));
   exports.Set("testingSetHarvestDelay", Napi::Function::New(env, TestingSetHarvestDelay, "testingSetHarvestDelay"));
   exports.Set("testingUffdWriteProtect", Napi::Function::New(env, TestingUffdWriteProtect, "testingUffdWriteProtect"));
   exports.Set("harvest", Napi::Function::New(env, Harvest, "harvest"));

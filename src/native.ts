@@ -143,6 +143,10 @@ export interface NativeAddon {
   sigbusSelfTest(): { ok: true } | { ok: false; syscall: string; errno: number; detail: string };
   // native/uffd.cc
   harvest(inode: number, firstEntry: number, lastEntry: number): number;
+  /** Hold the file's harvest lock across calls (this thread's harvests run under it). */
+  harvestHold(inode: number): void;
+  /** Undo harvestHold (same thread). */
+  harvestRelease(inode: number): void;
   // native/freeze.cc
   /** Make the file's async mappings read-only; stores wait in the fault handler. */
   freezeAsync(inode: number): number;

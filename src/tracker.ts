@@ -128,6 +128,20 @@ export function withStoresFrozen<T>(tracker: FaultTracker, tableId: number, fn: 
   }
 }
 
+/** Run fn holding the file's harvest lock (async; the other trackers have
+ * none: just fn()). A harvest in another thread (a sync, an unmap) takes
+ * that lock, then entry locks; a caller that takes entry locks inside fn
+ * keeps that order (native/uffd.cc harvestHold). */
+export function withHarvestHeld<T>(tracker: FaultTracker, tableId: number, fn: () => T): T {
+  if (tracker.name !== 'async') return fn();
+  native.harvestHold(tableId);
+  try {
+    return fn();
+  } finally {
+    native.harvestRelease(tableId);
+  }
+}
+
 const TRACKERS: Record<TrackerName, FaultTracker> = { sigsegv: new SigsegvTracker(), sigbus: new SigbusTracker(), async: new AsyncTracker() };
 /** The kind word in the entry table: 0 until the first open claims it. */
 const KIND_CODES: Record<TrackerName, number> = { sigsegv: 1, async: 2, sigbus: 3 };

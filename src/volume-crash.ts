@@ -18,7 +18,7 @@ import { checkPath, type DaxFile } from './file.js';
 import { applyOp, describeOp, NamespaceOverlay, type MetaOp, type Namespace } from './metadata.js';
 import { native } from './native.js';
 import { mulberry32 } from './prng.js';
-import { withStoresFrozen } from './tracker.js';
+import { withHarvestHeld, withStoresFrozen } from './tracker.js';
 import { binomialSum, combinations } from './subsets.js';
 import * as check from './validate.js';
 import type { Incarnation, Volume, VolumeView } from './volume.js';
@@ -116,7 +116,8 @@ function durableSize(dax: DaxFile): number {
 }
 
 /** Lock every entry of every open file (ascending table id: one order for
- * every taker), harvest, and write-protect the DIRTY entries, so stores from
+ * every taker; each file's harvest lock first, as any harvest takes it
+ * before an entry lock), harvest, and write-protect the DIRTY entries, so stores from
  * other threads fault and wait (sigsegv, sigbus) while fn reads; async
  * mappings have no fault of their own, so they are frozen read-only whole
  * and their stores wait in the fault handler (native/freeze.cc) until fn
@@ -127,11 +128,11 @@ function withVolumeFrozen<T>(files: DaxFile[], fn: () => T): T {
   const lockAll = (i: number): T => {
     if (i === sorted.length) return fn();
     const f = sorted[i];
-    return f.table.withLocked(0, f.table.count - 1, () => {
+    return withHarvestHeld(f.faultTracker, f.table.id, () => f.table.withLocked(0, f.table.count - 1, () => {
       f.harvest();
       writeProtectDirty(f);
       return withStoresFrozen(f.faultTracker, f.table.id, () => lockAll(i + 1));
-    });
+    }));
   };
   return lockAll(0);
 }

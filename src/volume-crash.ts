@@ -10,7 +10,7 @@
 // name holds). Each state is then built in place and undone: pwrite of its
 // units, renames between stash and image for its operations. A state costs
 // what it changes, not the size of the files.
-import { closeSync, copyFileSync, cpSync, ftruncateSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, rmdirSync, rmSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkCrashable, differingUnits, type Unit } from './crash.js';
 import { errnoError, rangeError, udaxError } from './errors.js';
@@ -106,6 +106,9 @@ interface FileSnapshot {
    * or cut (empty when none is pending). */
   tailFrom: number;
   tail: Uint8Array;
+  /** Its pending shrinks (index into the pending list): what each cut and,
+   * if the file grew back into it, the bytes there before. */
+  cuts: { index: number; from: number; to: number; bytes: Uint8Array | undefined }[];
 }
 
 /** A file's size in the base image: the size its last fsync (or journal
@@ -237,8 +240,11 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     for (const inc of incs) {
       const basePath = where.get(inc.id) ?? join(this.#stash, String(inc.id));
       const durable = inc.dax ? durableSize(inc.dax) : 0;
-      const fs: FileSnapshot = { inc, first: this.units.length, count: 0, basePath, fd: undefined, durable, tailFrom: durable, tail: new Uint8Array(0) };
+      const fs: FileSnapshot = { inc, first: this.units.length, count: 0, basePath, fd: undefined, durable, tailFrom: durable, tail: new Uint8Array(0), cuts: [] };
       if (inc.dax) {
+        this.#ops.forEach((op, index) => {
+          if (op.kind === 'size' && op.file === inc.id && op.cut) fs.cuts.push({ index, from: op.cut.from, to: op.cut.to, bytes: op.cut.bytes });
+        });
         const sizes = this.#ops.flatMap((op) => (op.kind === 'size' && op.file === inc.id ? [op.size] : []));
         const [lo, hi] = [Math.min(durable, ...sizes), Math.max(durable, ...sizes)];
         if (hi > lo && inc.dax.persistence.media) {
@@ -289,15 +295,22 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     return sizes;
   }
 
-  /** The units of files that exist after kept, inside the file's size then. */
+  /** The units of files that exist after kept, inside the file's size then
+   * and outside what a shrink it does not keep cut (a unit there is a store
+   * into a block the file got back later: not the block this state shows). */
   #presentUnits(kept: readonly number[]): number[] {
     const present = this.#namespaceAfter(kept);
     const sizes = this.#sizesAfter(kept);
+    const keptSet = new Set(kept);
     const out: number[] = [];
     for (const f of this.#files) {
       if (!present.has(f.inc.id)) continue;
       const size = sizes.get(f.inc.id) ?? f.durable;
-      for (let u = f.first; u < f.first + f.count; u++) if (this.units[u].offset + this.units[u].length <= size) out.push(u);
+      const lost = f.cuts.filter((c) => !keptSet.has(c.index));
+      for (let u = f.first; u < f.first + f.count; u++) {
+        const { offset, length } = this.units[u];
+        if (offset + length <= size && !lost.some((c) => offset < c.to && offset + length > c.from)) out.push(u);
+      }
     }
     return out;
   }
@@ -388,16 +401,24 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     const units = choice.units.filter((u) => inSize.has(u));
     const sizes = this.#sizesAfter(kept);
     const resized = this.#files.filter((f) => sizes.has(f.inc.id) && sizes.get(f.inc.id) !== f.durable);
+    const keptSet = new Set(kept);
+    // Shrinks not kept whose cut the file grew back into: latest first, so
+    // where two overlap the earlier one's bytes (older) are what stays.
+    const restores = this.#files.flatMap((f) => f.cuts.filter((c) => c.bytes && !keptSet.has(c.index)).map((c) => ({ f, c })))
+      .filter(({ f, c }) => c.from < (sizes.get(f.inc.id) ?? f.durable))
+      .sort((x, y) => y.c.index - x.c.index);
     const undo: (() => void)[] = [];
     const cost = { bytes: 0, namespaceOps: 0 };
     try {
       // Opened at the base location, before anything moves.
       for (const u of units) this.#fd(this.#unitFile[u]);
       for (const f of resized) this.#fd(f);
+      for (const { f } of restores) this.#fd(f);
       const cut = this.#cutUnits(kept, new Set(units));
       for (const u of cut) this.#fd(this.#unitFile[u]);
       this.#applyOperations(kept, undo, cost);
       for (const f of resized) this.#resize(f, sizes.get(f.inc.id)!, undo, cost);
+      for (const { f, c } of restores) this.#restoreCut(f, c, sizes.get(f.inc.id) ?? f.durable, undo, cost);
       for (const u of cut) this.#clearCut(u, undo, cost);
       for (const u of units) {
         const fd = this.#unitFile[u].fd!;
@@ -432,6 +453,19 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
       ftruncateSync(fd, durable);
       if (size < durable) writeSync(fd, tail, size - tailFrom, durable - size, size);
     });
+  }
+
+  /** A shrink the state does not keep: its cut range (inside size) shows the
+   * bytes it had before the shrink, not what the file wrote there after
+   * growing back into it. */
+  #restoreCut(f: FileSnapshot, c: FileSnapshot['cuts'][number], size: number, undo: (() => void)[], cost: { bytes: number }): void {
+    const fd = f.fd!;
+    const length = Math.min(c.to, size) - c.from;
+    const before = new Uint8Array(length);
+    readSync(fd, before, 0, length, c.from);
+    writeSync(fd, c.bytes!, 0, length, c.from);
+    cost.bytes += length;
+    undo.push(() => writeSync(fd, before, 0, length, c.from));
   }
 
   /** Where a state keeps a shrink and a later grow of a file, the bytes

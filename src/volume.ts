@@ -396,13 +396,34 @@ export class Volume {
     this.#makeDurable(this.#model.durableOnFileSync(this.#pending, inc.id));
   }
 
-  /** @internal Run fn, a call that may change the file's size (resize, a
-   * write past the end), and issue the change as a pending 'size' operation. */
-  sizeChanging<T>(inc: Incarnation, dax: DaxFile, fn: () => T): T {
+  /** @internal Run fn, a call that may change the file's size to target
+   * (resize, a write past the end), and issue the change as a pending 'size'
+   * operation; a shrink's carries what it cut. */
+  sizeChanging<T>(inc: Incarnation, dax: DaxFile, target: number, fn: () => T): T {
     const before = dax.size;
+    if (target > before) this.#keepCutBytes(inc, dax, before, target);
     const result = fn();
-    if (dax.size !== before) this.#issue({ kind: 'size', path: inc.name, file: inc.id, size: dax.size });
+    const after = dax.size;
+    if (after !== before) this.#issue({ kind: 'size', path: inc.name, file: inc.id, size: after, ...(after < before ? { cut: { from: after, to: before } } : {}) });
     return result;
+  }
+
+  /** A grow of [from, to) into a range a pending shrink cut: keep the media's
+   * bytes of that cut first, since what the grow's call writes there
+   * overwrites them (until then they are as the shrink left them: nothing
+   * writes a media past the file's end, and only the fsync that makes the
+   * shrink durable cuts the media). */
+  #keepCutBytes(inc: Incarnation, dax: DaxFile, from: number, to: number): void {
+    const media = dax.persistence.media;
+    if (!media) return;
+    for (const op of this.#pending) {
+      const cut = op.kind === 'size' && op.file === inc.id ? op.cut : undefined;
+      if (!cut || cut.bytes || cut.to <= from || cut.from >= to) continue;
+      const bytes = new Uint8Array(cut.to - cut.from);
+      const readable = Math.max(0, Math.min(bytes.length, media.size - cut.from));
+      if (readable > 0) media.read(cut.from, bytes.subarray(0, readable));
+      cut.bytes = bytes;
+    }
   }
 
   #makeDurable(indices: number[]): void {
@@ -539,7 +560,8 @@ export class VolumeFile {
   write(data: ArrayBufferView, position: number): number {
     return this.#volume.observed('write', this.#inc.name, () => {
       const dax = this.#dax('pwrite');
-      return this.#volume.sizeChanging(this.#inc, dax, () => dax.write(data, position));
+      const end = ArrayBuffer.isView(data) && typeof position === 'number' ? Math.ceil((position + data.byteLength) / PAGE_SIZE) * PAGE_SIZE : 0;
+      return this.#volume.sizeChanging(this.#inc, dax, end, () => dax.write(data, position));
     });
   }
 
@@ -553,7 +575,7 @@ export class VolumeFile {
   resize(newSize: number): void {
     this.#volume.observed('resize', this.#inc.name, () => {
       const dax = this.#dax('ftruncate');
-      this.#volume.sizeChanging(this.#inc, dax, () => dax.resize(newSize));
+      this.#volume.sizeChanging(this.#inc, dax, typeof newSize === 'number' ? newSize : 0, () => dax.resize(newSize));
     });
   }
 

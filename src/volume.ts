@@ -251,6 +251,7 @@ export class Volume {
       const inc = this.#newIncarnation(n);
       try {
         inc.dax = open(this.#real(n), { ...this.#persistOptions(inc), create: true, size: bytes });
+        inc.dax.persistence.sizeOwned = true;
       } catch (e) {
         this.#incarnations.delete(inc.id);
         this.#nextId--;
@@ -272,8 +273,20 @@ export class Volume {
 
   /** @internal The incarnation's DaxFile, opened on first use. */
   #daxOf(inc: Incarnation): DaxFile {
-    inc.dax ??= open(this.#real(inc.name), this.#persistOptions(inc));
+    if (!inc.dax) {
+      const dax = open(this.#real(inc.name), this.#persistOptions(inc));
+      dax.persistence.sizeOwned = true;  // its size changes go through the volume (ERR_UDAX_VOLUME_FILE)
+      inc.dax = dax;
+    }
     return inc.dax;
+  }
+
+  /** Close an incarnation's DaxFile, giving its size back to any other open. */
+  #closeDax(inc: Incarnation): void {
+    if (inc.dax && !inc.dax.closed) {
+      inc.dax.persistence.sizeOwned = false;
+      inc.dax.close();
+    }
   }
 
   /** Remove a file's name. Its handles then throw ERR_UDAX_UNLINKED; until
@@ -454,7 +467,7 @@ export class Volume {
     const before = this.#incarnations.size;
     for (const inc of [...this.#incarnations.values()]) {
       if (inc.live || named.has(inc.id)) continue;
-      inc.dax?.close();
+      this.#closeDax(inc);
       rmSync(inc.mediaPath, { force: true });
       rmSync(inc.keptDataPath, { force: true });
       this.#incarnations.delete(inc.id);
@@ -492,7 +505,7 @@ export class Volume {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const inc of this.#incarnations.values()) inc.dax?.close();
+    for (const inc of this.#incarnations.values()) this.#closeDax(inc);
     this.#incarnations.clear();
     rmSync(this.#private, { recursive: true, force: true });
   }
@@ -561,7 +574,7 @@ export class VolumeFile {
     return this.#volume.observed('write', this.#inc.name, () => {
       const dax = this.#dax('pwrite');
       const end = ArrayBuffer.isView(data) && typeof position === 'number' ? Math.ceil((position + data.byteLength) / PAGE_SIZE) * PAGE_SIZE : 0;
-      return this.#volume.sizeChanging(this.#inc, dax, end, () => dax.write(data, position));
+      return this.#volume.sizeChanging(this.#inc, dax, end, () => dax.ownerWrite(data, position));
     });
   }
 
@@ -575,7 +588,7 @@ export class VolumeFile {
   resize(newSize: number): void {
     this.#volume.observed('resize', this.#inc.name, () => {
       const dax = this.#dax('ftruncate');
-      this.#volume.sizeChanging(this.#inc, dax, typeof newSize === 'number' ? newSize : 0, () => dax.resize(newSize));
+      this.#volume.sizeChanging(this.#inc, dax, typeof newSize === 'number' ? newSize : 0, () => dax.ownerResize(newSize));
     });
   }
 

@@ -447,6 +447,29 @@ describe('crash states of a volume', () => {
     }
   });
 
+  test('a size change through the DaxFile (vf.file, an attach of it) is refused: the volume records them; after close it is the file\'s again', () => {
+    const v = newVolume();
+    const f = v.create('log', PAGE);
+    f.sync();
+    v.syncDirectory();
+    const attached = udax.attach(f.file.handle());  // as a worker would
+    for (const dax of [f.file, attached]) {
+      expectCode(() => dax.resize(2 * PAGE), 'ERR_UDAX_VOLUME_FILE');
+      expectCode(() => dax.write(Buffer.from('x'), PAGE), 'ERR_UDAX_VOLUME_FILE');
+      expect(dax.write(Buffer.from('in'), 10)).toBe(2);  // inside the size: data, allowed
+    }
+    expect(f.size).toBe(PAGE);
+    expect(v.pendingOperations()).toEqual([]);
+    f.resize(2 * PAGE);  // through the VolumeFile: recorded
+    expect(v.pendingOperations()).toEqual([`size 'log' -> ${2 * PAGE}`]);
+    attached.close();
+    v.close();
+    const plain = udax.open(join(v.dir, 'log'));
+    plain.resize(3 * PAGE);
+    expect(plain.size).toBe(3 * PAGE);
+    plain.close();
+  });
+
   test('ext4/xfs: a size change is kept only with every earlier pending operation (the journal\'s prefix)', () => {
     const v = newVolume();
     const a = v.create('a', PAGE);

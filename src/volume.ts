@@ -27,6 +27,7 @@ import type { TrackerOption } from './tracker.js';
 import type { SyncResult } from './writeback.js';
 import * as check from './validate.js';
 import { VolumeCrashStates, type VolumeCrashStatesOptions } from './volume-crash.js';
+import { lockVolume, VOLUME_LOCK_FILE, type VolumeLock } from './volume-lock.js';
 
 /** The volume's own directory inside it (refused as a name). */
 export const VOLUME_PRIVATE_DIR = '.udax';
@@ -125,6 +126,7 @@ export class Volume {
   #seq = 0;
   #closed = false;
   readonly #observers = new Set<VolumeObserver>();
+  readonly #lock: VolumeLock;
 
   /** @internal Use openVolume(). */
   constructor(dir: string, model: MetadataModel, openOptions: Record<string, unknown>) {
@@ -133,9 +135,15 @@ export class Volume {
     this.metadata = model.name;
     this.#openOptions = openOptions;
     this.#private = join(dir, VOLUME_PRIVATE_DIR);
-    rmSync(this.#private, { recursive: true, force: true });  // a previous run's media: its files now count as durable
-    mkdirSync(this.#private);
-    this.#scan('');
+    this.#lock = lockVolume(dir, this.#private);  // refused (ERR_UDAX_VOLUME_LOCKED) before anything changes
+    try {
+      // A previous run's media: its files now count as durable.
+      for (const name of readdirSync(this.#private)) if (name !== VOLUME_LOCK_FILE) rmSync(join(this.#private, name), { recursive: true, force: true });
+      this.#scan('');
+    } catch (e) {
+      this.#lock.release();
+      throw e;
+    }
     this.#durable = new Map(this.#live);
   }
 
@@ -507,7 +515,8 @@ export class Volume {
     this.#closed = true;
     for (const inc of this.#incarnations.values()) this.#closeDax(inc);
     this.#incarnations.clear();
-    rmSync(this.#private, { recursive: true, force: true });
+    rmSync(this.#private, { recursive: true, force: true });  // the lock file too, before the lock goes (src/volume-lock.ts)
+    this.#lock.release();
   }
 
   [Symbol.dispose](): void {

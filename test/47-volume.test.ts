@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import * as udax from 'udax';
 import { ddmin } from 'udax/testing';
 import { Worker } from 'node:worker_threads';
-import { nextMessage, scratchPath, sleep, workerUrl } from './helpers.js';
+import { distIndex, nextMessage, runChild, scratchPath, sleep, workerUrl } from './helpers.js';
 
 const PAGE = 4096;
 const made: string[] = [];
@@ -59,6 +59,60 @@ function expectCode(fn: () => unknown, code: string): void {
   expect(err, `expected ${code}`).toBeDefined();
   expect((err as { code?: string }).code).toBe(code);
 }
+
+describe('one opener per volume', () => {
+  /** openVolume(dir) in a child process: its error's code and path, or 'opened'. */
+  const openInChild = (dir: string, then = 'v.close()') => {
+    const r = runChild(`
+      import { openVolume } from ${JSON.stringify(distIndex)};
+      try {
+        const v = openVolume(${JSON.stringify(dir)});
+        console.log(JSON.stringify({ opened: v.list().map((e) => e.name) }));
+        ${then};
+      } catch (e) {
+        console.log(JSON.stringify({ code: e.code, path: e.path, name: e.name }));
+      }`);
+    expect(r.error, 'the child timed out').toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!);
+  };
+  const privateFiles = (dir: string) => readdirSync(join(dir, '.udax')).sort();
+
+  test('a second process opening the volume gets ERR_UDAX_VOLUME_LOCKED naming it, and changes nothing', () => {
+    const v = newVolume();
+    const a = v.create('a');
+    a.write(Buffer.from('alpha'), 0);
+    v.create('b');
+    v.unlink('b');  // pending: b's bytes are kept in .udax
+    const before = privateFiles(v.dir);
+    expect(openInChild(v.dir)).toEqual({ code: 'ERR_UDAX_VOLUME_LOCKED', path: v.dir, name: 'DaxError' });
+    expect(privateFiles(v.dir)).toEqual(before);
+    expect(v.pendingOperations()).toEqual(["create 'a'", "create 'b'", "unlink 'b'"]);
+    expect(eachState(v, (s) => tree(s.path).size, { k: 0 }).length).toBeGreaterThan(0);  // its media still there
+    v.close();
+    expect(openInChild(v.dir)).toEqual({ opened: ['a'] });  // closed: the next opener may
+  });
+
+  test('a second openVolume in the same process is refused too (an OFD lock is per open, not per process)', () => {
+    const v = newVolume();
+    v.create('a');
+    expectCode(() => udax.openVolume(v.dir), 'ERR_UDAX_VOLUME_LOCKED');
+    expect(v.pendingOperations()).toEqual(["create 'a'"]);
+    v.close();
+    const again = udax.openVolume(v.dir);
+    expect(again.list().map((e) => e.name)).toEqual(['a']);
+    again.close();
+  });
+
+  test('a process that dies holding the volume releases it', () => {
+    const dir = volumeDir();
+    udax.openVolume(dir, { create: true }).close();
+    expect(openInChild(dir, 'process.exit(0)')).toEqual({ opened: [] });  // exits without close(): .udax/ stays, locked by no one
+    const v = udax.openVolume(dir);
+    expect(v.list()).toEqual([]);
+    v.close();
+  });
+});
 
 describe('namespace', () => {
   test('create, open, list, rename, unlink, mkdir, rmdir change the directory as a reader sees it', () => {

@@ -73,7 +73,9 @@ point, stopped there; it checks recover on the volume's crash states at that
 instant and prints a table of the violations (point, metadata model, class,
 the minimal operations and units that make it). The workload must make the
 same calls on the volume every run (ERR_UDAX_NONDETERMINISTIC otherwise). A
-progress bar goes to stderr on a terminal.
+progress bar goes to stderr on a terminal, and so do warnings: a workload that
+never syncs, or files it wrote (write, resize) and never fsynced or msynced
+after (what an engine does where its runtime makes fdatasync a no-op).
 
 options:
   --at fsync|operation    crash points before and after every fsync, msync

@@ -68,6 +68,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_uffd_sigbus(env, exports);
   init_resize(env, exports);
   init_freeze(env, exports);
+  init_ofd_lock(env, exports);
   return exports;
 }
 

@@ -18,6 +18,13 @@
 // write fault reaches the hook; read and exec faults are never dispatched
 // (native/fault.cc) and crash as they would without udax.
 //
+// A mapping made while the file is frozen (map_wait_thawed): mapRegion
+// publishes the region LIVE, then reads the word (a seq_cst fence between,
+// as between the freeze's taking the word and its scan of the regions), so
+// either the freeze's scan sees the region and makes it read-only, or the
+// map sees the word and does not return — nobody has the mapping's address
+// yet — until the thaw. So no store through any mapping gets past a freeze.
+//
 // mprotect keeps userfaultfd write-protection: a PTE with the uffd-wp bit
 // is never made writable by mprotect (mm/mprotect.c can_change_pte_writable),
 // so a page that was clean at the freeze is still reported by the next
@@ -68,6 +75,7 @@ static bool set_region_async_prot(udax_region *r, void *arg) {
 
 static int set_async_prot(udax_inode *t, bool writable, int *count) {
   async_prot a = {t, writable, 0, 0};
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // the word taken before the scan (map_wait_thawed)
   regions_of_each(t, set_region_async_prot, &a);
   if (count) *count = a.n;
   return a.err;
@@ -110,6 +118,28 @@ void handle_frozen_write_fault(udax_region *r, uintptr_t addr) {
       msg_str(" while it holds the file frozen\n");
       msg_abort();
     }
+    if (c > 0 && !thread_alive(c)) {
+      if (w->compare_exchange_strong(c, kThawing, std::memory_order_acq_rel)) thaw(t);
+      continue;
+    }
+    freeze_wait(t, c);
+  }
+}
+
+// Called by mapRegion after it published async region r LIVE, before it
+// returns the mapping: wait until r's file is not frozen by another thread
+// (thawing for a dead freezer, as the fault handler does). A mapping made
+// by the freezing thread itself, inside its snapshot, is not waited for.
+void map_wait_thawed(udax_region *r) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // LIVE published before the word is read
+  udax_inode *t = r->inode;
+  std::atomic<int32_t> *w = freeze_word(t);
+  pid_t self = 0;
+  for (;;) {
+    int32_t c = w->load(std::memory_order_acquire);
+    if (c == 0) return;
+    if (!self) self = udax_gettid();
+    if (c == self) return;
     if (c > 0 && !thread_alive(c)) {
       if (w->compare_exchange_strong(c, kThawing, std::memory_order_acq_rel)) thaw(t);
       continue;

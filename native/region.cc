@@ -466,6 +466,7 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
     index_update(slot, r->start, r->end, true);
   }
   r->state.store(REGION_LIVE, std::memory_order_release);
+  if (async) map_wait_thawed(r);  // a volume snapshot holds the file's stores back: this mapping's too
   return Napi::Number::New(env, region_id(slot));
 }
 

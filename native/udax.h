@@ -380,7 +380,11 @@ void handle_write_fault(udax_region *r, uintptr_t addr);
 // ---- the async tracker's freeze (native/freeze.cc) ------------------------------
 // Every async region's write-fault hook: wait while the file is frozen.
 void handle_frozen_write_fault(udax_region *r, uintptr_t addr);
+// mapRegion's half of the freeze protocol (native/freeze.cc).
+void map_wait_thawed(udax_region *r);
 void init_freeze(Napi::Env env, Napi::Object exports);
+// ---- open-file-description locks (native/ofd_lock.cc) ------------------------
+void init_ofd_lock(Napi::Env env, Napi::Object exports);
 // Run fn() with SIGBUS on udax's memory turned into a returned EFAULT (a file
 // shrunk underneath: the pages past its end are gone). Returns 0 or EFAULT.
 int guard_sigbus(void (*fn)(void *), void *arg);

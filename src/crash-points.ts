@@ -235,18 +235,22 @@ export async function exploreCrashPoints(volumeDir: string, workload: CrashPoint
 
   const report: CrashPointsReport = { ok: true, at, metadata: models, points: 0, syncs: 0, checked: 0, summary: [], violations: [], warnings: [], message: '' };
   const pool = module ? new PointPool(ctx, module, workers) : undefined;
+  let unsyncedFiles: string[] = [];
   try {
     for (const metadata of models) {
       // The first run: the points, in order.
       const expected: string[] = [];
       let syncs = 0;
+      const unsynced = new UnsyncedWrites();
       const first = await runOnFreshVolume(volumeDir, metadata, volumeOptions, workload, (e) => {
         if (isPoint(e)) expected.push(signature(e));
         if (e.phase === 'before' && SYNC_CALLS.includes(e.call)) syncs++;
+        unsynced.see(e);
       });
       if (first.threw) throw first.error;  // the user's bug: as it would without udax
       report.points = expected.length;
       report.syncs = syncs;
+      unsyncedFiles = unsynced.files();
       const jobs = expected.map((_, index) => ({ metadata, expected, index }));
       const progressOf = (i: number) => o.progress && ((checked: number, total: number) => o.progress!({ metadata, point: i, points: expected.length, checked, states: total }));
       const results = pool
@@ -264,8 +268,52 @@ export async function exploreCrashPoints(volumeDir: string, workload: CrashPoint
   }
   report.ok = report.violations.length === 0;
   if (report.syncs === 0) report.warnings.push('no fsync in the workload: every crash state is the initial one (a runtime whose fdatasync is a no-op makes an engine never sync)');
+  else if (unsyncedFiles.length > 0) {
+    report.warnings.push(`written and never synced after (no fsync or msync of the file followed a write or resize of it): ${unsyncedFiles.map((n) => `'${n}'`).join(', ')} (a runtime whose fdatasync is a no-op makes an engine that uses it for these files look like this)`);
+  }
   report.message = report.violations.map((v) => describe(`the volume ${v.point.description} (crash point ${v.point.index})`, v.metadata, v)).join('\n');
   return report;
+}
+
+/** Files of the volume that a workload wrote (write, resize) and never
+ * synced after (fsync or msync of the file), still there at its end:
+ * followed through renames, forgotten when unlinked or replaced. Sees only
+ * calls that returned. */
+class UnsyncedWrites {
+  #next = 0;
+  readonly #byName = new Map<string, number>();
+  /** Files written and not synced since their first write. */
+  readonly #written = new Set<number>();
+  /** Files synced after a write: never reported. */
+  readonly #synced = new Set<number>();
+
+  #key(name: string): number {
+    let k = this.#byName.get(name);
+    if (k === undefined) this.#byName.set(name, (k = this.#next++));
+    return k;
+  }
+
+  see(e: VolumeEvent): void {
+    if (e.phase !== 'after') return;
+    if (e.call === 'create') this.#byName.set(e.name, this.#next++);
+    else if (e.call === 'unlink') this.#byName.delete(e.name);
+    else if (e.call === 'rename' && e.to !== undefined && e.to !== e.name) {
+      const k = this.#key(e.name);
+      this.#byName.delete(e.name);
+      this.#byName.set(e.to, k);
+    } else if (e.call === 'write' || e.call === 'resize') {
+      const k = this.#key(e.name);
+      if (!this.#synced.has(k)) this.#written.add(k);
+    } else if (e.call === 'fsync' || e.call === 'msync') {
+      const k = this.#key(e.name);
+      if (this.#written.delete(k)) this.#synced.add(k);
+    }
+  }
+
+  /** Their names at the end, sorted. */
+  files(): string[] {
+    return [...this.#byName].filter(([, k]) => this.#written.has(k)).map(([name]) => name).sort();
+  }
 }
 
 /** The points in order; with stopAtFirst, up to the first that fails. */

@@ -20,6 +20,8 @@ export const UDAX_ERROR_CODES = {
   ERR_UDAX_BAD_NAME: 'a volume name escapes the volume (absolute, \'..\', \'.\', an empty component) or names its .udax directory',
   ERR_UDAX_UNLINKED: 'the volume file behind this handle was unlinked, or replaced by a rename',
   ERR_UDAX_NONDETERMINISTIC: 'a crash-point workload made other calls on the volume when replayed (exploreCrashPoints replays it per point: it must be deterministic)',
+  ERR_UDAX_VOLUME_LOCKED: 'the volume directory is open already, in this process or another (its .udax/lock is locked): close that volume first',
+  ERR_UDAX_VOLUME_FILE: 'a volume\'s file changes size only through its VolumeFile (resize, write past the end), which records the change for crash states',
   ERR_UDAX_MAPPED_PAST_END: 'a resize would leave a live mapping of the file wholly past its end (it starts past the new size)',
 } as const;
 

@@ -335,6 +335,16 @@ export class DaxFile {
    * — and the new size is durable at the next sync() of the whole file
    * (fsync), like any size change. */
   write(data: ArrayBufferView, position: number): number {
+    return this.#write(data, position, false);
+  }
+
+  /** @internal write for the volume that owns the file's size (src/volume.ts
+   * records the size change). */
+  ownerWrite(data: ArrayBufferView, position: number): number {
+    return this.#write(data, position, true);
+  }
+
+  #write(data: ArrayBufferView, position: number, owner: boolean): number {
     this.assertOpen('pwrite');
     const bytes = byteView('write: data', data);
     check.integer('position', position, 0);
@@ -347,6 +357,7 @@ export class DaxFile {
       const size = this.size;
       let grownFrom: number | undefined;
       if (end > size) {
+        if (!owner) this.#assertSizeNotOwned('pwrite');
         assertNoEntryLocksHeld('pwrite', this.path);
         this.#resizeTo(Math.ceil(end / PAGE_SIZE) * PAGE_SIZE);
         grownFrom = size;
@@ -404,13 +415,34 @@ export class DaxFile {
    * space (as open checks); EFBIG past the entry table's reservation (the
    * larger of the open size and 64 GiB); ERR_UDAX_MAPPED_PAST_END when a
    * live mapping of the file (any thread) starts past newSize; ERR_UDAX_DEADLOCK
-   * inside withEntriesLocked. */
+   * inside withEntriesLocked; ERR_UDAX_VOLUME_FILE for a volume's file (and a
+   * write past its end): its VolumeFile resizes it, recording the change. */
   resize(newSize: number): void {
+    this.#resize(newSize, false);
+  }
+
+  /** @internal resize for the volume that owns the file's size. */
+  ownerResize(newSize: number): void {
+    this.#resize(newSize, true);
+  }
+
+  #resize(newSize: number, owner: boolean): void {
     this.assertOpen('ftruncate');
     check.pageAligned('size', check.integer('size', newSize, 0));
     if (this.readOnly) throw errnoError('EBADF', 'ftruncate', this.path, 'file was opened readOnly');
+    if (!owner) this.#assertSizeNotOwned('ftruncate');
     assertNoEntryLocksHeld('ftruncate', this.path);
     this.#resizeTo(newSize);
+  }
+
+  /** A volume's file changes size only through the volume, which records
+   * the change as a pending operation (an open of it elsewhere, or a worker's
+   * attach, could not). */
+  #assertSizeNotOwned(syscall: string): void {
+    if (this.#persistence.sizeOwned) {
+      throw udaxError('ERR_UDAX_VOLUME_FILE',
+        'the file belongs to a volume, which records its size changes: resize it, or write past its end, through its VolumeFile (vf.resize, vf.write):', { syscall, path: this.path });
+    }
   }
 
   /** resize with checked arguments. */

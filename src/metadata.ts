@@ -33,7 +33,18 @@ export type MetaOp =
   | { seq: number; kind: 'rename'; path: string; to: string; file: number }
   | { seq: number; kind: 'mkdir'; path: string }
   | { seq: number; kind: 'rmdir'; path: string }
-  | { seq: number; kind: 'size'; path: string; file: number; size: number };
+  | { seq: number; kind: 'size'; path: string; file: number; size: number; cut?: SizeCut };
+
+/** What a shrink cut, [from, to), and — kept once the file grows back into
+ * that range, before anything is written there — the media's bytes of it as
+ * the shrink left them. ext4 and xfs do not reuse a freed block before the
+ * transaction that freed it commits, so a crash state that does not keep
+ * the shrink shows these bytes there (src/volume-crash.ts). */
+export interface SizeCut {
+  readonly from: number;
+  readonly to: number;
+  bytes?: Uint8Array;
+}
 
 export type NamespaceNode = { kind: 'file'; file: number } | { kind: 'directory' };
 /** Paths (relative, '/'-separated; '' is the root, never stored) to nodes. */

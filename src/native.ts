@@ -101,6 +101,9 @@ export interface NativeAddon {
   fileInode(file: number): number;
   fileProbeMapSync(file: number): boolean;
   fileDescriptor(file: number): number;
+  // native/ofd_lock.cc
+  /** A write lock (F_OFD_SETLK) on the whole file: 0, or the errno (EAGAIN: held by another open). */
+  fileOfdLock(file: number): number;
   filePwrite(file: number, bytes: Uint8Array, position: number): number;
   filePread(file: number, bytes: Uint8Array, position: number): number;
   // native/inode.cc

@@ -118,7 +118,7 @@ const KINDS: readonly MediaKind[] = ['none', 'shadow', 'pmem'];
 const GRANULARITIES: readonly Granularity[] = ['cache-line', 'page', 'byte8'];
 
 /** Int32 words, then Float64, then BigInt64, then bytes. */
-const INTS = { STATE: 0, ERRSEQ: 1, KIND: 2, GRANULARITY: 3, UNIT_SIZE: 4, TIMED: 5, RULES: 6 } as const;
+const INTS = { STATE: 0, ERRSEQ: 1, KIND: 2, GRANULARITY: 3, UNIT_SIZE: 4, TIMED: 5, SIZE_OWNED: 6, RULES: 7 } as const;
 const INT_COUNT = INTS.RULES + MAX_RULES * RULE_INTS;
 const FLOATS = { LINE_NS: 0, FENCE_NS: 1, RANGES: 2 } as const;
 const FLOAT_COUNT = FLOATS.RANGES + MAX_RULES * RULE_RANGES;
@@ -213,6 +213,16 @@ export class Persistence {
   /** The size a crash would leave (sizes are metadata: durable at fsync). */
   get durableSize(): number {
     return this.#file.table.durableSize;
+  }
+
+  /** Whether a volume records the file's size changes (src/volume.ts): then
+   * no open of it, in any thread, changes its size but the volume's. */
+  get sizeOwned(): boolean {
+    return Atomics.load(this.#area.ints, INTS.SIZE_OWNED) !== 0;
+  }
+
+  set sizeOwned(owned: boolean) {
+    Atomics.store(this.#area.ints, INTS.SIZE_OWNED, owned ? 1 : 0);
   }
 
   /** fsync's size step, after its writeback: the live size becomes durable

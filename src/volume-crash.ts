@@ -10,7 +10,7 @@
 // name holds). Each state is then built in place and undone: pwrite of its
 // units, renames between stash and image for its operations. A state costs
 // what it changes, not the size of the files.
-import { closeSync, copyFileSync, cpSync, ftruncateSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, rmdirSync, rmSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkCrashable, differingUnits, type Unit } from './crash.js';
 import { errnoError, rangeError, udaxError } from './errors.js';
@@ -107,6 +107,9 @@ interface FileSnapshot {
    * or cut (empty when none is pending). */
   tailFrom: number;
   tail: Uint8Array;
+  /** Its pending shrinks (index into the pending list): what each cut and,
+   * if the file grew back into it, the bytes there before. */
+  cuts: { index: number; from: number; to: number; bytes: Uint8Array | undefined }[];
 }
 
 /** @internal A snapshot's parts, structured-cloneable: what a worker of the
@@ -117,9 +120,10 @@ export interface StatesWire {
   ops: MetaOp[];
   durable: [string, NamespaceNode][];
   /** base: the file's path in the image, or in the stash when stashed;
-   * durable, tailFrom, tail: as FileSnapshot's (its size in the base, the
-   * media bytes pending size changes may keep or cut). */
-  files: { id: number; first: number; count: number; base: string; stashed: boolean; durable: number; tailFrom: number; tail: Uint8Array }[];
+   * durable, tailFrom, tail, cuts: as FileSnapshot's (its size in the base,
+   * the media bytes pending size changes may keep or cut, the bytes a shrink
+   * not kept shows). */
+  files: { id: number; first: number; count: number; base: string; stashed: boolean; durable: number; tailFrom: number; tail: Uint8Array; cuts: FileSnapshot['cuts'] }[];
   units: VolumeUnit[];
   /** Each unit's live bytes then its media bytes, unit after unit: one
    * shared buffer every worker reads, not a copy per worker. */
@@ -145,7 +149,8 @@ function durableSize(dax: DaxFile): number {
 }
 
 /** Lock every entry of every open file (ascending table id: one order for
- * every taker), harvest, and write-protect the DIRTY entries, so stores from
+ * every taker; each file's harvest lock first, as any harvest takes it
+ * before an entry lock), harvest, and write-protect the DIRTY entries, so stores from
  * other threads fault and wait (sigsegv, sigbus) while fn reads; async
  * mappings have no fault of their own, so they are frozen read-only whole
  * and their stores wait in the fault handler (native/freeze.cc) until fn
@@ -263,7 +268,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
       for (const f of w.files) {
         const fs: FileSnapshot = {
           id: f.id, first: f.first, count: f.count, basePath: join(f.stashed ? this.#stash : this.dir, f.base), fd: undefined,
-          durable: f.durable, tailFrom: f.tailFrom, tail: f.tail,
+          durable: f.durable, tailFrom: f.tailFrom, tail: f.tail, cuts: f.cuts,
         };
         this.#files.push(fs);
         for (let j = 0; j < f.count; j++) this.#unitFile.push(fs);
@@ -321,8 +326,11 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     for (const inc of incs) {
       const basePath = where.get(inc.id) ?? join(this.#stash, String(inc.id));
       const durable = inc.dax ? durableSize(inc.dax) : 0;
-      const fs: FileSnapshot = { id: inc.id, first: this.units.length, count: 0, basePath, fd: undefined, durable, tailFrom: durable, tail: new Uint8Array(0) };
+      const fs: FileSnapshot = { id: inc.id, first: this.units.length, count: 0, basePath, fd: undefined, durable, tailFrom: durable, tail: new Uint8Array(0), cuts: [] };
       if (inc.dax) {
+        this.#ops.forEach((op, index) => {
+          if (op.kind === 'size' && op.file === inc.id && op.cut) fs.cuts.push({ index, from: op.cut.from, to: op.cut.to, bytes: op.cut.bytes });
+        });
         const sizes = this.#ops.flatMap((op) => (op.kind === 'size' && op.file === inc.id ? [op.size] : []));
         const [lo, hi] = [Math.min(durable, ...sizes), Math.max(durable, ...sizes)];
         if (hi > lo && inc.dax.persistence.media) {
@@ -374,15 +382,22 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     return sizes;
   }
 
-  /** The units of files that exist after kept, inside the file's size then. */
+  /** The units of files that exist after kept, inside the file's size then
+   * and outside what a shrink it does not keep cut (a unit there is a store
+   * into a block the file got back later: not the block this state shows). */
   #presentUnits(kept: readonly number[]): number[] {
     const present = this.#namespaceAfter(kept);
     const sizes = this.#sizesAfter(kept);
+    const keptSet = new Set(kept);
     const out: number[] = [];
     for (const f of this.#files) {
       if (!present.has(f.id)) continue;
       const size = sizes.get(f.id) ?? f.durable;
-      for (let u = f.first; u < f.first + f.count; u++) if (this.units[u].offset + this.units[u].length <= size) out.push(u);
+      const lost = f.cuts.filter((c) => !keptSet.has(c.index));
+      for (let u = f.first; u < f.first + f.count; u++) {
+        const { offset, length } = this.units[u];
+        if (offset + length <= size && !lost.some((c) => offset < c.to && offset + length > c.from)) out.push(u);
+      }
     }
     return out;
   }
@@ -456,7 +471,7 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
         const stashed = f.basePath.startsWith(`${this.#stash}/`);
         return {
           id: f.id, first: f.first, count: f.count, stashed, base: f.basePath.slice((stashed ? this.#stash : this.dir).length + 1),
-          durable: f.durable, tailFrom: f.tailFrom, tail: f.tail,
+          durable: f.durable, tailFrom: f.tailFrom, tail: f.tail, cuts: f.cuts,
         };
       }),
       units: this.units, bytes: this.#unitBytes(),
@@ -514,16 +529,24 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
     const units = choice.units.filter((u) => inSize.has(u));
     const sizes = this.#sizesAfter(kept);
     const resized = this.#files.filter((f) => sizes.has(f.id) && sizes.get(f.id) !== f.durable);
+    const keptSet = new Set(kept);
+    // Shrinks not kept whose cut the file grew back into: latest first, so
+    // where two overlap the earlier one's bytes (older) are what stays.
+    const restores = this.#files.flatMap((f) => f.cuts.filter((c) => c.bytes && !keptSet.has(c.index)).map((c) => ({ f, c })))
+      .filter(({ f, c }) => c.from < (sizes.get(f.id) ?? f.durable))
+      .sort((x, y) => y.c.index - x.c.index);
     const undo: (() => void)[] = [];
     const cost = { bytes: 0, namespaceOps: 0 };
     try {
       // Opened at the base location, before anything moves.
       for (const u of units) this.#fd(this.#unitFile[u]);
       for (const f of resized) this.#fd(f);
+      for (const { f } of restores) this.#fd(f);
       const cut = this.#cutUnits(kept, new Set(units));
       for (const u of cut) this.#fd(this.#unitFile[u]);
       this.#applyOperations(kept, undo, cost);
       for (const f of resized) this.#resize(f, sizes.get(f.id)!, undo, cost);
+      for (const { f, c } of restores) this.#restoreCut(f, c, sizes.get(f.id) ?? f.durable, undo, cost);
       for (const u of cut) this.#clearCut(u, undo, cost);
       for (const u of units) {
         const fd = this.#unitFile[u].fd!;
@@ -558,6 +581,19 @@ export class VolumeCrashStates implements Iterable<VolumeCrashState> {
       ftruncateSync(fd, durable);
       if (size < durable) writeSync(fd, tail, size - tailFrom, durable - size, size);
     });
+  }
+
+  /** A shrink the state does not keep: its cut range (inside size) shows the
+   * bytes it had before the shrink, not what the file wrote there after
+   * growing back into it. */
+  #restoreCut(f: FileSnapshot, c: FileSnapshot['cuts'][number], size: number, undo: (() => void)[], cost: { bytes: number }): void {
+    const fd = f.fd!;
+    const length = Math.min(c.to, size) - c.from;
+    const before = new Uint8Array(length);
+    readSync(fd, before, 0, length, c.from);
+    writeSync(fd, c.bytes!, 0, length, c.from);
+    cost.bytes += length;
+    undo.push(() => writeSync(fd, before, 0, length, c.from));
   }
 
   /** Where a state keeps a shrink and a later grow of a file, the bytes

@@ -27,6 +27,7 @@ import type { TrackerOption } from './tracker.js';
 import type { SyncResult } from './writeback.js';
 import * as check from './validate.js';
 import { VolumeCrashStates, type VolumeCrashStatesOptions } from './volume-crash.js';
+import { lockVolume, VOLUME_LOCK_FILE, type VolumeLock } from './volume-lock.js';
 
 /** The volume's own directory inside it (refused as a name). */
 export const VOLUME_PRIVATE_DIR = '.udax';
@@ -125,6 +126,7 @@ export class Volume {
   #seq = 0;
   #closed = false;
   readonly #observers = new Set<VolumeObserver>();
+  readonly #lock: VolumeLock;
 
   /** @internal Use openVolume(). */
   constructor(dir: string, model: MetadataModel, openOptions: Record<string, unknown>) {
@@ -133,9 +135,15 @@ export class Volume {
     this.metadata = model.name;
     this.#openOptions = openOptions;
     this.#private = join(dir, VOLUME_PRIVATE_DIR);
-    rmSync(this.#private, { recursive: true, force: true });  // a previous run's media: its files now count as durable
-    mkdirSync(this.#private);
-    this.#scan('');
+    this.#lock = lockVolume(dir, this.#private);  // refused (ERR_UDAX_VOLUME_LOCKED) before anything changes
+    try {
+      // A previous run's media: its files now count as durable.
+      for (const name of readdirSync(this.#private)) if (name !== VOLUME_LOCK_FILE) rmSync(join(this.#private, name), { recursive: true, force: true });
+      this.#scan('');
+    } catch (e) {
+      this.#lock.release();
+      throw e;
+    }
     this.#durable = new Map(this.#live);
   }
 
@@ -251,6 +259,7 @@ export class Volume {
       const inc = this.#newIncarnation(n);
       try {
         inc.dax = open(this.#real(n), { ...this.#persistOptions(inc), create: true, size: bytes });
+        inc.dax.persistence.sizeOwned = true;
       } catch (e) {
         this.#incarnations.delete(inc.id);
         this.#nextId--;
@@ -272,8 +281,20 @@ export class Volume {
 
   /** @internal The incarnation's DaxFile, opened on first use. */
   #daxOf(inc: Incarnation): DaxFile {
-    inc.dax ??= open(this.#real(inc.name), this.#persistOptions(inc));
+    if (!inc.dax) {
+      const dax = open(this.#real(inc.name), this.#persistOptions(inc));
+      dax.persistence.sizeOwned = true;  // its size changes go through the volume (ERR_UDAX_VOLUME_FILE)
+      inc.dax = dax;
+    }
     return inc.dax;
+  }
+
+  /** Close an incarnation's DaxFile, giving its size back to any other open. */
+  #closeDax(inc: Incarnation): void {
+    if (inc.dax && !inc.dax.closed) {
+      inc.dax.persistence.sizeOwned = false;
+      inc.dax.close();
+    }
   }
 
   /** Remove a file's name. Its handles then throw ERR_UDAX_UNLINKED; until
@@ -396,13 +417,34 @@ export class Volume {
     this.#makeDurable(this.#model.durableOnFileSync(this.#pending, inc.id));
   }
 
-  /** @internal Run fn, a call that may change the file's size (resize, a
-   * write past the end), and issue the change as a pending 'size' operation. */
-  sizeChanging<T>(inc: Incarnation, dax: DaxFile, fn: () => T): T {
+  /** @internal Run fn, a call that may change the file's size to target
+   * (resize, a write past the end), and issue the change as a pending 'size'
+   * operation; a shrink's carries what it cut. */
+  sizeChanging<T>(inc: Incarnation, dax: DaxFile, target: number, fn: () => T): T {
     const before = dax.size;
+    if (target > before) this.#keepCutBytes(inc, dax, before, target);
     const result = fn();
-    if (dax.size !== before) this.#issue({ kind: 'size', path: inc.name, file: inc.id, size: dax.size });
+    const after = dax.size;
+    if (after !== before) this.#issue({ kind: 'size', path: inc.name, file: inc.id, size: after, ...(after < before ? { cut: { from: after, to: before } } : {}) });
     return result;
+  }
+
+  /** A grow of [from, to) into a range a pending shrink cut: keep the media's
+   * bytes of that cut first, since what the grow's call writes there
+   * overwrites them (until then they are as the shrink left them: nothing
+   * writes a media past the file's end, and only the fsync that makes the
+   * shrink durable cuts the media). */
+  #keepCutBytes(inc: Incarnation, dax: DaxFile, from: number, to: number): void {
+    const media = dax.persistence.media;
+    if (!media) return;
+    for (const op of this.#pending) {
+      const cut = op.kind === 'size' && op.file === inc.id ? op.cut : undefined;
+      if (!cut || cut.bytes || cut.to <= from || cut.from >= to) continue;
+      const bytes = new Uint8Array(cut.to - cut.from);
+      const readable = Math.max(0, Math.min(bytes.length, media.size - cut.from));
+      if (readable > 0) media.read(cut.from, bytes.subarray(0, readable));
+      cut.bytes = bytes;
+    }
   }
 
   #makeDurable(indices: number[]): void {
@@ -433,7 +475,7 @@ export class Volume {
     const before = this.#incarnations.size;
     for (const inc of [...this.#incarnations.values()]) {
       if (inc.live || named.has(inc.id)) continue;
-      inc.dax?.close();
+      this.#closeDax(inc);
       rmSync(inc.mediaPath, { force: true });
       rmSync(inc.keptDataPath, { force: true });
       this.#incarnations.delete(inc.id);
@@ -471,9 +513,10 @@ export class Volume {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const inc of this.#incarnations.values()) inc.dax?.close();
+    for (const inc of this.#incarnations.values()) this.#closeDax(inc);
     this.#incarnations.clear();
-    rmSync(this.#private, { recursive: true, force: true });
+    rmSync(this.#private, { recursive: true, force: true });  // the lock file too, before the lock goes (src/volume-lock.ts)
+    this.#lock.release();
   }
 
   [Symbol.dispose](): void {
@@ -539,7 +582,8 @@ export class VolumeFile {
   write(data: ArrayBufferView, position: number): number {
     return this.#volume.observed('write', this.#inc.name, () => {
       const dax = this.#dax('pwrite');
-      return this.#volume.sizeChanging(this.#inc, dax, () => dax.write(data, position));
+      const end = ArrayBuffer.isView(data) && typeof position === 'number' ? Math.ceil((position + data.byteLength) / PAGE_SIZE) * PAGE_SIZE : 0;
+      return this.#volume.sizeChanging(this.#inc, dax, end, () => dax.ownerWrite(data, position));
     });
   }
 
@@ -553,7 +597,7 @@ export class VolumeFile {
   resize(newSize: number): void {
     this.#volume.observed('resize', this.#inc.name, () => {
       const dax = this.#dax('ftruncate');
-      this.#volume.sizeChanging(this.#inc, dax, () => dax.resize(newSize));
+      this.#volume.sizeChanging(this.#inc, dax, typeof newSize === 'number' ? newSize : 0, () => dax.ownerResize(newSize));
     });
   }
 

@@ -168,6 +168,28 @@ describe('exploreCrashPoints', () => {
     expect(committed).toBe(0);  // the stop came out of db.sync()
   });
 
+  test('warns of a file written and never synced after: what an engine whose fdatasync is a no-op does', async () => {
+    const r = await udax.exploreCrashPoints(volumeDir(), (v) => {
+      const log = v.create('log', 0);
+      log.write(Buffer.from('rec'), 0);  // never synced: named
+      const db = v.create('db');
+      db.write(Buffer.from('x'), 0);
+      db.sync();  // synced after its write
+      const t = v.create('t');
+      t.write(Buffer.from('y'), 0);
+      v.rename('t', 'u');
+      v.open('u').sync();  // followed through the rename
+      const gone = v.create('gone');
+      gone.resize(2 * 4096);
+      v.unlink('gone');  // not there at the end
+      v.syncDirectory();
+    }, () => true);
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toEqual([
+      "written and never synced after (no fsync or msync of the file followed a write or resize of it): 'log' (a runtime whose fdatasync is a no-op makes an engine that uses it for these files look like this)",
+    ]);
+  });
+
   test('warns when the workload never syncs; rethrows its own errors; refuses an existing directory', async () => {
     const r = await udax.exploreCrashPoints(volumeDir(), (v) => void v.create('a'), () => true, { at: 'operation' });
     expect(r.syncs).toBe(0);

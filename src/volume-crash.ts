@@ -149,12 +149,12 @@ function durableSize(dax: DaxFile): number {
 }
 
 /** Lock every entry of every open file (ascending table id: one order for
- * every taker; each file's harvest lock first, as any harvest takes it
- * before an entry lock), harvest, and write-protect the DIRTY entries, so stores from
- * other threads fault and wait (sigsegv, sigbus) while fn reads; async
- * mappings have no fault of their own, so they are frozen read-only whole
- * and their stores wait in the fault handler (native/freeze.cc) until fn
- * returns. Writeback and file.write wait for the locks: the media cannot
+ * every taker; the harvest lock is innermost, taken by the harvest after
+ * them), freeze its async mappings, harvest, and write-protect the DIRTY
+ * entries, so stores from other threads fault and wait (sigsegv, sigbus)
+ * while fn reads; async mappings have no fault of their own, so they are
+ * frozen read-only whole and their stores wait in the fault handler
+ * (native/freeze.cc) until fn returns. Writeback and file.write wait for the locks: the media cannot
  * change under fn. */
 function withVolumeFrozen<T>(files: DaxFile[], fn: () => T): T {
   const sorted = [...files].sort((a, b) => a.table.id - b.table.id);
@@ -170,9 +170,12 @@ function withVolumeFrozen<T>(files: DaxFile[], fn: () => T): T {
         for (let i = 0; i < locked; i++) t.unlock(i);
       });
       for (; locked <= last; locked++) t.lock(locked);
+      // Freeze, then harvest: a store between a harvest and the freeze would
+      // be in the file but in no unit (the state would show the media there,
+      // beside a later store to another file: torn).
+      undo.push(freezeStores(f.faultTracker, t.id));
       f.harvest();
       writeProtectDirty(f);
-      undo.push(freezeStores(f.faultTracker, t.id));
     }
     return fn();
   } finally {

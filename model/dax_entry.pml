@@ -464,7 +464,7 @@ proctype async_writer(byte tid) {
  * runs PAGEMAP_SCAN get-and-write-protect over the range, which reports
  * each written page and write-protects it, atomically per page (per page
  * table in the kernel: one step per page is a superset); then on_written()
- * -> dirty_entries() DIRTies each entry holding a reported page with
+ * -> dirty_file_range() DIRTies each entry holding a reported page with
  * entry_dirty_as(): lock, entry_set_dirty() (DIRTY, then the summary), unlock.
  * Between a page's scan and its entry's DIRTY the dirt lives only in the
  * harvester's result (todo here): TRACKERS.md trap 6. */
@@ -523,7 +523,7 @@ inline harvest() {
                     :: else fi; k++ }
      :: else -> break
      od;
-     e = 0;                                            /* dirty_entries()      */
+     e = 0;                                            /* dirty_file_range()   */
      do
      :: e < NE && (todo & (1 << e)) ->
         lock_dirty(e);                                 /* entry_dirty_as()     */

@@ -3,11 +3,14 @@
 // Atomics and comes here to wait, so waiters in the fault handler and in JS
 // wake each other. Everything here is async-signal-safe.
 //
-// A lock's owner is its thread id. A thread that dies holding entry locks (a
-// worker terminated inside sync or withEntriesLocked) leaves them set: a
-// waiter that finds the owner gone takes the lock over, and sets DIRTY, the
-// only thing recovery ever does — whatever the dead thread was doing, the
-// next writeback flushes the entry again.
+// A lock's owner is its owner tag (entry.h, native/sidecar.cc): registry
+// slot and thread index, unique across the processes sharing the file. A
+// thread that dies holding entry locks (a worker terminated inside sync or
+// withEntriesLocked, a process killed) leaves them set: a waiter that finds
+// the owner gone takes the lock over, and sets DIRTY, the only thing
+// recovery ever does — whatever the dead thread was doing, the next
+// writeback flushes the entry again. The words are shared memory: the
+// futexes are the shared (not _PRIVATE) ones.
 #include "udax.h"
 
 #include <errno.h>
@@ -27,24 +30,15 @@ static inline std::atomic<int32_t> *word_of(udax_inode *t, uint32_t index) {
 
 pid_t udax_gettid() { return (pid_t)syscall(SYS_gettid); }
 
-static inline int32_t owner_tag(pid_t tid) {
-  return (int32_t)(((uint32_t)tid << UDAX_ENTRY_OWNER_SHIFT) & UDAX_ENTRY_OWNER_MASK);
-}
-
-// Is thread tid of this process alive? (tgkill with signal 0 sends nothing.)
-bool thread_alive(pid_t tid) {
-  return syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno != ESRCH;
-}
-
 // Sleep while *word == expected, until woken or timeout_ns pass.
 static void futex_wait_word(int32_t *word, int32_t expected, long timeout_ns) {
   struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
-  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
+  syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
 
 // Wake every thread sleeping on word.
 static void futex_wake_word(int32_t *word) {
-  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+  syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
 static void count_dirty(udax_inode *t, uint32_t index) {
@@ -85,7 +79,7 @@ bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self) {
       v |= UDAX_ENTRY_WAITERS;
     }
     futex_wait_word(&t->entries[index], v, kOwnerCheckNs);
-    if (w->load(std::memory_order_relaxed) != v || thread_alive((pid_t)((uint32_t)owner >> UDAX_ENTRY_OWNER_SHIFT))) continue;
+    if (w->load(std::memory_order_relaxed) != v || owner_alive(t, owner)) continue;
     // The owner is gone and the word unchanged since: take it over, DIRTY.
     int32_t taken = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK) | UDAX_ENTRY_LOCKED | UDAX_ENTRY_DIRTY) | self;
     if (!w->compare_exchange_strong(v, taken, std::memory_order_acquire)) continue;
@@ -95,7 +89,7 @@ bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self) {
   }
 }
 
-void entry_lock(udax_inode *t, uint32_t index) { entry_lock_as(t, index, owner_tag(udax_gettid())); }
+void entry_lock(udax_inode *t, uint32_t index) { entry_lock_as(t, index, entry_owner_tag(t)); }
 
 // Release the lock of entry index and wake its waiters. Caller holds it.
 void entry_unlock(udax_inode *t, uint32_t index) {
@@ -126,7 +120,31 @@ void entry_set_dirty(udax_inode *t, uint32_t index) {
   count_dirty(t, index);
 }
 
-int32_t entry_owner_tag() { return owner_tag(udax_gettid()); }
+void entry_release_dead_slot(udax_inode *t, int k) {
+  uint32_t n = inode_high_water(t);
+  if (n > t->capacity) n = t->capacity;
+  const uint32_t lo = (uint32_t)(k + 1) << (UDAX_OWNER_THREAD_BITS + UDAX_ENTRY_OWNER_SHIFT);
+  const uint32_t hi = (uint32_t)(k + 2) << (UDAX_OWNER_THREAD_BITS + UDAX_ENTRY_OWNER_SHIFT);
+  auto theirs = [&](int32_t v) { return (uint32_t)(v & (int32_t)UDAX_ENTRY_OWNER_MASK) >= lo && (uint32_t)(v & (int32_t)UDAX_ENTRY_OWNER_MASK) < hi; };
+  for (uint32_t i = 0; i < n; i++) {
+    std::atomic<int32_t> *w = word_of(t, i);
+    int32_t v = w->load(std::memory_order_relaxed);
+    while ((v & UDAX_ENTRY_LOCKED) && theirs(v)) {
+      int32_t freed = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS)) | UDAX_ENTRY_DIRTY);
+      if (!w->compare_exchange_weak(v, freed, std::memory_order_acq_rel)) continue;
+      if (!(v & UDAX_ENTRY_DIRTY)) count_dirty(t, i);
+      if (v & UDAX_ENTRY_WAITERS) futex_wake_word(&t->entries[i]);
+      __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
+      break;
+    }
+  }
+  // The harvest lock and the freeze word: their takers recover them (a dead
+  // owner), but an owner tag of this slot would look like ours from now on.
+  for (int word : {UDAX_TRACKER_HARVEST_LOCK, UDAX_TRACKER_FREEZE}) {
+    int32_t v = __atomic_load_n(&t->tracker[word], __ATOMIC_ACQUIRE);
+    if (v > 0 && theirs(v)) tracker_word_release_dead(t, word, v);
+  }
+}
 
 void entry_dirty_as(udax_inode *t, uint32_t index, int32_t self) {
   int32_t v = word_of(t, index)->load(std::memory_order_acquire);
@@ -158,7 +176,14 @@ static Napi::Value EntryWake(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
-// gettid(): this thread's Linux thread id (the entry-lock owner).
+// inodeOwnerTag(inodeId): this thread's entry-lock owner tag for the file
+// (entry.h: registry slot and thread index), published for peers.
+static Napi::Value InodeOwnerTag(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "open");
+  return Napi::Number::New(info.Env(), entry_owner_tag(t.get()));
+}
+
+// gettid(): this thread's Linux thread id.
 static Napi::Value GetTid(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), udax_gettid());
 }
@@ -167,4 +192,5 @@ void init_lock(Napi::Env env, Napi::Object exports) {
   exports.Set("entryLockWait", Napi::Function::New(env, EntryLockWait, "entryLockWait"));
   exports.Set("entryWake", Napi::Function::New(env, EntryWake, "entryWake"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
+  exports.Set("inodeOwnerTag", Napi::Function::New(env, InodeOwnerTag, "inodeOwnerTag"));
 }

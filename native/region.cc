@@ -273,7 +273,7 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
   while (r->users.load(std::memory_order_seq_cst) != 0) sched_yield();
   if (async_inode) {
     uint64_t pages = 0;
-    harvest_region(r, 0, UINT64_MAX, entry_owner_tag(), &pages);  // on error: all of it DIRTY
+    harvest_region(r, 0, UINT64_MAX, entry_owner_tag(async_inode), &pages);  // on error: all of it DIRTY
     __atomic_fetch_add(&async_inode->stats[UDAX_STAT_PAGES_HARVESTED], (int64_t)pages, __ATOMIC_RELAXED);
     harvest_unlock(async_inode);
     inode_unref(async_inode);

@@ -282,6 +282,7 @@ static Napi::Value InodePeers(const Napi::CallbackInfo &info) {
     o.Set("pid", Napi::Number::New(info.Env(), __atomic_load_n(&t->slots[k].pid, __ATOMIC_ACQUIRE)));
     o.Set("sameNamespace", Napi::Boolean::New(info.Env(), __atomic_load_n(&t->slots[k].pidns, __ATOMIC_ACQUIRE) == t->pidns));
     o.Set("ready", Napi::Boolean::New(info.Env(), slot_ready(t.get(), k)));
+    o.Set("attachErrno", Napi::Number::New(info.Env(), sidecar_peer_attach_access(t.get(), k)));
     a.Set(a.Length(), o);
   }
   return a;

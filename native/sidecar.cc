@@ -132,6 +132,101 @@ bool owner_alive(udax_inode *t, int32_t owner) {
   return thread_alive(__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE), tid);
 }
 
+// ---- mapped ranges -----------------------------------------------------------
+
+int sidecar_publish_range(udax_inode *t, uintptr_t start, uintptr_t end, uint64_t file_offset) {
+  std::lock_guard<std::mutex> lock(t->ranges_mutex);
+  udax_sidecar_slot *s = &t->slots[t->slot];
+  for (int i = 0; i < UDAX_SLOT_RANGES; i++) {
+    udax_sidecar_range *r = &s->ranges[i];
+    if (__atomic_load_n(&r->end, __ATOMIC_ACQUIRE) != 0) continue;
+    r->start = start;
+    r->file_offset = file_offset;
+    __atomic_store_n(&r->end, (uint64_t)end, __ATOMIC_RELEASE);
+    if ((uint32_t)i >= s->n_ranges) __atomic_store_n(&s->n_ranges, (uint32_t)i + 1, __ATOMIC_RELEASE);
+    return i;
+  }
+  return -1;
+}
+
+int sidecar_peer_attach_access(udax_inode *t, int k) {
+  int pidfd = (int)syscall(SYS_pidfd_open, __atomic_load_n(&t->slots[k].pid, __ATOMIC_ACQUIRE), 0);
+  if (pidfd < 0) return errno == ESRCH ? 0 : errno;
+  // The ptrace check comes before the descriptor lookup: EBADF means allowed.
+  int fd = (int)syscall(SYS_pidfd_getfd, pidfd, INT_MAX, 0);
+  int err = fd >= 0 ? 0 : errno == EBADF || errno == ESRCH ? 0 : errno;
+  if (fd >= 0) close(fd);
+  close(pidfd);
+  return err;
+}
+
+// Peer k's sigbus userfaultfd, taken once per process holding slot k (and
+// kept while it does). -1 with *err 0: nothing to write-protect there (dead,
+// attaching, no sigbus mapping). Caller holds t->peer_mutex.
+static int peer_uffd(udax_inode *t, int k, int *err) {
+  udax_sidecar_slot *s = &t->slots[k];
+  auto &c = t->peer_uffd[k];
+  *err = 0;
+  int32_t fdnum = __atomic_load_n(&s->sigbus_uffd, __ATOMIC_ACQUIRE) - 1;
+  // Not ready: dead (nothing of it is writable any more) or still attaching
+  // (no mapping yet).
+  bool ready = fdnum >= 0 && slot_ready(t, k);
+  int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+  uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+  if (c.fd >= 0 && (!ready || c.pid != pid || c.gen != gen)) {
+    close(c.fd);
+    c.fd = -1;
+  }
+  if (!ready || c.fd >= 0) return c.fd;
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) {
+    if (errno != ESRCH) *err = errno;
+    return -1;
+  }
+  // Still that process's slot once the pidfd pins it: the pid was its pid.
+  if (!slot_ready(t, k) || __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) != pid || __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) != gen) {
+    close(pidfd);
+    return -1;
+  }
+  int uffd = (int)syscall(SYS_pidfd_getfd, pidfd, fdnum, 0);
+  if (uffd < 0 && errno != ESRCH) *err = errno;  // EPERM: ptrace rules (checked at open too)
+  close(pidfd);
+  if (uffd >= 0) c = {uffd, pid, gen};
+  return uffd;
+}
+
+int sidecar_mkclean_peers(udax_inode *t, uint32_t first, uint32_t last) {
+  const uint64_t from = (uint64_t)first << t->entry_shift, to = ((uint64_t)last + 1) << t->entry_shift;
+  std::lock_guard<std::mutex> lock(t->peer_mutex);
+  for (int k = 0, high = sidecar_slots_high(t); k < high; k++) {
+    if (k == t->slot) continue;
+    udax_sidecar_slot *s = &t->slots[k];
+    uint32_t n = __atomic_load_n(&s->n_ranges, __ATOMIC_ACQUIRE);
+    if (n == 0 && t->peer_uffd[k].fd < 0) continue;
+    int err = 0;
+    int uffd = peer_uffd(t, k, &err);
+    if (err) return err;
+    for (uint32_t i = 0; uffd >= 0 && i < n && i < UDAX_SLOT_RANGES; i++) {
+      udax_sidecar_range *r = &s->ranges[i];
+      uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
+      if (!end) continue;
+      uint64_t fo = r->file_offset, len = end - r->start;
+      uint64_t a = from > fo ? from : fo, b = to < fo + len ? to : fo + len;
+      if (a >= b) continue;
+      int e;
+      for (int tries = 0; (e = uffd_set_wp(uffd, (uintptr_t)(r->start + (a - fo)), b - a, true)) == EAGAIN && tries < 1000; tries++) {}
+      if (e && e != ENOENT && e != ESRCH) return e;  // ENOENT: unmapped meanwhile; ESRCH: it died
+    }
+  }
+  return 0;
+}
+
+void sidecar_unpublish_range(udax_inode *t, int index) {
+  if (index < 0) return;
+  std::lock_guard<std::mutex> lock(t->ranges_mutex);
+  __atomic_store_n(&t->slots[t->slot].ranges[index].end, (uint64_t)0, __ATOMIC_RELEASE);
+}
+
 // ---- attach and detach ---------------------------------------------------------
 
 void sidecar_name(const char *dir, dev_t dev, ino_t ino, char *out, size_t len) {
@@ -392,6 +487,8 @@ void sidecar_detach(udax_inode *t) {
     if (fstat(fd, &a) == 0 && lstat(t->sidecar_path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
       unlink(t->sidecar_path);
   }
+  for (auto &c : t->peer_uffd)
+    if (c.fd >= 0) close(c.fd);
   flock_retry(fd, LOCK_UN);
   close(fd);
 }

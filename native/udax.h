@@ -79,6 +79,10 @@ struct udax_inode {
   int32_t *tids;             // UDAX_SLOTS x 2^UDAX_OWNER_THREAD_BITS thread ids
   uint64_t pidns;            // this process's pid namespace (inode of /proc/self/ns/pid)
   std::mutex ranges_mutex;   // this process's writes of its slot's ranges
+  // Peers' sigbus userfaultfds taken with pidfd_getfd, kept for later syncs
+  // while the same process (pid, slot generation) holds the slot.
+  std::mutex peer_mutex;
+  struct { int fd = -1; int32_t pid = 0; uint32_t gen = 0; } peer_uffd[UDAX_SLOTS];
   char sidecar_path[256];
 };
 
@@ -178,6 +182,7 @@ struct udax_region {
   uint8_t *writable;            // per entry: 1 while mapped read-write here
   size_t writable_len;
   std::atomic<int32_t> rw_runs; // runs of writable entries (VMA estimate)
+  int shared_range;             // async: its record in the sidecar slot, or -1
 };
 
 extern udax_region g_regions[UDAX_MAX_REGIONS];
@@ -248,7 +253,7 @@ struct udax_sidecar_slot {
   uint32_t gen;              // bumped by each claimer
   uint64_t pidns;
   uint32_t n_ranges;         // records in use are below this
-  uint32_t pad;
+  int32_t sigbus_uffd;       // sigbus tracker: its userfaultfd's fd number + 1 (0: none)
   udax_sidecar_range ranges[UDAX_SLOT_RANGES];
 };
 struct udax_sidecar_hdr {
@@ -284,6 +289,19 @@ inline int sidecar_slots_high(const udax_inode *t) {
 }
 // Live processes attached besides this one.
 int sidecar_peers(udax_inode *t);
+// Record / forget [start, end) at file_offset as one of this process's async
+// mappings of t. Publish returns the record index, or -1 when all are used.
+// Unpublish: caller holds the harvest lock.
+int sidecar_publish_range(udax_inode *t, uintptr_t start, uintptr_t end, uint64_t file_offset);
+// Write-protect file entries [first, last] in every live peer's sigbus
+// mappings, through its own userfaultfd (pidfd_getfd: PTRACE_MODE_ATTACH).
+// Returns 0 or the errno of a write-protect that failed on a live peer.
+// Caller holds those entry locks.
+int sidecar_mkclean_peers(udax_inode *t, uint32_t first, uint32_t last);
+// Could this process take peer slot k's userfaultfd (pidfd_getfd's ptrace
+// check)? 0, or the errno.
+int sidecar_peer_attach_access(udax_inode *t, int k);
+void sidecar_unpublish_range(udax_inode *t, int index);
 // At exit: unlink t's sidecar when no other live process holds it.
 void sidecar_forget_at_exit(udax_inode *t);
 // Close every sidecar descriptor in a forked child (pthread_atfork), so the
@@ -373,6 +391,8 @@ int sigbus_set_wp(uintptr_t start, size_t len, bool wp);
 // still write-protected page of a sigbus region (or the self-test page) and
 // has been handled, so the store can retry. Async-signal-safe.
 bool sigbus_write_fault(siginfo_t *si, void *uctx);
+// The process's sigbus userfaultfd, or -1 before the first sigbus mapping.
+int sigbus_uffd_fd();
 // The sigbus regions' write fault: lock -> DIRTY -> un-protect -> unlock.
 void handle_uffd_write_fault(udax_region *r, uintptr_t addr);
 
@@ -388,6 +408,10 @@ int32_t uffd_scan_policy(const udax_inode *t);
 // caller): DIRTY every entry with a written page. On a scan error every entry
 // of that part is dirtied (nothing lost) and the errno returned.
 int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages);
+// Harvest file bytes [from, to) in every live peer's async mappings (through
+// /proc/PID/pagemap); a dead peer's, or one that died during the scan, are
+// dirtied whole. Caller holds the harvest lock.
+void harvest_peers(udax_inode *t, uint64_t from, uint64_t to, int32_t self, uint64_t *pages);
 // Dirty entries covering file bytes [from, to) (recovery; lock -> DIRTY -> unlock).
 void dirty_file_range(udax_inode *t, uint64_t from, uint64_t to, int32_t self);
 // The file's harvest lock (shared: every process's harvests exclude each

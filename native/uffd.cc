@@ -231,6 +231,12 @@ static int harvest_range(udax_inode *t, int pagemap, uintptr_t start, size_t len
   harvest_job j{t, start, file_offset, self, 0};
   set_inflight(t, from, to);
   int err = scan_written(pagemap, start + (from - file_offset), start + (to - file_offset), uffd_scan_policy(t), on_written, &j);
+  if (!err && pagemap != g_async.pagemap) {
+    // A peer's scan counts only if its address space outlived it (the
+    // pagemap of a process that is gone reads nothing).
+    uint64_t word;
+    if (pread(pagemap, &word, sizeof word, (off_t)((start + (from - file_offset)) / 4096 * 8)) != (ssize_t)sizeof word) err = ESRCH;
+  }
   if (err) dirty_file_range(t, from, to, self);
   clear_inflight(t);
   *pages += j.pages;
@@ -239,6 +245,65 @@ static int harvest_range(udax_inode *t, int pagemap, uintptr_t start, size_t len
 
 int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages) {
   return harvest_range(r->inode, g_async.pagemap, r->start, r->end - r->start, r->file_offset, from, to, self, pages);
+}
+
+// A dead peer's ranges: what it stored is in the page cache, its written
+// bits went with its page tables: all DIRTY. Then, under the sidecar's flock
+// (claims of its slot take it too) and still dead, forget them.
+static void harvest_dead_peer(udax_inode *t, int k, int32_t self) {
+  udax_sidecar_slot *s = &t->slots[k];
+  uint32_t n = __atomic_load_n(&s->n_ranges, __ATOMIC_ACQUIRE);
+  for (uint32_t i = 0; i < n && i < UDAX_SLOT_RANGES; i++) {
+    udax_sidecar_range *r = &s->ranges[i];
+    uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
+    if (end) dirty_file_range(t, r->file_offset, r->file_offset + (end - r->start), self);
+  }
+  // Not waiting: an attach holding the flock may wait for our entry locks.
+  if (flock(t->sidecar_fd, LOCK_EX | LOCK_NB) != 0) return;  // forgotten by a later sync
+  if (!slot_alive(t, k)) {
+    for (uint32_t i = 0; i < n && i < UDAX_SLOT_RANGES; i++) __atomic_store_n(&s->ranges[i].end, (uint64_t)0, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->n_ranges, 0u, __ATOMIC_RELEASE);
+  }
+  flock(t->sidecar_fd, LOCK_UN);
+}
+
+void harvest_peers(udax_inode *t, uint64_t from, uint64_t to, int32_t self, uint64_t *pages) {
+  for (int k = 0, high = sidecar_slots_high(t); k < high; k++) {
+    if (k == t->slot) continue;
+    udax_sidecar_slot *s = &t->slots[k];
+    uint32_t n = __atomic_load_n(&s->n_ranges, __ATOMIC_ACQUIRE);
+    if (n > UDAX_SLOT_RANGES) n = UDAX_SLOT_RANGES;
+    bool any = false;
+    for (uint32_t i = 0; i < n && !any; i++) any = __atomic_load_n(&s->ranges[i].end, __ATOMIC_ACQUIRE) != 0;
+    if (!any) continue;
+    if (!slot_alive(t, k)) {
+      harvest_dead_peer(t, k, self);
+      continue;
+    }
+    char path[64];
+    int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+    snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
+    int pagemap = open(path, O_RDONLY | O_CLOEXEC);
+    // Ready after the open, with the same pid: that pid named the process
+    // whose ranges these are when it was opened (a claimer publishes its pid,
+    // clears a dead predecessor's ranges, then takes the ready lock). Not
+    // ready: a claimer's stale inheritance, dirtied below.
+    bool usable = pagemap >= 0 && slot_ready(t, k) && __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == pid;
+    for (uint32_t i = 0; i < n; i++) {
+      udax_sidecar_range *r = &s->ranges[i];
+      uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
+      if (!end) continue;
+      uintptr_t start = (uintptr_t)r->start;
+      uint64_t file_offset = r->file_offset;
+      if (usable) {
+        harvest_range(t, pagemap, start, end - start, file_offset, from, to, self, pages);  // on error: DIRTY
+      } else {
+        uint64_t a = from > file_offset ? from : file_offset, b = to < file_offset + (end - start) ? to : file_offset + (end - start);
+        dirty_file_range(t, a, b, self);
+      }
+    }
+    if (pagemap >= 0) close(pagemap);
+  }
 }
 
 static inline int64_t now_ns() {
@@ -266,6 +331,7 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
   uint64_t pages = 0;
   int err = 0;
   harvest_lock(t.get());
+  harvest_peers(t.get(), from, to, self, &pages);  // other processes' mappings (none: nothing)
   int high = g_regions_high.load(std::memory_order_acquire);
   for (int i = 0; i < high && !err; i++) {
     udax_region *r = &g_regions[i];

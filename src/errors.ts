@@ -20,7 +20,7 @@ export const UDAX_ERROR_CODES = {
   ERR_UDAX_BAD_NAME: 'a volume name escapes the volume (absolute, \'..\', \'.\', an empty component) or names its .udax directory',
   ERR_UDAX_UNLINKED: 'the volume file behind this handle was unlinked, or replaced by a rename',
   ERR_UDAX_NONDETERMINISTIC: 'a crash-point workload made other calls on the volume when replayed (exploreCrashPoints replays it per point: it must be deterministic)',
-  ERR_UDAX_SHARED: 'the file is open in another process and this needs it alone or cannot reach that process: a writable open with the sigsegv or sigbus tracker, a peer in another pid namespace or whose pagemap is unreadable, a resize',
+  ERR_UDAX_SHARED: 'the file is open in another process and this needs it alone or cannot reach that process: a writable open with the sigsegv tracker, a peer in another pid namespace or one whose page tables or userfaultfd this process may not reach, a resize',
   ERR_UDAX_MAPPED_PAST_END: 'a resize would leave a live mapping of the file wholly past its end (it starts past the new size)',
 } as const;
 

@@ -3,9 +3,13 @@
 // (native/sidecar.cc has the mechanisms; docs/processes.md the model).
 //
 // A writable open joins peers only with a tracker whose writeback reaches
-// other processes' mappings: none yet. A sync here could not write-protect
-// a peer's pages, and stores after it would be lost silently: refused, with
-// a typed error. Read-only opens map nothing writable and always join.
+// other processes' mappings: async (its harvest scans each peer's page
+// tables through /proc/PID/pagemap: PTRACE_MODE_READ) and sigbus (its
+// writeback write-protects each peer's pages through the peer's own
+// userfaultfd, taken with pidfd_getfd: PTRACE_MODE_ATTACH). With sigsegv a
+// sync here could not write-protect a peer's pages, and stores after it
+// would be lost silently: refused, with a typed error. Read-only opens map
+// nothing writable and always join.
 import { openSync, closeSync } from 'node:fs';
 import type { EntryTable } from './entry.js';
 import { errnoError, udaxError } from './errors.js';
@@ -13,7 +17,7 @@ import { native } from './native.js';
 import type { TrackerName } from './tracker.js';
 
 /** Trackers whose writeback write-protects every process's mappings. */
-export const CROSS_PROCESS_TRACKERS: readonly TrackerName[] = [];
+export const CROSS_PROCESS_TRACKERS: readonly TrackerName[] = ['async', 'sigbus'];
 
 /** Where sidecars live: UDAX_SIDECAR_DIR, else /dev/shm (a memfd would
  * reach only processes it is handed to). */
@@ -41,7 +45,7 @@ export function bindShared(file: number, size: number, entryShift: number, st: {
 }
 
 /** The other live processes that have the file open. */
-export function peersOf(table: EntryTable): { pid: number; sameNamespace: boolean; ready: boolean }[] {
+export function peersOf(table: EntryTable): { pid: number; sameNamespace: boolean; ready: boolean; attachErrno: number }[] {
   return native.inodePeers(table.id);
 }
 
@@ -55,13 +59,19 @@ export function checkPeers(table: EntryTable, tracker: TrackerName, readOnly: bo
   if (!CROSS_PROCESS_TRACKERS.includes(tracker)) {
     throw udaxError('ERR_UDAX_SHARED',
       `the file is open in another process (pid ${pids}) with the ${tracker} tracker, which cannot write-protect another ` +
-      `process's mappings; open it readOnly (ERR_UDAX_SHARED):`, { syscall: 'open', path });
+      `process's mappings; open it readOnly, or have every process use tracker 'async' or 'sigbus' (ERR_UDAX_SHARED):`, { syscall: 'open', path });
   }
   for (const p of peers) {
+    if (tracker === 'sigbus' && p.attachErrno !== 0) {
+      throw udaxError('ERR_UDAX_SHARED',
+        `the file is open in process ${p.pid}, whose userfaultfd this process may not take (pidfd_getfd: errno ${p.attachErrno}; ptrace rules: another user, not dumpable, Yama), so a sync here could not write-protect its pages:`,
+        { syscall: 'open', path });
+    }
     if (!p.sameNamespace) {
       throw udaxError('ERR_UDAX_SHARED', `the file is open in a process (pid ${p.pid} there) of another pid namespace, whose page tables this one cannot scan:`,
         { syscall: 'open', path });
     }
+    if (tracker !== 'async') continue;
     // The harvest reads the peer's page tables: PTRACE_MODE_READ (same user, dumpable).
     let fd: number;
     try {

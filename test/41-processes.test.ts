@@ -1,8 +1,10 @@
-// Layer 4: one file shared by several processes (native/sidecar.cc). Each
+// Layer 4: one file shared by several processes (docs/processes.md). Each
 // peer is a separate `node` process (test/workers/peer.mjs) driven over its
-// stdin, with timeouts: peers share one entry table, a peer killed with
-// SIGKILL holding entry locks hangs no one, the sidecar comes and goes with
-// its processes, and what a peer cannot share is refused.
+// stdin, with timeouts: stores in one are written back by a sync in another,
+// a peer killed with SIGKILL (mid-store, holding entry locks, inside a
+// harvest; a read-only peer holding entry locks, with every tracker) hangs
+// no one and loses nothing it stored, writeback errors reach
+// every process's handles once, and what a peer cannot share is refused.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
@@ -90,7 +92,120 @@ function expectMediaEqualsLive(path: string): void {
   }
 }
 
-describe(`several processes, one file (${TRACKER} tracker)`, () => {
+async function twoPeers(size = 16 * PAGE, media = true) {
+  const path = scratchPath('shared');
+  const a = new Peer();
+  const b = new Peer();
+  await a.call({ op: 'open', path, opts: { create: true, size, ...(media ? { media: 'shadow' } : {}) } });
+  await b.call({ op: 'open', path });
+  return { path, a, b };
+}
+
+describe.runIf(TRACKER !== 'sigsegv')(`several processes, one file (${TRACKER} tracker)`, () => {
+  test('two separate node processes: one stores, the other syncs, and the media holds the store', async () => {
+    const { path, a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 5000, bytes: bytesOf('stored in A') });
+    await a.call({ op: 'store', offset: 9 * PAGE + 7, bytes: bytesOf('and here') });
+    await b.call({ op: 'sync' });
+    const media = read(`${path}.media`);
+    expect(media.subarray(5000, 5011).toString()).toBe('stored in A');
+    expect(media.subarray(9 * PAGE + 7, 9 * PAGE + 15).toString()).toBe('and here');
+    const stats = await b.call({ op: 'stats' });
+    expect(stats.dirtyEntries).toBe(0);
+    if (TRACKER === 'async') expect(stats.pagesHarvested).toBeGreaterThanOrEqual(2);
+    // B's sync write-protected A's pages again (async: B's harvest; sigbus:
+    // through A's userfaultfd): A's next store is seen.
+    await a.call({ op: 'store', offset: 5000, bytes: bytesOf('STORED AGAIN') });
+    expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(1);  // async: stats harvests A's page tables too
+    await b.call({ op: 'sync' });
+    expect(read(`${path}.media`).subarray(5000, 5012).toString()).toBe('STORED AGAIN');
+    expectMediaEqualsLive(path);
+    // Both see one table: A's view of the syncs B ran.
+    expect((await a.call({ op: 'stats' })).syncs).toBe((await b.call({ op: 'stats' })).syncs);
+  });
+
+  test('stress: writers in two processes, syncs from both, media equals live after a final sync', async () => {
+    for (let round = 0; round < 3; round++) {
+      const { path, a, b } = await twoPeers(64 * PAGE);
+      const c = new Peer();
+      await c.call({ op: 'open', path });
+      await Promise.all([
+        a.call({ op: 'storeLoop', seed: 1 + round, rounds: 400, syncEvery: 7 }, 60_000),
+        b.call({ op: 'storeLoop', seed: 100 + round, rounds: 400, syncEvery: 11 }, 60_000),
+        (async () => { for (let k = 0; k < 20; k++) await c.call({ op: 'sync' }); })(),
+      ]);
+      await c.call({ op: 'sync' });
+      expectMediaEqualsLive(path);
+      for (const p of [a, b, c]) p.kill();
+    }
+  });
+
+  test('a peer killed with SIGKILL mid-store hangs no sync and loses nothing it stored', async () => {
+    const { path, a, b } = await twoPeers(32 * PAGE);
+    a.send({ op: 'spin' });
+    expect((await a.next()).ok).toBe('spinning');
+    await b.call({ op: 'sync' });  // a sync while it stores
+    await new Promise((r) => setTimeout(r, 100));
+    a.kill();
+    expect(await a.exited).toBe('SIGKILL');
+    await b.call({ op: 'sync' }, 10_000);
+    expectMediaEqualsLive(path);  // its last stores too
+    expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(0);
+  });
+
+  test('a peer killed holding entry locks: a sync in another process takes them over (DIRTY) and returns', async () => {
+    const { path, a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 100, bytes: bytesOf('before the lock') });
+    a.send({ op: 'lockAndHang', offset: 0, length: 4 * PAGE });
+    expect((await a.next()).ok).toBe('locked');
+    a.kill();
+    expect(await a.exited).toBe('SIGKILL');
+    await b.call({ op: 'store', offset: PAGE + 1, bytes: bytesOf('B') });
+    await b.call({ op: 'sync' }, 10_000);
+    expect(read(`${path}.media`).subarray(100, 115).toString()).toBe('before the lock');
+    expectMediaEqualsLive(path);
+    expect((await b.call({ op: 'stats' })).locksRecovered).toBeGreaterThanOrEqual(1);
+  });
+
+  test.runIf(TRACKER === 'async')('a peer killed inside a harvest (holding the harvest lock, its scan not yet DIRTY) loses nothing', async () => {
+    const { path, a, b } = await twoPeers();
+    a.send({ op: 'syncInHarvest', offset: 3 * PAGE, bytes: bytesOf('scanned, then killed'), delayNs: 60e9 });
+    expect((await a.next()).ok).toBe('harvesting');
+    await new Promise((r) => setTimeout(r, 300));  // inside the harvest's delay
+    a.kill();
+    expect(await a.exited).toBe('SIGKILL');
+    await b.call({ op: 'sync' }, 10_000);
+    expect(read(`${path}.media`).subarray(3 * PAGE, 3 * PAGE + 20).toString()).toBe('scanned, then killed');
+    expectMediaEqualsLive(path);
+  });
+
+  test('an injected writeback error reaches every handle in every process once', async () => {
+    const { a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 0, bytes: [1] });
+    await b.call({ op: 'inject', opts: { offset: 0, length: PAGE, errno: 'EIO' } });
+    await expect(b.call({ op: 'sync' })).rejects.toMatchObject({ code: 'EIO', syscall: 'fsync' });
+    await b.call({ op: 'sync' });
+    await expect(b.call({ op: 'handleSync' })).rejects.toMatchObject({ code: 'EIO' });
+    await b.call({ op: 'handleSync' });
+    await expect(a.call({ op: 'sync' })).rejects.toMatchObject({ code: 'EIO' });
+    await a.call({ op: 'sync' });
+    await expect(a.call({ op: 'handleSync' })).rejects.toMatchObject({ code: 'EIO' });
+    await a.call({ op: 'handleSync' });
+    expect((await a.call({ op: 'stats' })).persistence.errorsReported).toBe(4);
+  });
+
+  test('a peer opening with a tracker that cannot reach other processes is refused', async () => {
+    const path = scratchPath('mixed');
+    const a = new Peer();
+    const b = new Peer();
+    await a.call({ op: 'open', path, opts: { create: true, size: 4 * PAGE, tracker: 'sigsegv' } });
+    await expect(b.call({ op: 'open', path, opts: { tracker: 'auto' } })).rejects.toMatchObject({ code: 'ERR_UDAX_SHARED', syscall: 'open' });
+    await expect(b.call({ op: 'open', path, opts: { tracker: 'async' } })).rejects.toMatchObject({ code: 'ERR_UDAX_ALREADY_OPEN' });
+    expect((await b.call({ op: 'open', path, opts: { readOnly: true, tracker: 'auto' } })).tracker).toBe('sigsegv');
+  });
+});
+
+describe.runIf(TRACKER === 'sigsegv')('several processes, one file (sigsegv tracker)', () => {
   test('a writable open beside a peer is refused (no cross-process write-protect); readOnly joins', async () => {
     const path = scratchPath('refused');
     const a = new Peer();
@@ -102,7 +217,9 @@ describe(`several processes, one file (${TRACKER} tracker)`, () => {
     await a.call({ op: 'sync' });
     expect((await b.call({ op: 'stats' })).syncs).toBe(1);  // one table
   });
+});
 
+describe(`a read-only peer (${TRACKER} tracker)`, () => {
   test('a peer killed with SIGKILL holding entry locks hangs no one: its locks are taken over, DIRTY', async () => {
     const path = scratchPath('killed');
     const a = new Peer();

@@ -1,10 +1,10 @@
 // Layer 4: one file shared by several processes (docs/processes.md). Each
 // peer is a separate `node` process (test/workers/peer.mjs) driven over its
-// stdin, with timeouts: stores in one are written back by a sync in another,
+// stdin, with timeouts: stores in one are written back by a sync in another;
 // a peer killed with SIGKILL (mid-store, holding entry locks, inside a
-// harvest; a read-only peer holding entry locks, with every tracker) hangs
-// no one and loses nothing it stored, writeback errors reach
-// every process's handles once, and what a peer cannot share is refused.
+// harvest; a read-only peer holding entry locks, with every tracker) or
+// stopped hangs no one and loses nothing it stored; writeback errors reach
+// every process's handles once; what a peer cannot share is refused.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
@@ -151,6 +151,22 @@ describe.runIf(TRACKER !== 'sigsegv')(`several processes, one file (${TRACKER} t
     await b.call({ op: 'sync' }, 10_000);
     expectMediaEqualsLive(path);  // its last stores too
     expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(0);
+  });
+
+  test('a stopped peer does not stall a sync; its pages are write-protected meanwhile, so its next store is caught', async () => {
+    const { path, a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 2 * PAGE, bytes: bytesOf('before the stop') });
+    a.child.kill('SIGSTOP');
+    try {
+      await b.call({ op: 'sync' }, 10_000);  // async: scans its page tables; sigbus: through its userfaultfd
+      expect(read(`${path}.media`).subarray(2 * PAGE, 2 * PAGE + 15).toString()).toBe('before the stop');
+    } finally {
+      a.child.kill('SIGCONT');
+    }
+    await a.call({ op: 'store', offset: 2 * PAGE, bytes: bytesOf('after the stop!') });
+    await b.call({ op: 'sync' });
+    expect(read(`${path}.media`).subarray(2 * PAGE, 2 * PAGE + 15).toString()).toBe('after the stop!');
+    expectMediaEqualsLive(path);
   });
 
   test('a peer killed holding entry locks: a sync in another process takes them over (DIRTY) and returns', async () => {

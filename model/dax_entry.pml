@@ -468,7 +468,7 @@ proctype async_writer(byte tid) {
  * runs PAGEMAP_SCAN get-and-write-protect over the range, which reports
  * each written page and write-protects it, atomically per page (per page
  * table in the kernel: one step per page is a superset); then on_written()
- * -> dirty_entries() DIRTies each entry holding a reported page with
+ * -> dirty_file_range() DIRTies each entry holding a reported page with
  * entry_dirty_nowait(): never waiting for an entry lock (the harvest lock is
  * innermost), an unlocked entry is locked, made DIRTY and unlocked; a locked
  * one gets DIRTY|REDIRTY in one CAS, and its owner's clean keeps DIRTY.
@@ -561,7 +561,7 @@ inline harvest() {
                     :: else fi; k++ }
      :: else -> break
      od;
-     e = 0;                                            /* dirty_entries()      */
+     e = 0;                                            /* dirty_file_range()   */
      do
      :: e < NE && (todo & (1 << e)) ->
         dirty_nowait(e);                               /* entry_dirty_nowait() */

@@ -21,11 +21,16 @@
 // harvest never waits for an entry lock: the harvest lock is innermost). The
 // owner's clean must keep DIRTY (and TOWRITE); any unlock clears this bit.
 #define UDAX_ENTRY_REDIRTY 0x10u
-// While LOCKED: the owner's Linux thread id (pid_max is at most 2^22, so it
-// fits exactly). A thread that faults on an entry it holds is detected, and
-// a waiter whose owner has died (a terminated worker) takes the lock over.
+// While LOCKED: the owner, (registry slot + 1, thread index) of the thread
+// that holds it (native/sidecar.cc): unique across the processes sharing the
+// file, in any pid namespace, and never confused by a reused pid. A thread
+// that faults on an entry it holds is detected, and a waiter whose owner has
+// died (a terminated worker, a killed process) takes the lock over.
 #define UDAX_ENTRY_OWNER_SHIFT 8
 #define UDAX_ENTRY_OWNER_MASK 0x7fffff00u
+#define UDAX_OWNER_THREAD_BITS 15
+// Processes one file's registry holds: slot + 1 fills the owner's other 8 bits.
+#define UDAX_SLOTS 255
 #define UDAX_ENTRY_FLAGS_MASK 0xffu
 
 // The dirty summary, so a sync of a huge clean file skips clean parts fast:
@@ -79,12 +84,16 @@ enum udax_stat {
 #define UDAX_TRACKER_KIND 0
 #define UDAX_TRACKER_HARVEST_LOCK 1
 #define UDAX_TRACKER_SCAN 2
-// The async tracker's freeze word (native/freeze.cc): 0, or the thread id
+// The async tracker's freeze word (native/freeze.cc): 0, or the owner tag
 // of the thread that holds the file's async mappings read-only.
 #define UDAX_TRACKER_FREEZE 3
+// The entries [first, last + 1) a harvester is scanning now (0, 0: none):
+// whoever takes the harvest lock over from a dead holder dirties them.
+#define UDAX_TRACKER_HARVEST_FIRST 4
+#define UDAX_TRACKER_HARVEST_END 5
 #define UDAX_SCAN_ARMED 1
 #define UDAX_SCAN_POPULATED 2
-#define UDAX_TRACKER_WORDS 4
+#define UDAX_TRACKER_WORDS 8
 
 // After the tracker's words: the file's sizes, int64 words (BigInt64 in TS),
 // written by native/resize.cc under the inode's resize mutex and read by
@@ -95,6 +104,8 @@ enum udax_stat {
 #define UDAX_SIZE_LIVE 0
 #define UDAX_SIZE_DURABLE 1
 #define UDAX_SIZE_RESIZES 2
+//   HIGH_WATER entries ever live (udax_inode.high_water, for every process)
+#define UDAX_SIZE_HIGH_WATER 3
 #define UDAX_SIZE_WORDS 4
 
 // The largest entry count of one file (entry indices are int32 in TS).

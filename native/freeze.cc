@@ -6,7 +6,7 @@
 // waits in the SIGSEGV handler until the thaw, then returns so the store
 // retries.
 //
-// The freeze word (UDAX_TRACKER_FREEZE) is 0 or the freezer's thread id; -1
+// The freeze word (UDAX_TRACKER_FREEZE) is 0 or the freezer's owner tag; -1
 // while a waiter thaws for a freezer that died. Order, which the handler's
 // contract rests on:
 //   freeze  take the word (0 -> tid), then mprotect PROT_READ
@@ -46,12 +46,12 @@ static std::atomic<int32_t> *freeze_word(udax_inode *t) {
 
 static void freeze_wait(udax_inode *t, int32_t seen) {
   struct timespec ts = {0, kPollNs};
-  syscall(SYS_futex, &t->tracker[UDAX_TRACKER_FREEZE], FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
+  syscall(SYS_futex, &t->tracker[UDAX_TRACKER_FREEZE], FUTEX_WAIT, seen, &ts, nullptr, 0);
 }
 
 static void freeze_release(udax_inode *t) {
   freeze_word(t)->store(0, std::memory_order_release);
-  syscall(SYS_futex, &t->tracker[UDAX_TRACKER_FREEZE], FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+  syscall(SYS_futex, &t->tracker[UDAX_TRACKER_FREEZE], FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
 // mprotect every live async region of t whole; *count gets how many.
@@ -105,20 +105,20 @@ static void thaw(udax_inode *t) {
 void handle_frozen_write_fault(udax_region *r, uintptr_t addr) {
   udax_inode *t = r->inode;
   std::atomic<int32_t> *w = freeze_word(t);
-  pid_t self = 0;
+  int32_t self = 0;
   for (;;) {
     int32_t c = w->load(std::memory_order_acquire);
     if (c == 0 || r->state.load(std::memory_order_acquire) != REGION_LIVE) return;
-    if (!self) self = udax_gettid();
+    if (!self) self = entry_owner_tag(t);
     if (c == self) {
       msg_str("udax: self-deadlock: thread ");
-      msg_dec((uint64_t)self);
+      msg_dec((uint64_t)udax_gettid());
       msg_str(" stored into ");
       msg_str(t->path);
       msg_str(" while it holds the file frozen\n");
       msg_abort();
     }
-    if (c > 0 && !thread_alive(c)) {
+    if (c > 0 && !owner_alive(t, c)) {
       if (w->compare_exchange_strong(c, kThawing, std::memory_order_acq_rel)) thaw(t);
       continue;
     }
@@ -134,13 +134,13 @@ void map_wait_thawed(udax_region *r) {
   std::atomic_thread_fence(std::memory_order_seq_cst);  // LIVE published before the word is read
   udax_inode *t = r->inode;
   std::atomic<int32_t> *w = freeze_word(t);
-  pid_t self = 0;
+  int32_t self = 0;
   for (;;) {
     int32_t c = w->load(std::memory_order_acquire);
     if (c == 0) return;
-    if (!self) self = udax_gettid();
+    if (!self) self = entry_owner_tag(t);
     if (c == self) return;
-    if (c > 0 && !thread_alive(c)) {
+    if (c > 0 && !owner_alive(t, c)) {
       if (w->compare_exchange_strong(c, kThawing, std::memory_order_acq_rel)) thaw(t);
       continue;
     }
@@ -154,11 +154,11 @@ void map_wait_thawed(udax_region *r) {
 static Napi::Value FreezeAsync(const Napi::CallbackInfo &info) {
   InodeArg t(info, 0, "mprotect");
   std::atomic<int32_t> *w = freeze_word(t.get());
-  int32_t self = (int32_t)udax_gettid();
+  int32_t self = entry_owner_tag(t.get());
   for (;;) {
     int32_t c = w->load(std::memory_order_acquire);
     if (c == self) throw errno_error(info.Env(), EDEADLK, "mprotect", t->path);
-    if ((c == 0 || (c > 0 && !thread_alive(c))) && w->compare_exchange_strong(c, self, std::memory_order_acq_rel)) break;
+    if ((c == 0 || (c > 0 && !owner_alive(t.get(), c))) && w->compare_exchange_strong(c, self, std::memory_order_acq_rel)) break;
     if (c != 0) freeze_wait(t.get(), c);
   }
   int n = 0;
@@ -173,7 +173,7 @@ static Napi::Value FreezeAsync(const Napi::CallbackInfo &info) {
 // wake every store waiting in the fault handler. The caller froze it.
 static Napi::Value ThawAsync(const Napi::CallbackInfo &info) {
   InodeArg t(info, 0, "mprotect");
-  if (freeze_word(t.get())->load(std::memory_order_acquire) != (int32_t)udax_gettid())
+  if (freeze_word(t.get())->load(std::memory_order_acquire) != entry_owner_tag(t.get()))
     throw errno_error(info.Env(), EPERM, "mprotect", t->path);
   thaw(t.get());
   return info.Env().Undefined();

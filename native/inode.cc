@@ -1,11 +1,14 @@
 // Inodes: the entry table of one file (the kernel's address_space), shared by
-// every open of that file in the process, found by device and inode number.
+// every open of that file in the process, found by device and inode number,
+// and through its sidecar (native/sidecar.cc) by every other process.
 #include "udax.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdlib.h>
+#include <string>
 #include <unistd.h>
 #include <new>
 #include <unordered_map>
@@ -20,6 +23,7 @@ struct inode_key_hash {
   size_t operator()(const std::pair<dev_t, ino_t> &k) const { return std::hash<uint64_t>()((uint64_t)k.first * 0x9e3779b97f4a7c15ull ^ (uint64_t)k.second); }
 };
 static std::unordered_map<std::pair<dev_t, ino_t>, int, inode_key_hash> g_inode_slot;
+static uint64_t g_inode_epoch = 0;  // bumped whenever g_inodes changes (g_objects_mutex)
 
 udax_inode *inode_get(int id) {
   if (id < 0) return nullptr;
@@ -35,7 +39,7 @@ void inode_ref(udax_inode *t) { t->refs.fetch_add(1, std::memory_order_relaxed);
 
 void inode_unref(udax_inode *t) {
   if (t->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  munmap(t->mem, t->mem_len);
+  sidecar_detach(t);  // unmaps; the last process removes the sidecar
   delete t;
 }
 
@@ -51,6 +55,7 @@ void inode_unbind_locked(int id) {
   g_inodes[slot] = nullptr;  // no new open finds it; views and regions keep the memory
   g_inode_slot.erase({t->dev, t->ino});
   g_inode_gen[slot]++;
+  g_inode_epoch++;
   inode_unref(t);
 }
 
@@ -110,8 +115,8 @@ static Napi::Object coverage_view(Napi::Env env, udax_inode *t, uint32_t cover) 
 // entries the file has now; the buffers hold references.
 static Napi::Object inode_view(Napi::Env env, udax_inode *t, bool created) {
   inode_ref(t);
-  Napi::Object o = held_buffer(env, t->mem, t->entries_offset, inode_release, t);
-  uint8_t *base = (uint8_t *)t->mem;
+  uint8_t *base = (uint8_t *)t->stats;  // the table's header, after the sidecar's registry
+  Napi::Object o = held_buffer(env, base, (uint8_t *)t->entries - base, inode_release, t);
   o.Set("id", Napi::Number::New(env, t->id));
   o.Set("created", Napi::Boolean::New(env, created));
   o.Set("size", Napi::Number::New(env, (double)inode_size(t)));
@@ -126,53 +131,39 @@ static Napi::Object inode_view(Napi::Env env, udax_inode *t, bool created) {
   return o;
 }
 
-// Layout (udax.h): the fixed header, then `capacity` entry words from a page
-// boundary, then the summary for `capacity` entries. Untouched pages of the
-// reservation cost nothing (MAP_NORESERVE, anonymous: read as zero).
-static udax_inode *inode_create(uint64_t size, uint32_t shift, dev_t dev, ino_t ino, const char *path, int *err) {
-  uint64_t n = (size + (1ull << shift) - 1) >> shift;
-  uint64_t reserve = UDAX_TABLE_RESERVE_BYTES >> shift;
-  uint64_t capacity = n > reserve ? n : reserve;
-  if (capacity > UDAX_MAX_ENTRIES) capacity = UDAX_MAX_ENTRIES;
-  if (n > UDAX_MAX_ENTRIES) { *err = EFBIG; return nullptr; }
-  udax_inode *t = new udax_inode();
-  t->capacity = (uint32_t)capacity;
-  t->high_water = (uint32_t)n;
-  t->entry_shift = shift;
-  t->dev = dev;
-  t->ino = ino;
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  size_t header = UDAX_STAT_COUNT * 8 + UDAX_PERSIST_BYTES + UDAX_TRACKER_WORDS * 4 + UDAX_SIZE_WORDS * 8;
-  t->entries_offset = (header + page - 1) & ~(page - 1);
-  size_t entries_bytes = ((size_t)capacity * 4 + 7) & ~(size_t)7;
-  size_t groups = ((size_t)capacity + (1u << UDAX_SUMMARY_SHIFT) - 1) >> UDAX_SUMMARY_SHIFT;
-  size_t groups2 = (groups + (1u << UDAX_SUMMARY2_SHIFT) - 1) >> UDAX_SUMMARY2_SHIFT;
-  t->groups = (uint32_t)groups;
-  t->summary_offset = t->entries_offset + entries_bytes;
-  t->mem_len = (t->summary_offset + (groups + groups2) * 4 + page - 1) & ~(page - 1);
-  t->mem = mmap(nullptr, t->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (t->mem == MAP_FAILED) {
-    *err = errno;
-    delete t;
-    return nullptr;
-  }
-  uint8_t *base = (uint8_t *)t->mem;
-  t->stats = (int64_t *)base;
-  t->persist = base + UDAX_STAT_COUNT * 8;
-  t->tracker = (int32_t *)(t->persist + UDAX_PERSIST_BYTES);
-  t->sizes = (int64_t *)(t->tracker + UDAX_TRACKER_WORDS);
-  t->entries = (int32_t *)(base + t->entries_offset);
-  t->summary = (int32_t *)(base + t->summary_offset);
-  t->sizes[UDAX_SIZE_LIVE] = (int64_t)size;
-  t->sizes[UDAX_SIZE_DURABLE] = (int64_t)size;
-  snprintf(t->path, sizeof t->path, "%s", path);
-  t->refs.store(1);  // the slot's
-  return t;
-}
-
 // inodeBind(fileId, size, entryShift, dev, ino) -> table view (see inode_view)
 // with created = true for a new table, or the existing table of the same
 // inode when it tracks at least size bytes with this entry size; else
+// { conflict: true, size, entryShift } and nothing is bound.
+static udax_inode *inode_find_locked(dev_t dev, ino_t ino, int *free_slot) {
+  auto known = g_inode_slot.find({dev, ino});
+  if (known != g_inode_slot.end()) return g_inodes[known->second];
+  *free_slot = -1;
+  for (int k = 0; k < UDAX_MAX_INODES && *free_slot < 0; k++) {  // next-fit: O(1) until the table is nearly full
+    int slot = (g_inode_next + k) % UDAX_MAX_INODES;
+    if (!g_inodes[slot]) *free_slot = slot;
+  }
+  return nullptr;
+}
+
+// Bind file f to t (caller holds g_objects_mutex): its view, or a conflict.
+static Napi::Object inode_bind_locked(Napi::Env env, udax_file *f, udax_inode *t, uint64_t size, uint32_t shift, bool created) {
+  if (t->entry_shift != shift || inode_size(t) < size) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("conflict", true);
+    o.Set("size", Napi::Number::New(env, (double)inode_size(t)));
+    o.Set("entryShift", Napi::Number::New(env, t->entry_shift));
+    return o;
+  }
+  t->opens++;
+  f->inode_id = t->id;
+  return inode_view(env, t, created);
+}
+
+// inodeBind(fileId, size, entryShift, dev, ino, sidecarDir) -> table view
+// (see inode_view) with created = true for a fresh table (no process had
+// the file open), or the existing table of the same inode, in this process
+// or another, when it tracks at least size bytes with this entry size; else
 // { conflict: true, size, entryShift } and nothing is bound.
 static Napi::Value InodeBind(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -181,46 +172,90 @@ static Napi::Value InodeBind(const Napi::CallbackInfo &info) {
   uint32_t shift = info[2].As<Napi::Number>().Uint32Value();
   dev_t dev = (dev_t)info[3].As<Napi::Number>().Int64Value();
   ino_t ino = (ino_t)info[4].As<Napi::Number>().Int64Value();
+  std::string dir = info[5].As<Napi::String>().Utf8Value();
+  int fd, free_slot;
+  uint64_t epoch;
+  char path[512];
+  {
+    std::lock_guard<std::mutex> lock(g_objects_mutex);
+    udax_file *f = file_get(file_id);
+    if (!f) throw errno_error(env, EBADF, "open");
+    if (f->inode_id >= 0) throw errno_error(env, EINVAL, "open", f->path);
+    if (udax_inode *found = inode_find_locked(dev, ino, &free_slot)) return inode_bind_locked(env, f, found, size, shift, false);
+    epoch = g_inode_epoch;
+    if (free_slot < 0) throw errno_error(env, ENFILE, "open", f->path);
+    fd = f->fd;
+    memcpy(path, f->path, sizeof path);
+  }
+  // Attach outside g_objects_mutex: it may wait for entry locks (a dead
+  // process's ranges become DIRTY) held by threads that need the mutex.
+  bool created = false;
+  int err = 0;
+  const char *call = "open";
+  udax_inode *t = sidecar_attach(dir.c_str(), fd, size, shift, dev, ino, path, &created, &err, &call);
+  if (!t) {
+    char sidecar[256];
+    sidecar_name(dir.c_str(), dev, ino, sidecar, sizeof sidecar);
+    throw errno_error(env, err, call, err == EFBIG ? path : sidecar);  // the rest are the sidecar's
+  }
   std::unique_lock<std::mutex> lock(g_objects_mutex);
   udax_file *f = file_get(file_id);
-  if (!f) throw errno_error(env, EBADF, "open");
-  if (f->inode_id >= 0) throw errno_error(env, EINVAL, "open", f->path);
-  udax_inode *found = nullptr;
-  auto known = g_inode_slot.find({dev, ino});
-  if (known != g_inode_slot.end()) found = g_inodes[known->second];
-  if (found) {
-    if (found->entry_shift != shift || inode_size(found) < size) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("conflict", true);
-      o.Set("size", Napi::Number::New(env, (double)inode_size(found)));
-      o.Set("entryShift", Napi::Number::New(env, found->entry_shift));
-      return o;
-    }
-    found->opens++;
-    f->inode_id = found->id;
-    return inode_view(env, found, false);
+  // Unchanged since the search: still not found, free_slot still free.
+  udax_inode *found = f && g_inode_epoch != epoch ? inode_find_locked(dev, ino, &free_slot) : nullptr;
+  if (!f || f->inode_id >= 0 || found || free_slot < 0) {
+    // Closed, bound or attached by another thread meanwhile: use that.
+    lock.unlock();
+    inode_unref(t);
+    lock.lock();
+    f = file_get(file_id);
+    if (!f) throw errno_error(env, EBADF, "open");
+    if (f->inode_id >= 0) throw errno_error(env, EINVAL, "open", f->path);
+    if (!(found = inode_find_locked(dev, ino, &free_slot))) throw errno_error(env, EAGAIN, "open", f->path);
+    return inode_bind_locked(env, f, found, size, shift, false);
   }
-  int free_slot = -1;
-  for (int k = 0; k < UDAX_MAX_INODES && free_slot < 0; k++) {  // next-fit: O(1) until the table is nearly full
-    int slot = (g_inode_next + k) % UDAX_MAX_INODES;
-    if (!g_inodes[slot]) free_slot = slot;
-  }
-  if (free_slot < 0) throw errno_error(env, ENFILE, "open", f->path);
-  int err = 0;
-  udax_inode *t = inode_create(size, shift, dev, ino, f->path, &err);
-  if (!t) throw errno_error(env, err, err == EFBIG ? "open" : "mmap", f->path);
   try {
     g_inode_slot[{dev, ino}] = free_slot;
   } catch (const std::bad_alloc &) {
+    lock.unlock();
     inode_unref(t);
-    throw errno_error(env, ENOMEM, "open", f->path);
+    throw errno_error(env, ENOMEM, "open", path);
   }
   t->id = make_id(g_inode_gen[free_slot], free_slot, UDAX_MAX_INODES);
-  t->opens = 1;
+  t->opens = 0;
   g_inodes[free_slot] = t;
   g_inode_next = free_slot + 1;
-  f->inode_id = t->id;
-  return inode_view(env, t, true);
+  g_inode_epoch++;
+  Napi::Object o = inode_bind_locked(env, f, t, size, shift, created);
+  if (t->opens == 0) {  // a conflict: another process has it with another shape
+    g_inodes[free_slot] = nullptr;
+    g_inode_slot.erase({dev, ino});
+    g_inode_gen[free_slot]++;
+    g_inode_epoch++;
+    lock.unlock();
+    inode_unref(t);
+  }
+  return o;
+}
+
+// At process exit (atexit): files still open leave no sidecar behind unless
+// another process still has them open.
+static void inodes_forget_at_exit() {
+  for (int k = 0; k < UDAX_MAX_INODES; k++)
+    if (udax_inode *t = g_inodes[k]) sidecar_forget_at_exit(t);
+}
+static int g_at_exit = atexit(inodes_forget_at_exit);
+
+// In a forked child: the parent's tables are not mapped here (MADV_DONTFORK)
+// and their sidecar descriptors would keep the parent's liveness lock held
+// after the parent is gone. Close them; the child opens files afresh.
+void inodes_forget_in_child() {
+  for (int k = 0; k < UDAX_MAX_INODES; k++) {
+    udax_inode *t = g_inodes[k];
+    if (!t) continue;
+    close(t->sidecar_fd);
+    g_inodes[k] = nullptr;  // leaked: nothing of it is usable here
+  }
+  g_inode_slot.clear();
 }
 
 // inodeView(id) -> a table view for this thread (a worker using a file
@@ -252,7 +287,32 @@ static Napi::Value ReleaseBuffer(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// inodePeers(id) -> [{ pid, sameNamespace }] of the other live processes
+// attached to the file (TS checks what a peer needs at open).
+static Napi::Value InodePeers(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "open");
+  Napi::Array a = Napi::Array::New(info.Env());
+  for (int k = 0, high = sidecar_slots_high(t.get()); k < high; k++) {
+    if (k == t->slot || !slot_alive(t.get(), k)) continue;
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("pid", Napi::Number::New(info.Env(), __atomic_load_n(&t->slots[k].pid, __ATOMIC_ACQUIRE)));
+    o.Set("sameNamespace", Napi::Boolean::New(info.Env(), __atomic_load_n(&t->slots[k].pidns, __ATOMIC_ACQUIRE) == t->pidns));
+    o.Set("ready", Napi::Boolean::New(info.Env(), slot_ready(t.get(), k)));
+    o.Set("attachErrno", Napi::Number::New(info.Env(), sidecar_peer_attach_access(t.get(), k)));
+    a.Set(a.Length(), o);
+  }
+  return a;
+}
+
+// inodeSidecar(id) -> the sidecar's path.
+static Napi::Value InodeSidecar(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "open");
+  return Napi::String::New(info.Env(), t->sidecar_path);
+}
+
 void init_inode(Napi::Env env, Napi::Object exports) {
+  exports.Set("inodePeers", Napi::Function::New(env, InodePeers, "inodePeers"));
+  exports.Set("inodeSidecar", Napi::Function::New(env, InodeSidecar, "inodeSidecar"));
   exports.Set("inodeBind", Napi::Function::New(env, InodeBind, "inodeBind"));
   exports.Set("inodeView", Napi::Function::New(env, InodeView, "inodeView"));
   exports.Set("inodeCoverage", Napi::Function::New(env, InodeCoverage, "inodeCoverage"));

@@ -3,18 +3,21 @@
 // Atomics and comes here to wait, so waiters in the fault handler and in JS
 // wake each other. Everything here is async-signal-safe.
 //
-// A lock's owner is its thread id. A thread that dies holding entry locks (a
-// worker terminated inside sync or withEntriesLocked) leaves them set: a
-// waiter that finds the owner gone takes the lock over, and sets DIRTY, the
-// only thing recovery ever does — whatever the dead thread was doing, the
-// next writeback flushes the entry again.
+// A lock's owner is its owner tag (entry.h, native/sidecar.cc): registry
+// slot and thread index, unique across the processes sharing the file. A
+// thread that dies holding entry locks (a worker terminated inside sync or
+// withEntriesLocked, a process killed) leaves them set: a waiter that finds
+// the owner gone takes the lock over, and sets DIRTY, the only thing
+// recovery ever does — whatever the dead thread was doing, the next
+// writeback flushes the entry again. The words are shared memory: the
+// futexes are the shared (not _PRIVATE) ones.
 #include "udax.h"
 
+#include <algorithm>
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,24 +31,15 @@ static inline std::atomic<int32_t> *word_of(udax_inode *t, uint32_t index) {
 
 pid_t udax_gettid() { return (pid_t)syscall(SYS_gettid); }
 
-static inline int32_t owner_tag(pid_t tid) {
-  return (int32_t)(((uint32_t)tid << UDAX_ENTRY_OWNER_SHIFT) & UDAX_ENTRY_OWNER_MASK);
-}
-
-// Is thread tid of this process alive? (tgkill with signal 0 sends nothing.)
-bool thread_alive(pid_t tid) {
-  return syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno != ESRCH;
-}
-
 // Sleep while *word == expected, until woken or timeout_ns pass.
 static void futex_wait_word(int32_t *word, int32_t expected, long timeout_ns) {
   struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
-  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
+  syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
 
 // Wake every thread sleeping on word.
 static void futex_wake_word(int32_t *word) {
-  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+  syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
 static void count_dirty(udax_inode *t, uint32_t index) {
@@ -71,31 +65,50 @@ static void count_dirty(udax_inode *t, uint32_t index) {
 // Locks taken ascending (the kernel's order: faults take one, writebacks a
 // run from low to high) cannot form a cycle; one appears only when a thread
 // holding entry locks of its own (withEntriesLocked) waits for another
-// entry. The wait-for graph: per thread id, the owner tag of the lock it
-// sleeps on, 0 when it is not waiting. Set before each sleep, cleared when
-// the wait ends; lazily backed (MAP_NORESERVE): only waiters touch a page.
-static const uint32_t kWaitSlots = (UDAX_ENTRY_OWNER_MASK >> UDAX_ENTRY_OWNER_SHIFT) + 1;
-static std::atomic<int32_t> *g_waits_for = nullptr;
+// entry. The wait-for graph of this process's threads: per thread index
+// (native/sidecar.cc), 1 + the index of the thread of this process whose
+// lock it sleeps on, 0 when it is not waiting or waits for another process
+// (not followed). Set before each sleep, cleared when the wait ends.
+static const uint32_t kThreadIndices = 1u << UDAX_OWNER_THREAD_BITS;
+static std::atomic<int32_t> g_waits_for[kThreadIndices];
 
-static inline pid_t tag_tid(int32_t tag) { return (pid_t)((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT); }
+static inline uint32_t tag_index(int32_t tag) { return ((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT) & (kThreadIndices - 1); }
+static inline int tag_slot(int32_t tag) { return (int)(((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT) >> UDAX_OWNER_THREAD_BITS) - 1; }
 
-static inline void set_waiting(int32_t self, int32_t owner) {
-  if (g_waits_for) g_waits_for[tag_tid(self)].store(owner, std::memory_order_seq_cst);
+// The thread id behind owner tag `owner` of file t (for messages), 0 unknown.
+static pid_t tag_tid(udax_inode *t, int32_t owner) {
+  int k = tag_slot(owner);
+  if (k < 0 || k >= UDAX_SLOTS) return 0;
+  return (pid_t)__atomic_load_n(&t->tids[(size_t)k * kThreadIndices + tag_index(owner)], __ATOMIC_ACQUIRE);
 }
 
-// Does the chain of waits starting at owner lead back to self? (A stale link
-// can only end a chain early: a thread that stopped waiting cleared it.)
-static bool waits_for_self(int32_t self, int32_t owner) {
-  if (!g_waits_for) return false;
-  for (int hops = 0; hops < 64 && owner; hops++) {
-    if (owner == self) return true;
-    owner = g_waits_for[tag_tid(owner)].load(std::memory_order_seq_cst);
+static inline void set_waiting(udax_inode *t, int32_t self, int32_t owner) {
+  int32_t link = owner && tag_slot(owner) == t->slot ? (int32_t)tag_index(owner) + 1 : 0;
+  g_waits_for[tag_index(self)].store(link, std::memory_order_seq_cst);
+}
+
+// Does the chain of waits starting at owner (of file t) lead back to self?
+// (A stale link can only end a chain early: a thread that stopped waiting
+// cleared it.)
+static bool waits_for_self(udax_inode *t, int32_t self, int32_t owner) {
+  if (tag_slot(owner) != t->slot) return false;  // another process: not followed
+  const uint32_t me = tag_index(self);
+  uint32_t next = tag_index(owner);
+  for (int hops = 0; hops < 64; hops++) {
+    if (next == me) return true;
+    int32_t link = g_waits_for[next].load(std::memory_order_seq_cst);
+    if (link == 0) return false;
+    next = (uint32_t)(link - 1);
   }
   return false;
 }
 
 // A thread in a fault handler is in a cycle no caller broke: say who, abort.
 [[noreturn]] static void deadlock_in_handler(udax_inode *t, uint32_t index, int32_t owner) {
+  // Every thread of the cycle may get here at once: one reports and aborts,
+  // the others wait for the process to end (their messages would interleave).
+  static std::atomic<bool> reported{false};
+  if (reported.exchange(true)) for (;;) pause();
   msg_str("udax: deadlock: thread ");
   msg_dec((uint64_t)udax_gettid());
   msg_str(" waits for the lock of ");
@@ -103,7 +116,7 @@ static bool waits_for_self(int32_t self, int32_t owner) {
   msg_str(" at offset ");
   msg_dec((uint64_t)index << t->entry_shift);
   msg_str(" held by thread ");
-  msg_dec((uint64_t)tag_tid(owner));
+  msg_dec((uint64_t)tag_tid(t, owner));
   msg_str(", which waits, directly or not, for a lock this thread holds (withEntriesLocked in both?)\n");
   msg_abort();
 }
@@ -129,7 +142,7 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
     if (!(v & UDAX_ENTRY_LOCKED)) {
       int32_t locked = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK) | UDAX_ENTRY_LOCKED) | self;
       if (w->compare_exchange_weak(v, locked, std::memory_order_acquire)) {
-        if (waited) set_waiting(self, 0);
+        if (waited) set_waiting(t, self, 0);
         return LOCK_TAKEN;
       }
       continue;
@@ -140,18 +153,18 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
       if (!w->compare_exchange_weak(v, v | (int32_t)UDAX_ENTRY_WAITERS, std::memory_order_relaxed)) continue;
       v |= UDAX_ENTRY_WAITERS;
     }
-    set_waiting(self, owner);
+    set_waiting(t, self, owner);
     waited = true;
     futex_wait_word(&t->entries[index], v, kOwnerCheckNs);
     if (w->load(std::memory_order_relaxed) != v) continue;
-    if (thread_alive(tag_tid(owner))) {
-      if (policy == LOCK_WAIT || !waits_for_self(self, owner)) {
+    if (owner_alive(t, owner)) {
+      if (policy == LOCK_WAIT || !waits_for_self(t, self, owner)) {
         suspect = 0;
         continue;
       }
       if (++suspect < (policy == LOCK_FAIL_ON_DEADLOCK ? kDeadlockChecksFail : kDeadlockChecksAbort)) continue;
       if (policy == LOCK_ABORT_ON_DEADLOCK) deadlock_in_handler(t, index, owner);
-      set_waiting(self, 0);
+      set_waiting(t, self, 0);
       if (blocker) *blocker = owner;
       return LOCK_DEADLOCK;
     }
@@ -159,7 +172,7 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
     // (a REDIRTY meant for the dead owner's clean is this DIRTY now).
     int32_t taken = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK & ~UDAX_ENTRY_REDIRTY) | UDAX_ENTRY_LOCKED | UDAX_ENTRY_DIRTY) | self;
     if (!w->compare_exchange_strong(v, taken, std::memory_order_acquire)) continue;
-    set_waiting(self, 0);
+    set_waiting(t, self, 0);
     if (!(v & UDAX_ENTRY_DIRTY)) count_dirty(t, index);
     __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
     return LOCK_RECOVERED;
@@ -171,7 +184,7 @@ bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self) {
 }
 
 void entry_lock(udax_inode *t, uint32_t index) {
-  entry_lock_wait(t, index, owner_tag(udax_gettid()), LOCK_ABORT_ON_DEADLOCK, nullptr);
+  entry_lock_wait(t, index, entry_owner_tag(t), LOCK_ABORT_ON_DEADLOCK, nullptr);
 }
 
 // Release the lock of entry index and wake its waiters. Caller holds it.
@@ -210,7 +223,31 @@ void entry_set_dirty(udax_inode *t, uint32_t index) {
   count_dirty(t, index);
 }
 
-int32_t entry_owner_tag() { return owner_tag(udax_gettid()); }
+void entry_release_dead_slot(udax_inode *t, int k) {
+  uint32_t n = inode_high_water(t);
+  if (n > t->capacity) n = t->capacity;
+  const uint32_t lo = (uint32_t)(k + 1) << (UDAX_OWNER_THREAD_BITS + UDAX_ENTRY_OWNER_SHIFT);
+  const uint32_t hi = (uint32_t)(k + 2) << (UDAX_OWNER_THREAD_BITS + UDAX_ENTRY_OWNER_SHIFT);
+  auto theirs = [&](int32_t v) { return (uint32_t)(v & (int32_t)UDAX_ENTRY_OWNER_MASK) >= lo && (uint32_t)(v & (int32_t)UDAX_ENTRY_OWNER_MASK) < hi; };
+  for (uint32_t i = 0; i < n; i++) {
+    std::atomic<int32_t> *w = word_of(t, i);
+    int32_t v = w->load(std::memory_order_relaxed);
+    while ((v & UDAX_ENTRY_LOCKED) && theirs(v)) {
+      int32_t freed = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS)) | UDAX_ENTRY_DIRTY);
+      if (!w->compare_exchange_weak(v, freed, std::memory_order_acq_rel)) continue;
+      if (!(v & UDAX_ENTRY_DIRTY)) count_dirty(t, i);
+      if (v & UDAX_ENTRY_WAITERS) futex_wake_word(&t->entries[i]);
+      __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
+      break;
+    }
+  }
+  // The harvest lock and the freeze word: their takers recover them (a dead
+  // owner), but an owner tag of this slot would look like ours from now on.
+  for (int word : {UDAX_TRACKER_HARVEST_LOCK, UDAX_TRACKER_FREEZE}) {
+    int32_t v = __atomic_load_n(&t->tracker[word], __ATOMIC_ACQUIRE);
+    if (v > 0 && theirs(v)) tracker_word_release_dead(t, word, v);
+  }
+}
 
 void entry_dirty_nowait(udax_inode *t, uint32_t index, int32_t self) {
   std::atomic<int32_t> *w = word_of(t, index);
@@ -245,7 +282,7 @@ static Napi::Value EntryLockWait(const Napi::CallbackInfo &info) {
   deadlock_policy policy = info[3].ToBoolean().Value() ? LOCK_FAIL_ON_DEADLOCK : LOCK_WAIT;
   int32_t blocker = 0;
   lock_result r = entry_lock_wait(t.get(), index, info[2].As<Napi::Number>().Int32Value(), policy, &blocker);
-  return Napi::Number::New(info.Env(), r == LOCK_DEADLOCK ? -(double)tag_tid(blocker) : r == LOCK_RECOVERED ? 1 : 0);
+  return Napi::Number::New(info.Env(), r == LOCK_DEADLOCK ? -(double)std::max(tag_tid(t.get(), blocker), (pid_t)1) : r == LOCK_RECOVERED ? 1 : 0);
 }
 
 // entryWake(inodeId, index): wake every thread sleeping on the entry word.
@@ -257,17 +294,21 @@ static Napi::Value EntryWake(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
-// gettid(): this thread's Linux thread id (the entry-lock owner).
+// inodeOwnerTag(inodeId): this thread's entry-lock owner tag for the file
+// (entry.h: registry slot and thread index), published for peers.
+static Napi::Value InodeOwnerTag(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "open");
+  return Napi::Number::New(info.Env(), entry_owner_tag(t.get()));
+}
+
+// gettid(): this thread's Linux thread id.
 static Napi::Value GetTid(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), udax_gettid());
 }
 
 void init_lock(Napi::Env env, Napi::Object exports) {
-  if (!g_waits_for) {
-    void *p = mmap(nullptr, (size_t)kWaitSlots * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p != MAP_FAILED) g_waits_for = reinterpret_cast<std::atomic<int32_t> *>(p);  // else: no detection, waits as before
-  }
   exports.Set("entryLockWait", Napi::Function::New(env, EntryLockWait, "entryLockWait"));
   exports.Set("entryWake", Napi::Function::New(env, EntryWake, "entryWake"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
+  exports.Set("inodeOwnerTag", Napi::Function::New(env, InodeOwnerTag, "inodeOwnerTag"));
 }

@@ -453,9 +453,22 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   r->rw_runs.store(0);
   r->views.store(0);
   r->users.store(0);
+  // Peers' syncs harvest it from now on (before any store: map returns after).
+  // (sigbus: they write-protect it through our userfaultfd, which never closes.)
+  if (sigbus) __atomic_store_n(&t->slots[t->slot].sigbus_uffd, sigbus_uffd_fd() + 1, __ATOMIC_RELEASE);
+  r->shared_range = async || sigbus ? sidecar_publish_range(t.get(), r->start, r->end, offset) : -1;
+  if ((async || sigbus) && r->shared_range < 0) {
+    r->inode = nullptr;
+    r->state.store(REGION_FREE, std::memory_order_release);
+    inode_unref(t.get());
+    munmap(p, length);
+    free(flags_mem);
+    throw errno_error(env, ENOMEM, "mmap", t->path);
+  }
   {
     std::lock_guard<std::mutex> lock(g_regions_mutex);
     if (!index_reserve() || !by_inode_update(t.get(), slot, true)) {
+      if (r->shared_range >= 0) sidecar_unpublish_range(t.get(), r->shared_range);
       r->inode = nullptr;
       inode_unref(t.get());
       munmap(p, length);
@@ -539,9 +552,18 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
   }
   r->gen.fetch_add(1, std::memory_order_acq_rel);
   while (r->users.load(std::memory_order_seq_cst) != 0) sched_yield();
+  if (r->sigbus) {
+    // Its record goes before its pages do (only this unmap got here): a
+    // peer's write-protect of the range afterwards finds nothing registered
+    // (ENOENT), or another udax mapping there, which then faults once more.
+    sidecar_unpublish_range(r->inode, r->shared_range);
+    r->shared_range = -1;
+  }
   if (async_inode) {
     uint64_t pages = 0;
-    harvest_region(r, 0, UINT64_MAX, entry_owner_tag(), &pages);  // on error: all of it DIRTY
+    harvest_region(r, 0, UINT64_MAX, entry_owner_tag(async_inode), &pages);  // on error: all of it DIRTY
+    sidecar_unpublish_range(async_inode, r->shared_range);  // under the harvest lock: no peer scans it now
+    r->shared_range = -1;
     __atomic_fetch_add(&async_inode->stats[UDAX_STAT_PAGES_HARVESTED], (int64_t)pages, __ATOMIC_RELAXED);
     harvest_unlock(async_inode);
     inode_unref(async_inode);

@@ -106,7 +106,7 @@ struct resize_failure {
 
 // Shrink t (file fd) to size. Caller holds t->resize_mutex.
 static resize_failure shrink(udax_inode *t, int fd, uint64_t old_size, uint64_t size) {
-  const uint32_t shift = t->entry_shift, self = entry_owner_tag();
+  const uint32_t shift = t->entry_shift, self = entry_owner_tag(t);
   const uint32_t first = (uint32_t)(size >> shift);                       // holds the new end
   const uint32_t n_new = (uint32_t)((size + (1ull << shift) - 1) >> shift);
   const uint32_t n_old = (uint32_t)((old_size + (1ull << shift) - 1) >> shift);
@@ -130,11 +130,11 @@ static resize_failure shrink(udax_inode *t, int fd, uint64_t old_size, uint64_t 
 static resize_failure grow(udax_inode *t, int fd, uint64_t old_size, uint64_t size, uint32_t stale_n,
                            udax_inode *media, int media_fd) {
   const uint32_t shift = t->entry_shift;
-  const int32_t self = entry_owner_tag();
+  const int32_t self = entry_owner_tag(t);
   const uint32_t first = (uint32_t)(old_size >> shift);  // holds the old end (a partial PMD entry)
   const uint32_t n_old = (uint32_t)((old_size + (1ull << shift) - 1) >> shift);
   const uint32_t n_new = (uint32_t)((size + (1ull << shift) - 1) >> shift);
-  const uint32_t ever = n_new < t->high_water ? n_new : t->high_water;  // lock [first, ever)
+  const uint32_t ever = n_new < inode_high_water(t) ? n_new : inode_high_water(t);  // lock [first, ever)
   const uint32_t locked_to = ever > first ? ever : first;
   resize_failure fail{0, nullptr};
   for (uint32_t e = first; e < locked_to; e++) entry_lock_as(t, e, self);
@@ -163,11 +163,11 @@ static resize_failure grow(udax_inode *t, int fd, uint64_t old_size, uint64_t si
   if (!fail.err) {
     if (media_grown) {
       uint32_t mn = (uint32_t)((size + 4095) >> 12);
-      if (mn > media->high_water) media->high_water = mn;
+      inode_raise_high_water(media, mn);
       publish_size(media, size);
     }
     for (uint32_t e = n_old; e < stale_n && e < locked_to; e++) entry_set_dirty(t, e);
-    if (n_new > t->high_water) t->high_water = n_new;
+    inode_raise_high_water(t, n_new);
     publish_size(t, size);
   }
   harvest_unlock(t);

@@ -37,10 +37,11 @@ uint8_t *typed_bytes(const Napi::CallbackInfo &info, int i, size_t *len);
 
 // ---- inodes: the kernel's address_space of one file (native/inode.cc) -------
 // Statistics, the persistence area, the tracker's words, the sizes, then the
-// entry words and the dirty summary, in one anonymous mapping shared by every
-// open of the file in the process (any path spelling: keyed by device and
-// inode number). Freed when the last open is closed and the last view of its
-// memory is gone.
+// entry words and the dirty summary, in one MAP_SHARED mapping of the file's
+// sidecar on /dev/shm (native/sidecar.cc), shared by every open of the file
+// in every process (any path spelling: keyed by device and inode number).
+// Unmapped when the last open in the process is closed and the last view of
+// its memory is gone; the last process to go removes the sidecar.
 //
 // Growth (native/resize.cc): the mapping reserves `capacity` entries (and
 // their summary) up front, MAP_NORESERVE, so the table grows in place and no
@@ -58,7 +59,6 @@ struct udax_inode {
   dev_t dev;
   ino_t ino;
   uint32_t capacity;         // entries reserved
-  uint32_t high_water;       // entries ever live (resize_mutex)
   uint32_t entry_shift;      // 12 (PTE) or 21 (PMD)
   int32_t *entries;          // capacity words, layout in entry.h
   int32_t *summary;          // DIRTY counts per group, then per 2^UDAX_SUMMARY2_SHIFT groups
@@ -72,12 +72,33 @@ struct udax_inode {
   size_t mem_len;
   size_t entries_offset, summary_offset;
   char path[512];            // as first opened, for messages only
+  // The sidecar (native/sidecar.cc): this process's attachment.
+  int sidecar_fd;            // holds the OFD lock on byte `slot` (liveness)
+  int slot;                  // this process's registry slot
+  struct udax_sidecar_hdr *hdr;
+  struct udax_sidecar_slot *slots;  // UDAX_SLOTS records
+  int32_t *tids;             // UDAX_SLOTS x 2^UDAX_OWNER_THREAD_BITS thread ids
+  uint64_t pidns;            // this process's pid namespace (inode of /proc/self/ns/pid)
+  std::mutex ranges_mutex;   // this process's writes of its slot's ranges
+  // Peers' sigbus userfaultfds taken with pidfd_getfd, kept for later syncs
+  // while the same process (pid, slot generation) holds the slot.
+  std::mutex peer_mutex;
+  struct { int fd = -1; int32_t pid = 0; uint32_t gen = 0; } peer_uffd[UDAX_SLOTS];
+  char sidecar_path[256];
 };
 
 // The file's size in bytes and its entry count now (acquire: what a resize
 // published, with the entries it made ready).
 inline uint64_t inode_size(const udax_inode *t) {
   return (uint64_t)__atomic_load_n(&t->sizes[UDAX_SIZE_LIVE], __ATOMIC_ACQUIRE);
+}
+// Entries ever live (sizes[UDAX_SIZE_HIGH_WATER]: every process's resizes
+// move it). Written under the resize mutex.
+inline uint32_t inode_high_water(const udax_inode *t) {
+  return (uint32_t)__atomic_load_n(&t->sizes[UDAX_SIZE_HIGH_WATER], __ATOMIC_ACQUIRE);
+}
+inline void inode_raise_high_water(udax_inode *t, uint32_t n) {
+  if (n > inode_high_water(t)) __atomic_store_n(&t->sizes[UDAX_SIZE_HIGH_WATER], (int64_t)n, __ATOMIC_RELEASE);
 }
 inline uint32_t inode_entries(const udax_inode *t) {
   return (uint32_t)((inode_size(t) + (1ull << t->entry_shift) - 1) >> t->entry_shift);
@@ -190,6 +211,7 @@ struct udax_region {
   uint8_t *writable;            // per entry: 1 while mapped read-write here
   size_t writable_len;
   std::atomic<int32_t> rw_runs; // runs of writable entries (VMA estimate)
+  int shared_range;             // async: its record in the sidecar slot, or -1
 };
 
 extern udax_region g_regions[UDAX_MAX_REGIONS];
@@ -268,6 +290,83 @@ struct udax_vma_policy {
 };
 extern udax_vma_policy g_vma;
 
+// ---- the sidecar: the table shared by processes (native/sidecar.cc) ----------
+// Layout of the sidecar file (one per data file, /dev/shm/udax-table.<dev>.<ino>):
+//   [0, 4096)        header: magic, the data file's identity (dev, ino, birth
+//                    time), the table's shape
+//   slots            UDAX_SLOTS registry records, one per attached process:
+//                    pid, pid namespace, and its async mappings' ranges
+//   tids             per slot, the thread id behind each owner thread index
+//   table            stats, persistence, tracker words, sizes, entries, summary
+// A process is alive while it holds an OFD write lock on byte `slot` of the
+// file (F_OFD_SETLK; the kernel drops it only after its address space is
+// gone). flock(LOCK_EX) on the sidecar serialises attach and detach.
+#define UDAX_SLOT_RANGES 256
+struct udax_sidecar_range {
+  uint64_t end;              // 0: free (written last, cleared under the harvest lock)
+  uint64_t start;            // address in the owner's address space
+  uint64_t file_offset;
+};
+struct udax_sidecar_slot {
+  int32_t pid;               // 0 once its process detached cleanly
+  uint32_t gen;              // bumped by each claimer
+  uint64_t pidns;
+  uint32_t n_ranges;         // records in use are below this
+  int32_t sigbus_uffd;       // sigbus tracker: its userfaultfd's fd number + 1 (0: none)
+  udax_sidecar_range ranges[UDAX_SLOT_RANGES];
+};
+struct udax_sidecar_hdr {
+  uint64_t magic;            // written last by the initialiser
+  uint32_t version, entry_shift;
+  uint64_t dev, ino;
+  int64_t btime_sec;
+  uint32_t btime_nsec, capacity;
+  uint64_t mem_len;
+  uint32_t next_slot;        // slots are claimed next-fit: a dead one is reused late
+  uint32_t slots_high;       // slots ever claimed are below this
+};
+// The sidecar's path for data file (dev, ino) in dir.
+void sidecar_name(const char *dir, dev_t dev, ino_t ino, char *out, size_t len);
+// Attach this process to the sidecar of data file fd (dev, ino) in dir, and
+// map its table: *created when no live process was attached (the table is
+// then fresh, as a first open). Returns the inode (refs 1) or nullptr with
+// *err and *call set.
+udax_inode *sidecar_attach(const char *dir, int data_fd, uint64_t size, uint32_t shift, dev_t dev, ino_t ino,
+                           const char *path, bool *created, int *err, const char **call);
+// Detach: drop the liveness lock; the last process removes the sidecar. Unmaps.
+void sidecar_detach(udax_inode *t);
+// Does slot k's process own its record (pid, ranges) yet?
+bool slot_ready(udax_inode *t, int k);
+// Is registry slot k's process alive? (async-signal-safe)
+bool slot_alive(udax_inode *t, int k);
+// Is the thread behind owner tag `owner` alive? (async-signal-safe)
+bool owner_alive(udax_inode *t, int32_t owner);
+// Slots ever claimed are below this (loops over peers stop there).
+inline int sidecar_slots_high(const udax_inode *t) {
+  int n = (int)__atomic_load_n(&t->hdr->slots_high, __ATOMIC_ACQUIRE);
+  return n < UDAX_SLOTS ? n : UDAX_SLOTS;
+}
+// Live processes attached besides this one.
+int sidecar_peers(udax_inode *t);
+// Record / forget [start, end) at file_offset as one of this process's async
+// mappings of t. Publish returns the record index, or -1 when all are used.
+// Unpublish: caller holds the harvest lock.
+int sidecar_publish_range(udax_inode *t, uintptr_t start, uintptr_t end, uint64_t file_offset);
+// Write-protect file entries [first, last] in every live peer's sigbus
+// mappings, through its own userfaultfd (pidfd_getfd: PTRACE_MODE_ATTACH).
+// Returns 0 or the errno of a write-protect that failed on a live peer.
+// Caller holds those entry locks.
+int sidecar_mkclean_peers(udax_inode *t, uint32_t first, uint32_t last);
+// Could this process take peer slot k's userfaultfd (pidfd_getfd's ptrace
+// check)? 0, or the errno.
+int sidecar_peer_attach_access(udax_inode *t, int k);
+void sidecar_unpublish_range(udax_inode *t, int index);
+// At exit: unlink t's sidecar when no other live process holds it.
+void sidecar_forget_at_exit(udax_inode *t);
+// Close every sidecar descriptor in a forked child (pthread_atfork), so the
+// child never holds its parent's liveness lock after the parent is gone.
+void sidecar_forget_in_child();
+
 // ---- entry locks (native/lock.cc) -------------------------------------------
 // The same protocol src/entry.ts runs with Atomics, so waiters in the fault
 // handler and in JS wake each other. All async-signal-safe.
@@ -284,16 +383,22 @@ void entry_unlock(udax_inode *t, uint32_t index);
 bool entry_lock_as(udax_inode *t, uint32_t index, int32_t self);
 void entry_clean_and_unlock(udax_inode *t, uint32_t index);
 void entry_set_dirty(udax_inode *t, uint32_t index);
-// This thread's owner tag (compute once per call: gettid is a syscall).
-int32_t entry_owner_tag();
+// Slot k's previous process died attached: release every entry lock (and
+// the harvest and freeze words) its threads still hold, setting DIRTY on
+// each entry, before this process reuses k's owner tags. Caller holds the
+// sidecar's flock and owns slot k.
+void entry_release_dead_slot(udax_inode *t, int k);
+// This thread's owner tag for file t: (registry slot, thread index), entry.h
+// (compute once per call: gettid is a syscall). Async-signal-safe.
+int32_t entry_owner_tag(udax_inode *t);
 // DIRTY entry index without ever waiting (the async harvest, which holds the
 // harvest lock): an unlocked entry is locked, dirtied and unlocked; one held
 // by another thread gets DIRTY|REDIRTY in one CAS, so its owner's clean keeps
 // DIRTY; one self holds is just dirtied.
 void entry_dirty_nowait(udax_inode *t, uint32_t index, int32_t self);
 pid_t udax_gettid();
-// Is thread tid of this process alive? (async-signal-safe)
-bool thread_alive(pid_t tid);
+// Is thread tid of process pid alive? (async-signal-safe)
+bool thread_alive(pid_t pid, pid_t tid);
 
 // ---- userfaultfd, shared by the async and sigbus trackers ---------------------
 // Open a userfaultfd (user-mode faults only: no privilege needed) with the
@@ -352,6 +457,8 @@ int sigbus_set_wp(uintptr_t start, size_t len, bool wp);
 // still write-protected page of a sigbus region (or the self-test page) and
 // has been handled, so the store can retry. Async-signal-safe.
 bool sigbus_write_fault(siginfo_t *si, void *uctx);
+// The process's sigbus userfaultfd, or -1 before the first sigbus mapping.
+int sigbus_uffd_fd();
 // The sigbus regions' write fault: lock -> DIRTY -> un-protect -> unlock.
 void handle_uffd_write_fault(udax_region *r, uintptr_t addr);
 
@@ -367,8 +474,20 @@ int32_t uffd_scan_policy(const udax_inode *t);
 // caller): DIRTY every entry with a written page. On a scan error every entry
 // of that part is dirtied (nothing lost) and the errno returned.
 int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages);
+// Harvest file bytes [from, to) in every live peer's async mappings (through
+// /proc/PID/pagemap); a dead peer's, or one that died during the scan, are
+// dirtied whole. Caller holds the harvest lock.
+void harvest_peers(udax_inode *t, uint64_t from, uint64_t to, int32_t self, uint64_t *pages);
+// Dirty entries covering file bytes [from, to) (recovery; lock -> DIRTY -> unlock).
+void dirty_file_range(udax_inode *t, uint64_t from, uint64_t to, int32_t self);
+// The file's harvest lock (shared: every process's harvests exclude each
+// other); taken over from a dead holder, whose in-flight scan range is
+// dirtied first.
 void harvest_lock(udax_inode *t);
 void harvest_unlock(udax_inode *t);
+// Tracker word `word` (harvest lock or freeze) holds v, a dead owner's tag:
+// release it (the harvest lock: its in-flight range DIRTY first) and wake.
+void tracker_word_release_dead(udax_inode *t, int word, int32_t v);
 
 // ---- the fault handlers (native/fault.cc) ------------------------------------
 // For the write-fault functions they call (async-signal-safe): was the fault

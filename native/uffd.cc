@@ -21,6 +21,8 @@
 #include <linux/futex.h>
 #include <limits.h>
 #include <sys/ioctl.h>
+#include <stdio.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -94,11 +96,14 @@ int uffd_arm(uintptr_t start, size_t len, int32_t scan, const char **call) {
   return uffd_set_wp(g_async.uffd, start, len, true);
 }
 
-// Scan [start, end): call fn(from, to, arg) for each run of written pages,
-// write-protecting them; populated: present or swapped pages only (holes
-// would report as written). Loops until the walk reaches end: a scan may
-// stop early with room left in the vector (trap 5). Returns 0 or an errno.
-static int scan_written(uintptr_t start, uintptr_t end, int32_t scan, void (*fn)(uintptr_t, uintptr_t, void *), void *arg) {
+// Scan [start, end) of the address space pagemap describes (this process's,
+// or a peer's /proc/PID/pagemap): call fn(from, to, arg) for each run of
+// written pages, write-protecting them; populated: present or swapped pages
+// only (holes would report as written). Loops until the walk reaches end: a
+// scan may stop early with room left in the vector (trap 5). Returns 0 or
+// an errno.
+static int scan_written(int pagemap, uintptr_t start, uintptr_t end, int32_t scan, void (*fn)(uintptr_t, uintptr_t, void *),
+                        void *arg) {
   struct page_region vec[256];
   for (uintptr_t at = start; at < end;) {
     struct pm_scan_arg a = {};
@@ -111,7 +116,7 @@ static int scan_written(uintptr_t start, uintptr_t end, int32_t scan, void (*fn)
     a.category_mask = PAGE_IS_WRITTEN;
     if (scan == UDAX_SCAN_POPULATED) a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
     a.return_mask = PAGE_IS_WRITTEN;
-    long n = ioctl(g_async.pagemap, PAGEMAP_SCAN, &a);
+    long n = ioctl(pagemap, PAGEMAP_SCAN, &a);
     if (n < 0) return errno;
     for (long i = 0; i < n; i++) fn((uintptr_t)vec[i].start, (uintptr_t)vec[i].end, arg);
     if (a.walk_end <= at) return EIO;  // no progress: never loop forever
@@ -120,28 +125,78 @@ static int scan_written(uintptr_t start, uintptr_t end, int32_t scan, void (*fn)
   return 0;
 }
 
-// ---- the harvest lock: a futex mutex (0 free, 1 held, 2 held with waiters) ----
+// ---- the harvest lock ------------------------------------------------------------
+// A futex word in the shared table: 0 free, else the holder's owner tag, with
+// kHarvestWaiters set while someone sleeps on it. A waiter whose holder died
+// (a process killed mid-sync) takes it over; what the holder was scanning
+// (UDAX_TRACKER_HARVEST_FIRST/END: written bits it may have consumed and not
+// yet turned into DIRTY) becomes DIRTY first. Recovery only sets DIRTY.
 // Innermost: its holder never waits for an entry lock (entry_dirty_nowait),
 // so a thread holding entry locks (withEntriesLocked, a grow) may take it.
+
+static const int32_t kHarvestWaiters = 1;
+static const long kHolderCheckNs = 20 * 1000 * 1000;
 
 static std::atomic<int32_t> *harvest_word(udax_inode *t) {
   return reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[UDAX_TRACKER_HARVEST_LOCK]);
 }
 
+void dirty_file_range(udax_inode *t, uint64_t from, uint64_t to, int32_t self) {
+  if (from >= to) return;
+  uint32_t first = (uint32_t)(from >> t->entry_shift), last = (uint32_t)((to - 1) >> t->entry_shift);
+  for (uint32_t e = first, n = inode_entries(t); e <= last && e < n; e++) entry_dirty_nowait(t, e, self);
+}
+
+// What the harvest lock's holder scans now, in entries (holder only).
+static void set_inflight(udax_inode *t, uint64_t from, uint64_t to) {
+  uint32_t first = (uint32_t)(from >> t->entry_shift), end = (uint32_t)(((to - 1) >> t->entry_shift) + 1);
+  __atomic_store_n(&t->tracker[UDAX_TRACKER_HARVEST_FIRST], (int32_t)first, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&t->tracker[UDAX_TRACKER_HARVEST_END], (int32_t)end, __ATOMIC_SEQ_CST);
+}
+static void clear_inflight(udax_inode *t) {
+  __atomic_store_n(&t->tracker[UDAX_TRACKER_HARVEST_END], 0, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&t->tracker[UDAX_TRACKER_HARVEST_FIRST], 0, __ATOMIC_SEQ_CST);
+}
+static void recover_inflight(udax_inode *t, int32_t self) {
+  uint32_t first = (uint32_t)__atomic_load_n(&t->tracker[UDAX_TRACKER_HARVEST_FIRST], __ATOMIC_SEQ_CST);
+  uint32_t end = (uint32_t)__atomic_load_n(&t->tracker[UDAX_TRACKER_HARVEST_END], __ATOMIC_SEQ_CST);
+  if (end > first) dirty_file_range(t, (uint64_t)first << t->entry_shift, (uint64_t)end << t->entry_shift, self);
+  clear_inflight(t);
+}
+
 void harvest_lock(udax_inode *t) {
   std::atomic<int32_t> *w = harvest_word(t);
-  int32_t c = 0;
-  if (w->compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
-  if (c != 2) c = w->exchange(2, std::memory_order_acquire);
-  while (c != 0) {
-    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAIT_PRIVATE, 2, nullptr, nullptr, 0);
-    c = w->exchange(2, std::memory_order_acquire);
+  const int32_t self = entry_owner_tag(t);
+  for (;;) {
+    int32_t c = 0;
+    if (w->compare_exchange_strong(c, self, std::memory_order_acquire)) return;
+    if (!(c & kHarvestWaiters)) {
+      if (!w->compare_exchange_strong(c, c | kHarvestWaiters, std::memory_order_relaxed)) continue;
+      c |= kHarvestWaiters;
+    }
+    struct timespec ts = {0, kHolderCheckNs};
+    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAIT, c, &ts, nullptr, 0);
+    if (w->load(std::memory_order_acquire) != c || owner_alive(t, c & (int32_t)UDAX_ENTRY_OWNER_MASK)) continue;
+    if (!w->compare_exchange_strong(c, self, std::memory_order_acquire)) continue;
+    recover_inflight(t, self);  // the dead holder's scan: DIRTY
+    __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
+    return;
   }
 }
 
 void harvest_unlock(udax_inode *t) {
-  if (harvest_word(t)->exchange(0, std::memory_order_release) == 2)
-    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  if (harvest_word(t)->exchange(0, std::memory_order_release) & kHarvestWaiters)
+    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+void tracker_word_release_dead(udax_inode *t, int word, int32_t v) {
+  std::atomic<int32_t> *w = reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[word]);
+  if (word == UDAX_TRACKER_HARVEST_LOCK) {
+    recover_inflight(t, entry_owner_tag(t));
+    __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
+  }
+  if (w->compare_exchange_strong(v, 0, std::memory_order_acq_rel))
+    syscall(SYS_futex, &t->tracker[word], FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
 // ---- harvest ------------------------------------------------------------------
@@ -151,38 +206,106 @@ void harvest_unlock(udax_inode *t) {
 static std::atomic<int64_t> g_harvest_delay_ns{0};
 
 struct harvest_job {
-  udax_region *r;
+  udax_inode *t;
+  uintptr_t start;       // address of file_offset in the scanned address space
+  uint64_t file_offset;
   int32_t self;
   uint64_t pages;
 };
 
-static void dirty_entries(udax_region *r, uint64_t from, uint64_t to, int32_t self) {
-  udax_inode *t = r->inode;
-  uint32_t first = (uint32_t)(from >> t->entry_shift), last = (uint32_t)((to - 1) >> t->entry_shift);
-  for (uint32_t e = first, n = inode_entries(t); e <= last && e < n; e++) entry_dirty_nowait(t, e, self);
-}
-
 static void on_written(uintptr_t from, uintptr_t to, void *arg) {
   harvest_job *j = (harvest_job *)arg;
-  udax_region *r = j->r;
   j->pages += (to - from) / 4096;
   int64_t ns = g_harvest_delay_ns.load(std::memory_order_relaxed);
   struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
   while (ns > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-  dirty_entries(r, r->file_offset + (from - r->start), r->file_offset + (to - r->start), j->self);
+  dirty_file_range(j->t, j->file_offset + (from - j->start), j->file_offset + (to - j->start), j->self);
+}
+
+// Harvest file bytes [from, to) of the mapping [start, start + len) at
+// file_offset in the address space pagemap describes. On a scan error that
+// part is dirtied whole (nothing lost) and the errno returned.
+static int harvest_range(udax_inode *t, int pagemap, uintptr_t start, size_t len, uint64_t file_offset, uint64_t from,
+                         uint64_t to, int32_t self, uint64_t *pages) {
+  if (from < file_offset) from = file_offset;
+  if (to > file_offset + len) to = file_offset + len;
+  if (from >= to) return 0;
+  harvest_job j{t, start, file_offset, self, 0};
+  set_inflight(t, from, to);
+  int err = scan_written(pagemap, start + (from - file_offset), start + (to - file_offset), uffd_scan_policy(t), on_written, &j);
+  if (!err && pagemap != g_async.pagemap) {
+    // A peer's scan counts only if its address space outlived it (the
+    // pagemap of a process that is gone reads nothing).
+    uint64_t word;
+    if (pread(pagemap, &word, sizeof word, (off_t)((start + (from - file_offset)) / 4096 * 8)) != (ssize_t)sizeof word) err = ESRCH;
+  }
+  if (err) dirty_file_range(t, from, to, self);
+  clear_inflight(t);
+  *pages += j.pages;
+  return err;
 }
 
 int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uint64_t *pages) {
-  uint64_t region_to = r->file_offset + (r->end - r->start);
-  if (from < r->file_offset) from = r->file_offset;
-  if (to > region_to) to = region_to;
-  if (from >= to) return 0;
-  harvest_job j{r, self, 0};
-  int err = scan_written(r->start + (from - r->file_offset), r->start + (to - r->file_offset), uffd_scan_policy(r->inode),
-                         on_written, &j);
-  if (err) dirty_entries(r, from, to, self);
-  *pages += j.pages;
-  return err;
+  return harvest_range(r->inode, g_async.pagemap, r->start, r->end - r->start, r->file_offset, from, to, self, pages);
+}
+
+// A dead peer's ranges: what it stored is in the page cache, its written
+// bits went with its page tables: all DIRTY. Then, under the sidecar's flock
+// (claims of its slot take it too) and still dead, forget them.
+static void harvest_dead_peer(udax_inode *t, int k, int32_t self) {
+  udax_sidecar_slot *s = &t->slots[k];
+  uint32_t n = __atomic_load_n(&s->n_ranges, __ATOMIC_ACQUIRE);
+  for (uint32_t i = 0; i < n && i < UDAX_SLOT_RANGES; i++) {
+    udax_sidecar_range *r = &s->ranges[i];
+    uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
+    if (end) dirty_file_range(t, r->file_offset, r->file_offset + (end - r->start), self);
+  }
+  // Not waiting: an attach holding the flock may wait for our entry locks.
+  if (flock(t->sidecar_fd, LOCK_EX | LOCK_NB) != 0) return;  // forgotten by a later sync
+  if (!slot_alive(t, k)) {
+    for (uint32_t i = 0; i < n && i < UDAX_SLOT_RANGES; i++) __atomic_store_n(&s->ranges[i].end, (uint64_t)0, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->n_ranges, 0u, __ATOMIC_RELEASE);
+  }
+  flock(t->sidecar_fd, LOCK_UN);
+}
+
+void harvest_peers(udax_inode *t, uint64_t from, uint64_t to, int32_t self, uint64_t *pages) {
+  for (int k = 0, high = sidecar_slots_high(t); k < high; k++) {
+    if (k == t->slot) continue;
+    udax_sidecar_slot *s = &t->slots[k];
+    uint32_t n = __atomic_load_n(&s->n_ranges, __ATOMIC_ACQUIRE);
+    if (n > UDAX_SLOT_RANGES) n = UDAX_SLOT_RANGES;
+    bool any = false;
+    for (uint32_t i = 0; i < n && !any; i++) any = __atomic_load_n(&s->ranges[i].end, __ATOMIC_ACQUIRE) != 0;
+    if (!any) continue;
+    if (!slot_alive(t, k)) {
+      harvest_dead_peer(t, k, self);
+      continue;
+    }
+    char path[64];
+    int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+    snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
+    int pagemap = open(path, O_RDONLY | O_CLOEXEC);
+    // Ready after the open, with the same pid: that pid named the process
+    // whose ranges these are when it was opened (a claimer publishes its pid,
+    // clears a dead predecessor's ranges, then takes the ready lock). Not
+    // ready: a claimer's stale inheritance, dirtied below.
+    bool usable = pagemap >= 0 && slot_ready(t, k) && __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == pid;
+    for (uint32_t i = 0; i < n; i++) {
+      udax_sidecar_range *r = &s->ranges[i];
+      uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
+      if (!end) continue;
+      uintptr_t start = (uintptr_t)r->start;
+      uint64_t file_offset = r->file_offset;
+      if (usable) {
+        harvest_range(t, pagemap, start, end - start, file_offset, from, to, self, pages);  // on error: DIRTY
+      } else {
+        uint64_t a = from > file_offset ? from : file_offset, b = to < file_offset + (end - start) ? to : file_offset + (end - start);
+        dirty_file_range(t, a, b, self);
+      }
+    }
+    if (pagemap >= 0) close(pagemap);
+  }
 }
 
 static inline int64_t now_ns() {
@@ -206,10 +329,11 @@ static Napi::Value Harvest(const Napi::CallbackInfo &info) {
   if (first > last || last >= t->capacity) throw errno_error(info.Env(), EINVAL, "ioctl", t->path);
   uint64_t from = (uint64_t)first << t->entry_shift, to = ((uint64_t)last + 1) << t->entry_shift;
   int64_t t0 = now_ns();
-  int32_t self = entry_owner_tag();
+  int32_t self = entry_owner_tag(t.get());
   uint64_t pages = 0;
   int err = 0;
   harvest_lock(t.get());
+  harvest_peers(t.get(), from, to, self, &pages);  // other processes' mappings (none: nothing)
   for_each_region_of(t.get(), [&](udax_region *r) {
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->async || r->inode != t.get()) return true;
     if (!region_pin(r)) return true;
@@ -229,7 +353,7 @@ static int count_scan(uintptr_t start, uintptr_t end, int32_t scan, uint64_t *pa
     static void add(uintptr_t from, uintptr_t to, void *arg) { *(uint64_t *)arg += (to - from) / 4096; }
   };
   *pages = 0;
-  return scan_written(start, end, scan, counter::add, pages);
+  return scan_written(g_async.pagemap, start, end, scan, counter::add, pages);
 }
 
 // One self-test of a scan policy on a fresh memfd page: register (armed:

@@ -63,6 +63,8 @@ int sigbus_arm(uintptr_t start, size_t len, const char **call) {
   return uffd_set_wp(g_sigbus.uffd, start, len, true);
 }
 
+int sigbus_uffd_fd() { return g_sigbus.uffd; }
+
 int sigbus_set_wp(uintptr_t start, size_t len, bool wp) {
   int err;
   // EAGAIN: the address space is changing (only with non-cooperative

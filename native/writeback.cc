@@ -117,6 +117,9 @@ static void mkclean_flush(void *arg) {
   const uint32_t first = j->first, last = j->last, shift = t->entry_shift;
   const uint64_t file_size = inode_size(t);
   std::vector<uint8_t> &done = j->done;
+  // Every process's mappings are write-protected before anything is flushed.
+  // (Only sigbus peers publish a userfaultfd: nothing to do for the others.)
+  j->err = sidecar_mkclean_peers(t, first, last);
   for (size_t i = 0; i < j->regions.size() && !j->err; i++) {
     udax_region *r = j->regions[i];
     if (r->state.load(std::memory_order_acquire) != REGION_LIVE || !r->tracked || r->inode != t) continue;

@@ -31,9 +31,6 @@ if (C.STATS.join() !== STAT_NAMES.join()) {
 }
 const STAT_INDEX = Object.fromEntries(STAT_NAMES.map((name, i) => [name, i])) as Record<StatName, number>;
 
-/** This thread's lock-owner tag (its Linux thread id, placed as in entry.h). */
-export const SELF = ((native.gettid() << C.OWNER_SHIFT) & C.OWNER_MASK) | 0;
-
 /** Entry locks this thread holds, of every file. */
 let locksHeld = 0;
 
@@ -74,6 +71,9 @@ export class EntryTable {
   /** The tracker's words (entry.h UDAX_TRACKER_*; src/tracker.ts). */
   readonly trackerWords: Int32Array;
   readonly path: string;
+  /** This thread's lock-owner tag for this file (entry.h: registry slot and
+   * thread index, unique across the processes sharing the table). */
+  readonly self: number;
   readonly #view: TableView;
   /** Every coverage this thread made: released together (close). */
   readonly #coverages: TableCoverage[] = [];
@@ -92,6 +92,7 @@ export class EntryTable {
     this.persist = view.buffer;
     this.persistOffset = view.persistOffset;
     this.trackerWords = new Int32Array(view.buffer, view.trackerOffset, C.TRACKER_WORDS);
+    this.self = native.inodeOwnerTag(view.id);
   }
 
   /** The file's size in bytes now (every open, every thread). Its entries
@@ -146,16 +147,17 @@ export class EntryTable {
    * them) gets ERR_UDAX_DEADLOCK instead, with nothing taken. */
   lock(i: number): void {
     const words = this.words;
+    const self = this.self;
     const v = Atomics.load(words, i);
-    if (!(v & LOCKED) && Atomics.compareExchange(words, i, v, (v & FLAGS_MASK) | LOCKED | SELF) === v) {
+    if (!(v & LOCKED) && Atomics.compareExchange(words, i, v, (v & FLAGS_MASK) | LOCKED | self) === v) {
       locksHeld++;
       return;
     }
-    if ((v & LOCKED) && (v & C.OWNER_MASK) === SELF) {
+    if ((v & LOCKED) && (v & C.OWNER_MASK) === self) {
       throw udaxError('ERR_UDAX_DEADLOCK', `this thread already holds the lock of the entry at offset ${i * 2 ** this.shift} of`,
         { syscall: 'futex', path: this.path });
     }
-    const got = native.entryLockWait(this.id, i, SELF, locksHeld > 0);
+    const got = native.entryLockWait(this.id, i, self, locksHeld > 0);
     if (got < 0) {
       throw udaxError('ERR_UDAX_DEADLOCK',
         `the lock of the entry at offset ${i * 2 ** this.shift} is held by thread ${-got}, which waits for a lock this thread holds (inside withEntriesLocked: take locks in ascending order), in`,

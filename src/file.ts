@@ -14,6 +14,7 @@ import { claimTracker, resolveTracker, scanPolicyOfTable, trackerOfTable, tracke
 import * as check from './validate.js';
 import { PAGE_SIZE, PMD_SIZE, TMPFS_MAGIC } from './constants.js';
 import { writeback, type SyncResult } from './writeback.js';
+import { bindShared, checkPeers, peersOf } from './peers.js';
 import { parsePersistOptions, Persistence, type MediaInfo, type PersistOptions, type PersistStats } from './persist.js';
 import type { ErrCursor } from './errseq.js';
 import type { FileIdentity } from './media.js';
@@ -432,6 +433,10 @@ export class DaxFile {
     if (this.readOnly) throw errnoError('EBADF', 'ftruncate', this.path, 'file was opened readOnly');
     if (!owner) this.#assertSizeNotOwned('ftruncate');
     assertNoEntryLocksHeld('ftruncate', this.path);
+    if (newSize !== this.size && peersOf(this.table).length > 0) {
+      throw udaxError('ERR_UDAX_SHARED', 'resize while another process has the file open (sizes are not shared across processes yet):',
+        { syscall: 'ftruncate', path: this.path });
+    }
     this.#resizeTo(newSize);
   }
 
@@ -659,15 +664,16 @@ export function open(path: string, opts?: OpenOptions): DaxFile {
       resized = true;
       if (allocate) native.fileAllocate(file, st.size, size - st.size);
     }
-    const view = native.inodeBind(file, size, Math.log2(entrySize), st.dev, st.ino);
+    const view = bindShared(file, size, Math.log2(entrySize), st, path);
     if ('conflict' in view) {
       throw udaxError('ERR_UDAX_ALREADY_OPEN',
-        `the file is open in this process already with ${view.size} bytes in ${2 ** view.entryShift}-byte entries; ` +
+        `the file is open (in this or another process) already with ${view.size} bytes in ${2 ** view.entryShift}-byte entries; ` +
         `this open asks for ${size} bytes in ${entrySize}-byte entries (close the other first):`, { syscall: 'open', path });
     }
     table = new EntryTable(view);
     const scan = resolved.name === 'async' ? chooseScan(st.fsType, st.dev, path, view.size).scan : 'armed';
     const tracker = claimTracker(table, resolved.name, wantedTracker.explicit, path, scan);
+    if (!view.created) checkPeers(table, tracker.name, readOnly, path);
     tracker.ensureInstalled();
     const isPmem = !readOnly && native.fileProbeMapSync(file);
     return new DaxFile({ path, file, table, stat: { ...st, size: view.size }, readOnly, isPmem, owner: true, tracker }, persist);

@@ -10,6 +10,7 @@
 // They do not survive the machine losing power unless the media's own
 // filesystem is durable and written back (not modelled: the media *is* the
 // model of durable storage).
+import { bindShared } from './peers.js';
 import { constants as fsConstants } from 'node:fs';
 import { EntryTable } from './entry.js';
 import { errnoError, rangeError, typeError, udaxError } from './errors.js';
@@ -82,7 +83,7 @@ export class MediaShadow {
       this.identity = { dev: st.dev, ino: st.ino };
       const length = size ?? st.size;
       if (st.size !== length) native.fileTruncate(this.fileId, length);
-      const view = native.inodeBind(this.fileId, length, 12, st.dev, st.ino);
+      const view = bindShared(this.fileId, length, 12, st, path);
       if ('conflict' in view) throw udaxError('ERR_UDAX_ALREADY_OPEN', 'the media file is open in this process as another file:', { syscall: 'open', path });
       this.#table = new EntryTable(view);
       try {

@@ -107,7 +107,10 @@ export interface NativeAddon {
   filePwrite(file: number, bytes: Uint8Array, position: number): number;
   filePread(file: number, bytes: Uint8Array, position: number): number;
   // native/inode.cc
-  inodeBind(file: number, size: number, entryShift: number, dev: number, ino: number): TableView | TableConflict;
+  inodeBind(file: number, size: number, entryShift: number, dev: number, ino: number, sidecarDir: string): TableView | TableConflict;
+  inodePeers(inode: number): { pid: number; sameNamespace: boolean; ready: boolean; attachErrno: number }[];
+  inodeSidecar(inode: number): string;
+  inodeOwnerTag(inode: number): number;
   inodeView(inode: number): TableView;
   inodeCoverage(inode: number, cover: number): TableCoverage;
   releaseBuffer(buffer: ArrayBuffer, hold: object): void;

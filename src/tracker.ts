@@ -243,7 +243,7 @@ export function claimTracker(table: EntryTable, name: TrackerName, explicit: boo
   const running = trackerOfTable(table);
   if (explicit && running.name !== name) {
     throw udaxError('ERR_UDAX_ALREADY_OPEN',
-      `the file is open in this process already with the ${running.name} tracker; this open asks for ${name} (close the other first):`,
+      `the file is open (in this or another process) already with the ${running.name} tracker; this open asks for ${name} (close the other first):`,
       { syscall: 'open', path });
   }
   return running;

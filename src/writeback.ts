@@ -13,7 +13,7 @@
 // Writeback records errors (injected ones, in the errseq word, through the
 // hooks) and never reports them: only sync does (file.ts, handle.ts), so an
 // internal writeback (near the VMA budget) cannot swallow a user's error.
-import { DIRTY, holdsEntryLocks, SELF, TOWRITE, type EntryTable } from './entry.js';
+import { DIRTY, holdsEntryLocks, TOWRITE, type EntryTable } from './entry.js';
 import { shrankError } from './errors.js';
 import { native } from './native.js';
 import type { WritebackHooks, WritebackPlan } from './persist.js';
@@ -89,7 +89,7 @@ const runResult = new Float64Array(4);
 /** writebackRun in one native call (native/writeback.cc WritebackRun). */
 function nativeRun(table: EntryTable, first: number, last: number, fallbackRegion: number, plan: WritebackPlan, result: SyncResult): void {
   try {
-    native.writebackRun(table.id, first, last, fallbackRegion, SELF, plan.mediaRegion, runResult);
+    native.writebackRun(table.id, first, last, fallbackRegion, table.self, plan.mediaRegion, runResult);
     result.entries += runResult[0];
     result.bytes += runResult[1];
     plan.mediaCopied(runResult[2], runResult[3]);

@@ -38,6 +38,17 @@ describe('README', () => {
     lines.forEach((line, i) => expect(line.replace(/\s+/g, ' ')).toBe(promised[i].replace(/\s+/g, ' ')));
   });
 
+  test('the processes example is examples/processes.mjs, and it runs as documented', () => {
+    const example = readFileSync(`${root}examples/processes.mjs`, 'utf8');
+    const block = readme.match(/## Processes\n[\s\S]*?```js\n([\s\S]*?)```/)![1];
+    expect(example.split('\n').slice(1).join('\n')).toBe(block);
+    const r = spawnSync(process.execPath, ['examples/processes.mjs'], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    const promised = [...block.matchAll(/^console\.log\(.*?\);\s*\/\/ (.*)$/gm)].map((m) => m[1]);
+    expect(lines).toEqual(promised);
+  });
+
   test('the volume example is examples/volume.mjs, and it runs as documented', () => {
     const example = readFileSync(`${root}examples/volume.mjs`, 'utf8');
     const block = readme.match(/## Volumes: [^\n]*\n[\s\S]*?```js\n([\s\S]*?)```/)![1];

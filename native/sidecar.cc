@@ -1,0 +1,519 @@
+// The sidecar: one file's entry table shared by every process that opens the
+// file, in a file on /dev/shm mapped MAP_SHARED (layout in udax.h).
+//
+// Lifetime (flock(LOCK_EX) on the sidecar serialises every step below):
+//   attach  open or create the sidecar; if no live process holds a registry
+//           lock, the table is stale (its processes are gone, or its data
+//           file was deleted and the inode number reused): truncate it to
+//           zero and lay it out fresh, as a first open does. Otherwise check
+//           it names this very file (dev, ino, birth time) and join it.
+//           Then take a free registry slot: an OFD write lock on its byte.
+//   detach  drop the slot's lock; if no live process holds one, unlink the
+//           sidecar (a later opener that opened it meanwhile sees the name
+//           gone under its flock and starts again).
+// Liveness: slot k's process is alive while byte k is OFD-locked. The kernel
+// drops an OFD lock when the last descriptor of its open file description
+// closes, which at exit happens after the address space is gone: "unlocked"
+// means that process will never store again. No pid is trusted for it.
+//
+// Owner tags (entry.h): ((slot + 1) << UDAX_OWNER_THREAD_BITS | thread index)
+// << UDAX_ENTRY_OWNER_SHIFT. A thread's index is process-wide (a lock-free
+// table keyed by thread id); each slot publishes the thread id behind each
+// index, so a peer in the same pid namespace can tell a dead thread of a live
+// process (a terminated worker) too.
+#include "udax.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <linux/falloc.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const uint64_t kMagic = 0x7564617873696465ull;  // "udaxside"
+static const uint32_t kVersion = 1;
+static const size_t kPage = 4096;
+static const uint32_t kThreads = 1u << UDAX_OWNER_THREAD_BITS;
+
+static size_t page_up(size_t n) { return (n + kPage - 1) & ~(kPage - 1); }
+
+// ---- thread indices ------------------------------------------------------------
+
+// Thread id per index, open addressing by tid. A dead thread's index is
+// reused only when every index is taken (as late as possible).
+static pid_t g_thread_tids[kThreads];
+
+static uint32_t thread_index(pid_t tid) {
+  uint32_t h = ((uint32_t)tid * 2654435761u) & (kThreads - 1);
+  for (uint32_t k = 0; k < kThreads; k++) {
+    uint32_t i = (h + k) & (kThreads - 1);
+    pid_t v = __atomic_load_n(&g_thread_tids[i], __ATOMIC_ACQUIRE);
+    if (v == tid) return i;
+    if (v == 0) {
+      pid_t none = 0;
+      if (__atomic_compare_exchange_n(&g_thread_tids[i], &none, tid, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return i;
+      if (none == tid) return i;
+    }
+  }
+  for (uint32_t k = 0; k < kThreads; k++) {  // full: take over a dead thread's index
+    uint32_t i = (h + k) & (kThreads - 1);
+    pid_t v = __atomic_load_n(&g_thread_tids[i], __ATOMIC_ACQUIRE);
+    if (!thread_alive(getpid(), v) &&
+        __atomic_compare_exchange_n(&g_thread_tids[i], &v, tid, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      return i;
+  }
+  return h;  // unreachable in practice: more live threads than indices
+}
+
+bool thread_alive(pid_t pid, pid_t tid) {
+  return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;
+}
+
+int32_t entry_owner_tag(udax_inode *t) {
+  pid_t tid = udax_gettid();
+  uint32_t i = thread_index(tid);
+  int32_t *published = &t->tids[(size_t)t->slot * kThreads + i];
+  if (__atomic_load_n(published, __ATOMIC_RELAXED) != tid) __atomic_store_n(published, tid, __ATOMIC_RELEASE);
+  return (int32_t)((((uint32_t)(t->slot + 1) << UDAX_OWNER_THREAD_BITS) | i) << UDAX_ENTRY_OWNER_SHIFT);
+}
+
+// ---- liveness ------------------------------------------------------------------
+
+// Does any other open file description hold an OFD write lock on bytes
+// [start, start+len) of fd? (An OFD lock never conflicts with its own.)
+static bool locked_by_other(int fd, off_t start, off_t len) {
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = start;
+  fl.l_len = len;
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: assume alive
+  return fl.l_type != F_UNLCK;
+}
+
+// Byte UDAX_SLOTS + k: taken by slot k's process once its record (pid,
+// ranges) is its own; a peer scans its ranges only while it holds it.
+bool slot_ready(udax_inode *t, int k) {
+  return locked_by_other(t->sidecar_fd, UDAX_SLOTS + k, 1);
+}
+
+bool slot_alive(udax_inode *t, int k) {
+  if (k == t->slot) return true;
+  return locked_by_other(t->sidecar_fd, k, 1);
+}
+
+int sidecar_peers(udax_inode *t) {
+  int n = 0;
+  for (int k = 0, high = sidecar_slots_high(t); k < high; k++)
+    if (k != t->slot && locked_by_other(t->sidecar_fd, k, 1)) n++;
+  return n;
+}
+
+bool owner_alive(udax_inode *t, int32_t owner) {
+  uint32_t v = (uint32_t)owner >> UDAX_ENTRY_OWNER_SHIFT;
+  int k = (int)(v >> UDAX_OWNER_THREAD_BITS) - 1;
+  uint32_t i = v & (kThreads - 1);
+  if (k < 0 || k >= UDAX_SLOTS) return false;  // never a real owner
+  if (!slot_alive(t, k)) return false;
+  pid_t tid = __atomic_load_n(&t->tids[(size_t)k * kThreads + i], __ATOMIC_ACQUIRE);
+  udax_sidecar_slot *s = &t->slots[k];
+  // Ours: an index we never published is a dead predecessor's in this slot.
+  if (k == t->slot) return tid != 0 && thread_alive(getpid(), tid);
+  // Another process: its thread ids mean something only in our pid namespace.
+  if (tid == 0 || __atomic_load_n(&s->pidns, __ATOMIC_ACQUIRE) != t->pidns) return true;
+  return thread_alive(__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE), tid);
+}
+
+// ---- mapped ranges -----------------------------------------------------------
+
+int sidecar_publish_range(udax_inode *t, uintptr_t start, uintptr_t end, uint64_t file_offset) {
+  std::lock_guard<std::mutex> lock(t->ranges_mutex);
+  udax_sidecar_slot *s = &t->slots[t->slot];
+  for (int i = 0; i < UDAX_SLOT_RANGES; i++) {
+    udax_sidecar_range *r = &s->ranges[i];
+    if (__atomic_load_n(&r->end, __ATOMIC_ACQUIRE) != 0) continue;
+    r->start = start;
+    r->file_offset = file_offset;
+    __atomic_store_n(&r->end, (uint64_t)end, __ATOMIC_RELEASE);
+    if ((uint32_t)i >= s->n_ranges) __atomic_store_n(&s->n_ranges, (uint32_t)i + 1, __ATOMIC_RELEASE);
+    return i;
+  }
+  return -1;
+}
+
+int sidecar_peer_attach_access(udax_inode *t, int k) {
+  int pidfd = (int)syscall(SYS_pidfd_open, __atomic_load_n(&t->slots[k].pid, __ATOMIC_ACQUIRE), 0);
+  if (pidfd < 0) return errno == ESRCH ? 0 : errno;
+  // The ptrace check comes before the descriptor lookup: EBADF means allowed.
+  int fd = (int)syscall(SYS_pidfd_getfd, pidfd, INT_MAX, 0);
+  int err = fd >= 0 ? 0 : errno == EBADF || errno == ESRCH ? 0 : errno;
+  if (fd >= 0) close(fd);
+  close(pidfd);
+  return err;
+}
+
+// Peer k's sigbus userfaultfd, taken once per process holding slot k (and
+// kept while it does). -1 with *err 0: nothing to write-protect there (dead,
+// attaching, no sigbus mapping). Caller holds t->peer_mutex.
+static int peer_uffd(udax_inode *t, int k, int *err) {
+  udax_sidecar_slot *s = &t->slots[k];
+  auto &c = t->peer_uffd[k];
+  *err = 0;
+  int32_t fdnum = __atomic_load_n(&s->sigbus_uffd, __ATOMIC_ACQUIRE) - 1;
+  // Not ready: dead (nothing of it is writable any more) or still attaching
+  // (no mapping yet).
+  bool ready = fdnum >= 0 && slot_ready(t, k);
+  int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+  uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+  if (c.fd >= 0 && (!ready || c.pid != pid || c.gen != gen)) {
+    close(c.fd);
+    c.fd = -1;
+  }
+  if (!ready || c.fd >= 0) return c.fd;
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) {
+    if (errno != ESRCH) *err = errno;
+    return -1;
+  }
+  // Still that process's slot once the pidfd pins it: the pid was its pid.
+  if (!slot_ready(t, k) || __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) != pid || __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) != gen) {
+    close(pidfd);
+    return -1;
+  }
+  int uffd = (int)syscall(SYS_pidfd_getfd, pidfd, fdnum, 0);
+  if (uffd < 0 && errno != ESRCH) *err = errno;  // EPERM: ptrace rules (checked at open too)
+  close(pidfd);
+  if (uffd >= 0) c = {uffd, pid, gen};
+  return uffd;
+}
+
+int sidecar_mkclean_peers(udax_inode *t, uint32_t first, uint32_t last) {
+  const uint64_t from = (uint64_t)first << t->entry_shift, to = ((uint64_t)last + 1) << t->entry_shift;
+  std::lock_guard<std::mutex> lock(t->peer_mutex);
+  for (int k = 0, high = sidecar_slots_high(t); k < high; k++) {
+    if (k == t->slot) continue;
+    udax_sidecar_slot *s = &t->slots[k];
+    uint32_t n = __atomic_load_n(&s->n_ranges, __ATOMIC_ACQUIRE);
+    if (n == 0 && t->peer_uffd[k].fd < 0) continue;
+    int err = 0;
+    int uffd = peer_uffd(t, k, &err);
+    if (err) return err;
+    for (uint32_t i = 0; uffd >= 0 && i < n && i < UDAX_SLOT_RANGES; i++) {
+      udax_sidecar_range *r = &s->ranges[i];
+      uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
+      if (!end) continue;
+      uint64_t fo = r->file_offset, len = end - r->start;
+      uint64_t a = from > fo ? from : fo, b = to < fo + len ? to : fo + len;
+      if (a >= b) continue;
+      int e;
+      for (int tries = 0; (e = uffd_set_wp(uffd, (uintptr_t)(r->start + (a - fo)), b - a, true)) == EAGAIN && tries < 1000; tries++) {}
+      if (e && e != ENOENT && e != ESRCH) return e;  // ENOENT: unmapped meanwhile; ESRCH: it died
+    }
+  }
+  return 0;
+}
+
+void sidecar_unpublish_range(udax_inode *t, int index) {
+  if (index < 0) return;
+  std::lock_guard<std::mutex> lock(t->ranges_mutex);
+  __atomic_store_n(&t->slots[t->slot].ranges[index].end, (uint64_t)0, __ATOMIC_RELEASE);
+}
+
+// ---- attach and detach ---------------------------------------------------------
+
+void sidecar_name(const char *dir, dev_t dev, ino_t ino, char *out, size_t len) {
+  snprintf(out, len, "%s/udax-table.%llx.%llx", dir, (unsigned long long)dev, (unsigned long long)ino);
+}
+
+// Remove the sidecars in dir that no live process holds (left by processes
+// killed with files open): each is flocked, checked for a live registry lock
+// and for being a sidecar (magic, or still empty), then unlinked. An opener
+// that opened one meanwhile finds the name gone under its flock and starts
+// again (open_locked), so this never pulls a table from under a process.
+static void sweep(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  while (struct dirent *e = readdir(d)) {
+    unsigned long long a, b;
+    char tail;
+    if (sscanf(e->d_name, "udax-table.%llx.%llx%c", &a, &b, &tail) != 2) continue;
+    int fd = openat(dirfd(d), e->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;  // another user's: not ours to judge
+    struct stat st, now;
+    uint64_t magic = 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+        !locked_by_other(fd, 0, UDAX_SLOTS) &&
+        (st.st_size == 0 || (pread(fd, &magic, sizeof magic, 0) == (ssize_t)sizeof magic && magic == kMagic)) &&
+        fstatat(dirfd(d), e->d_name, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev)
+      unlinkat(dirfd(d), e->d_name, 0);
+    close(fd);
+  }
+  closedir(d);
+}
+
+static std::atomic<bool> g_swept{false};  // (not std::call_once: pthread_once is GLIBC_2.34)
+
+struct layout {
+  size_t slots, tids, table, entries, summary, len;
+  uint32_t groups;
+};
+
+static layout layout_of(uint32_t capacity) {
+  layout l;
+  l.slots = kPage;
+  l.tids = page_up(l.slots + UDAX_SLOTS * sizeof(udax_sidecar_slot));
+  l.table = page_up(l.tids + (size_t)UDAX_SLOTS * kThreads * sizeof(int32_t));
+  size_t header = UDAX_STAT_COUNT * 8 + UDAX_PERSIST_BYTES + UDAX_TRACKER_WORDS * 4 + UDAX_SIZE_WORDS * 8;
+  l.entries = page_up(l.table + header);
+  size_t entries_bytes = ((size_t)capacity * 4 + 7) & ~(size_t)7;
+  size_t groups = ((size_t)capacity + (1u << UDAX_SUMMARY_SHIFT) - 1) >> UDAX_SUMMARY_SHIFT;
+  size_t groups2 = (groups + (1u << UDAX_SUMMARY2_SHIFT) - 1) >> UDAX_SUMMARY2_SHIFT;
+  l.groups = (uint32_t)groups;
+  l.summary = l.entries + entries_bytes;
+  l.len = page_up(l.summary + (groups + groups2) * 4);
+  return l;
+}
+
+// This process's pid namespace (fixed for its life: setns only moves children).
+static uint64_t pid_namespace() {
+  static std::atomic<uint64_t> ns{0};
+  uint64_t v = ns.load(std::memory_order_relaxed);
+  struct stat st;
+  if (!v && stat("/proc/self/ns/pid", &st) == 0) ns.store(v = (uint64_t)st.st_ino, std::memory_order_relaxed);
+  return v;
+}
+
+static void flock_retry(int fd, int op) {
+  while (flock(fd, op) != 0 && errno == EINTR) {}
+}
+
+// Open the sidecar at path under flock(LOCK_EX), the name still naming it.
+static int open_locked(const char *path, int *err, const char **call) {
+  for (;;) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return *err = errno, *call = "open", -1;
+    flock_retry(fd, LOCK_EX);
+    struct stat a, b;
+    if (fstat(fd, &a) != 0) {
+      *err = errno, *call = "fstat";
+      close(fd);
+      return -1;
+    }
+    if (lstat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+      if (a.st_uid != geteuid()) {  // another user's: never trust or join it
+        *err = EACCES, *call = "open";
+        close(fd);
+        return -1;
+      }
+      return fd;
+    }
+    close(fd);  // removed (or replaced) by a last closer meanwhile: again
+  }
+}
+
+// The data file's birth time (0, 0 where the file system records none).
+static void birth_time(int fd, int64_t *sec, uint32_t *nsec) {
+  struct statx sx = {};
+  *sec = 0, *nsec = 0;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME))
+    *sec = sx.stx_btime.tv_sec, *nsec = sx.stx_btime.tv_nsec;
+}
+
+static void dirty_stale_ranges(udax_inode *t, udax_sidecar_slot *s) {
+  int32_t self = entry_owner_tag(t);
+  for (uint32_t i = 0; i < s->n_ranges && i < UDAX_SLOT_RANGES; i++) {
+    udax_sidecar_range *r = &s->ranges[i];
+    uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
+    if (!end) continue;
+    dirty_file_range(t, r->file_offset, r->file_offset + (end - r->start), self);
+    __atomic_store_n(&r->end, (uint64_t)0, __ATOMIC_RELEASE);
+  }
+  s->n_ranges = 0;
+}
+
+udax_inode *sidecar_attach(const char *dir, int data_fd, uint64_t size, uint32_t shift, dev_t dev, ino_t ino,
+                           const char *path, bool *created, int *err, const char **call) {
+  uint64_t n = (size + (1ull << shift) - 1) >> shift;
+  if (n > UDAX_MAX_ENTRIES) return *err = EFBIG, *call = "open", nullptr;
+  char sidecar[256];
+  sidecar_name(dir, dev, ino, sidecar, sizeof sidecar);
+  if (!g_swept.exchange(true)) sweep(dir);  // once per process: what killed processes left
+  int fd = open_locked(sidecar, err, call);
+  if (fd < 0) return nullptr;
+  auto fail = [&](int e, const char *c) -> udax_inode * {
+    *err = e, *call = c;
+    flock_retry(fd, LOCK_UN);
+    close(fd);
+    return nullptr;
+  };
+  int64_t btime_sec;
+  uint32_t btime_nsec;
+  birth_time(data_fd, &btime_sec, &btime_nsec);
+  bool live = locked_by_other(fd, 0, UDAX_SLOTS);
+  udax_sidecar_hdr hdr = {};
+  struct stat st;
+  if (fstat(fd, &st) != 0) return fail(errno, "fstat");
+  if (live) {
+    // Someone holds the data file open with this table: it is this file's
+    // (an inode number is reused only once no one holds it). Check anyway.
+    if (pread(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr || hdr.magic != kMagic || hdr.version != kVersion ||
+        hdr.dev != (uint64_t)dev || hdr.ino != (uint64_t)ino || hdr.btime_sec != btime_sec ||
+        hdr.btime_nsec != btime_nsec || (uint64_t)st.st_size != hdr.mem_len)
+      return fail(ESTALE, "open");
+  } else {
+    uint64_t reserve = UDAX_TABLE_RESERVE_BYTES >> shift;
+    uint64_t capacity = n > reserve ? n : reserve;
+    if (capacity > UDAX_MAX_ENTRIES) capacity = UDAX_MAX_ENTRIES;
+    hdr = {kMagic, kVersion, shift, (uint64_t)dev, (uint64_t)ino, btime_sec, btime_nsec, (uint32_t)capacity,
+           layout_of((uint32_t)capacity).len, 0, 0};  // slots_high is set below, after the header is copied
+    // Zero whatever a dead process left, then size it (sparse: nothing is
+    // allocated until touched).
+    if ((st.st_size != 0 && ftruncate(fd, 0) != 0) || ftruncate(fd, (off_t)hdr.mem_len) != 0) return fail(errno, "ftruncate");
+  }
+  layout l = layout_of(hdr.capacity);
+  void *mem = mmap(nullptr, l.len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  if (mem == MAP_FAILED) return fail(errno, "mmap");
+  // A forked child gets no copy: it attaches itself (sidecar_forget_in_child).
+  madvise(mem, l.len, MADV_DONTFORK);
+  int slot = -1;
+  uint32_t next = live ? ((udax_sidecar_hdr *)mem)->next_slot % UDAX_SLOTS : 0;
+  for (int j = 0; j < UDAX_SLOTS && slot < 0; j++) {
+    int k = (int)((next + (uint32_t)j) % UDAX_SLOTS);
+    struct flock fl = {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = k;
+    fl.l_len = 1;
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0) slot = k;
+  }
+  if (slot < 0) {
+    munmap(mem, l.len);
+    return fail(EUSERS, "fcntl");
+  }
+  udax_inode *t = new udax_inode();
+  uint8_t *base = (uint8_t *)mem;
+  t->mem = mem;
+  t->mem_len = l.len;
+  t->capacity = hdr.capacity;
+  t->entry_shift = hdr.entry_shift;
+  t->dev = dev;
+  t->ino = ino;
+  t->hdr = (udax_sidecar_hdr *)base;
+  t->slots = (udax_sidecar_slot *)(base + l.slots);
+  t->tids = (int32_t *)(base + l.tids);
+  t->stats = (int64_t *)(base + l.table);
+  t->persist = base + l.table + UDAX_STAT_COUNT * 8;
+  t->tracker = (int32_t *)(t->persist + UDAX_PERSIST_BYTES);
+  t->sizes = (int64_t *)(t->tracker + UDAX_TRACKER_WORDS);
+  t->entries_offset = l.entries;
+  t->summary_offset = l.summary;
+  t->entries = (int32_t *)(base + l.entries);
+  t->summary = (int32_t *)(base + l.summary);
+  t->groups = l.groups;
+  t->sidecar_fd = fd;
+  t->slot = slot;
+  t->pidns = pid_namespace();
+  snprintf(t->path, sizeof t->path, "%s", path);
+  snprintf(t->sidecar_path, sizeof t->sidecar_path, "%s", sidecar);
+  t->refs.store(1);
+  udax_sidecar_slot *s = &t->slots[slot];
+  // A predecessor's thread ids go: punched out (read as zero, hold no
+  // memory), not written with zeros (which would allocate them).
+  if (live) fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(l.tids + (size_t)slot * kThreads * sizeof(int32_t)),
+                      (off_t)(kThreads * sizeof(int32_t)));
+  if (live && s->gen != 0) {
+    // Used before (next-fit: only after every other slot was): locks its
+    // threads left (a killed process, a terminated worker) go, DIRTY; then
+    // the stores in a killed process's mappings, which no scan can find any
+    // more, become DIRTY.
+    entry_release_dead_slot(t, slot);
+    dirty_stale_ranges(t, s);
+  }
+  t->hdr->next_slot = (uint32_t)slot + 1;
+  if ((uint32_t)slot >= t->hdr->slots_high) __atomic_store_n(&t->hdr->slots_high, (uint32_t)slot + 1, __ATOMIC_RELEASE);
+  s->pid = getpid();
+  s->pidns = t->pidns;
+  s->gen++;
+  s->n_ranges = 0;
+  if (!live) {
+    t->sizes[UDAX_SIZE_LIVE] = (int64_t)size;
+    t->sizes[UDAX_SIZE_DURABLE] = (int64_t)size;
+    t->sizes[UDAX_SIZE_HIGH_WATER] = (int64_t)n;
+    hdr.next_slot = (uint32_t)slot + 1;
+    hdr.slots_high = (uint32_t)slot + 1;
+    memcpy(t->hdr, &hdr, sizeof hdr);  // magic included: valid from now on
+  }
+  struct flock ready = {};
+  ready.l_type = F_WRLCK;
+  ready.l_whence = SEEK_SET;
+  ready.l_start = UDAX_SLOTS + slot;
+  ready.l_len = 1;
+  if (fcntl(fd, F_OFD_SETLK, &ready) != 0) {  // free: its last holder is gone
+    int e = errno;
+    sidecar_detach(t);
+    delete t;
+    *err = e, *call = "fcntl";
+    return nullptr;
+  }
+  *created = !live;
+  flock_retry(fd, LOCK_UN);
+  return t;
+}
+
+void sidecar_detach(udax_inode *t) {
+  int fd = t->sidecar_fd;
+  flock_retry(fd, LOCK_EX);
+  t->slots[t->slot].n_ranges = 0;
+  __atomic_store_n(&t->slots[t->slot].pid, 0, __ATOMIC_RELEASE);  // detached cleanly: no locks, no ranges
+  munmap(t->mem, t->mem_len);
+  for (off_t at : {(off_t)(UDAX_SLOTS + t->slot), (off_t)t->slot}) {
+    struct flock fl = {};
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = at;
+    fl.l_len = 1;
+    fcntl(fd, F_OFD_SETLK, &fl);
+  }
+  if (!locked_by_other(fd, 0, UDAX_SLOTS)) {
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && lstat(t->sidecar_path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+      unlink(t->sidecar_path);
+  }
+  for (auto &c : t->peer_uffd)
+    if (c.fd >= 0) close(c.fd);
+  flock_retry(fd, LOCK_UN);
+  close(fd);
+}
+
+// ---- exit ----------------------------------------------------------------------
+
+// At exit with files still open: remove each sidecar no other live process
+// holds (our own lock goes with the process; peers still attached remove it
+// when the last of them closes).
+void sidecar_forget_at_exit(udax_inode *t) {
+  int fd = t->sidecar_fd;
+  if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) return;
+  struct stat a, b;
+  if (!locked_by_other(fd, 0, UDAX_SLOTS) && fstat(fd, &a) == 0 && lstat(t->sidecar_path, &b) == 0 &&
+      a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    unlink(t->sidecar_path);
+  flock(fd, LOCK_UN);
+}
+
+// ---- fork --------------------------------------------------------------------
+
+extern void inodes_forget_in_child();
+
+void sidecar_forget_in_child() { inodes_forget_in_child(); }
+
+static void on_fork_child() { sidecar_forget_in_child(); }
+
+static int g_atfork = pthread_atfork(nullptr, nullptr, on_fork_child);

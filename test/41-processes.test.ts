@@ -1,0 +1,317 @@
+// Layer 4: one file shared by several processes (docs/processes.md). Each
+// peer is a separate `node` process (test/workers/peer.mjs) driven over its
+// stdin, with timeouts: stores in one are written back by a sync in another;
+// a peer killed with SIGKILL (mid-store, holding entry locks, inside a
+// harvest; a read-only peer holding entry locks, with every tracker) or
+// stopped hangs no one and loses nothing it stored; writeback errors reach
+// every process's handles once; what a peer cannot share is refused.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { afterAll, afterEach, describe, expect, test } from 'vitest';
+import { open } from 'udax';
+import { removeScratch, scratchPath, TRACKER } from './helpers.js';
+
+const PAGE = 4096;
+const peerScript = new URL('./workers/peer.mjs', import.meta.url).pathname;
+const peers: Peer[] = [];
+
+afterEach(() => {
+  for (const p of peers.splice(0)) p.kill();
+});
+afterAll(removeScratch);
+
+class Peer {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly exited: Promise<NodeJS.Signals | null>;
+  #buffer = '';
+  #lines: string[] = [];
+  #wake: (() => void) | undefined;
+  stderr = '';
+
+  constructor(opts: { uid?: number; gid?: number } = {}) {
+    this.child = spawn(process.execPath, [peerScript], { stdio: ['pipe', 'pipe', 'pipe'], ...opts });
+    this.exited = new Promise((resolve) => this.child.on('exit', (_code, signal) => resolve(signal)));
+    this.child.stdout.on('data', (d) => {
+      this.#buffer += d;
+      const parts = this.#buffer.split('\n');
+      this.#buffer = parts.pop()!;
+      this.#lines.push(...parts);
+      this.#wake?.();
+    });
+    this.child.stderr.on('data', (d) => { this.stderr += d; });
+    peers.push(this);
+  }
+
+  /** The next answer, or a timeout naming what the peer said on stderr. */
+  async next(timeoutMs = 15_000): Promise<{ ok?: any; error?: { code?: string; message: string; syscall?: string } }> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#lines.length === 0) {
+      if (Date.now() > deadline) throw new Error(`peer ${this.child.pid} did not answer: ${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        setTimeout(resolve, 50);
+      });
+    }
+    return JSON.parse(this.#lines.shift()!);
+  }
+
+  send(cmd: object): void {
+    this.child.stdin.write(`${JSON.stringify(cmd)}\n`);
+  }
+
+  /** Run cmd; its result, or throw its error (with code). */
+  async call(cmd: object, timeoutMs?: number): Promise<any> {
+    this.send(cmd);
+    const a = await this.next(timeoutMs);
+    if (a.error) throw Object.assign(new Error(a.error.message), a.error);
+    return a.ok;
+  }
+
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+const bytesOf = (s: string) => [...new TextEncoder().encode(s)];
+const read = (path: string) => readFileSync(path);
+const sidecarOf = (path: string) => {
+  const st = statSync(path);
+  return `/dev/shm/udax-table.${st.dev.toString(16)}.${st.ino.toString(16)}`;
+};
+
+/** Media equals live: the data file (tmpfs: the page cache, what every
+ * mapping sees) and its shadow media, byte for byte. */
+function expectMediaEqualsLive(path: string): void {
+  const live = read(path);
+  const media = read(`${path}.media`);
+  expect(media.length).toBe(live.length);
+  if (Buffer.compare(live, media) !== 0) {
+    let first = 0;
+    while (live[first] === media[first]) first++;
+    expect.fail(`media differs from live first at byte ${first} (page ${Math.floor(first / PAGE)})`);
+  }
+}
+
+async function twoPeers(size = 16 * PAGE, media = true) {
+  const path = scratchPath('shared');
+  const a = new Peer();
+  const b = new Peer();
+  await a.call({ op: 'open', path, opts: { create: true, size, ...(media ? { media: 'shadow' } : {}) } });
+  await b.call({ op: 'open', path });
+  return { path, a, b };
+}
+
+describe.runIf(TRACKER !== 'sigsegv')(`several processes, one file (${TRACKER} tracker)`, () => {
+  test('two separate node processes: one stores, the other syncs, and the media holds the store', async () => {
+    const { path, a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 5000, bytes: bytesOf('stored in A') });
+    await a.call({ op: 'store', offset: 9 * PAGE + 7, bytes: bytesOf('and here') });
+    await b.call({ op: 'sync' });
+    const media = read(`${path}.media`);
+    expect(media.subarray(5000, 5011).toString()).toBe('stored in A');
+    expect(media.subarray(9 * PAGE + 7, 9 * PAGE + 15).toString()).toBe('and here');
+    const stats = await b.call({ op: 'stats' });
+    expect(stats.dirtyEntries).toBe(0);
+    if (TRACKER === 'async') expect(stats.pagesHarvested).toBeGreaterThanOrEqual(2);
+    // B's sync write-protected A's pages again (async: B's harvest; sigbus:
+    // through A's userfaultfd): A's next store is seen.
+    await a.call({ op: 'store', offset: 5000, bytes: bytesOf('STORED AGAIN') });
+    expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(1);  // async: stats harvests A's page tables too
+    await b.call({ op: 'sync' });
+    expect(read(`${path}.media`).subarray(5000, 5012).toString()).toBe('STORED AGAIN');
+    expectMediaEqualsLive(path);
+    // Both see one table: A's view of the syncs B ran.
+    expect((await a.call({ op: 'stats' })).syncs).toBe((await b.call({ op: 'stats' })).syncs);
+  });
+
+  test('stress: writers in two processes, syncs from both, media equals live after a final sync', async () => {
+    for (let round = 0; round < 3; round++) {
+      const { path, a, b } = await twoPeers(64 * PAGE);
+      const c = new Peer();
+      await c.call({ op: 'open', path });
+      await Promise.all([
+        a.call({ op: 'storeLoop', seed: 1 + round, rounds: 400, syncEvery: 7 }, 60_000),
+        b.call({ op: 'storeLoop', seed: 100 + round, rounds: 400, syncEvery: 11 }, 60_000),
+        (async () => { for (let k = 0; k < 20; k++) await c.call({ op: 'sync' }); })(),
+      ]);
+      await c.call({ op: 'sync' });
+      expectMediaEqualsLive(path);
+      for (const p of [a, b, c]) p.kill();
+    }
+  });
+
+  test('a peer killed with SIGKILL mid-store hangs no sync and loses nothing it stored', async () => {
+    const { path, a, b } = await twoPeers(32 * PAGE);
+    a.send({ op: 'spin' });
+    expect((await a.next()).ok).toBe('spinning');
+    await b.call({ op: 'sync' });  // a sync while it stores
+    await new Promise((r) => setTimeout(r, 100));
+    a.kill();
+    expect(await a.exited).toBe('SIGKILL');
+    await b.call({ op: 'sync' }, 10_000);
+    expectMediaEqualsLive(path);  // its last stores too
+    expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(0);
+  });
+
+  test('a stopped peer does not stall a sync; its pages are write-protected meanwhile, so its next store is caught', async () => {
+    const { path, a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 2 * PAGE, bytes: bytesOf('before the stop') });
+    a.child.kill('SIGSTOP');
+    try {
+      await b.call({ op: 'sync' }, 10_000);  // async: scans its page tables; sigbus: through its userfaultfd
+      expect(read(`${path}.media`).subarray(2 * PAGE, 2 * PAGE + 15).toString()).toBe('before the stop');
+    } finally {
+      a.child.kill('SIGCONT');
+    }
+    await a.call({ op: 'store', offset: 2 * PAGE, bytes: bytesOf('after the stop!') });
+    await b.call({ op: 'sync' });
+    expect(read(`${path}.media`).subarray(2 * PAGE, 2 * PAGE + 15).toString()).toBe('after the stop!');
+    expectMediaEqualsLive(path);
+  });
+
+  test('a peer killed holding entry locks: a sync in another process takes them over (DIRTY) and returns', async () => {
+    const { path, a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 100, bytes: bytesOf('before the lock') });
+    a.send({ op: 'lockAndHang', offset: 0, length: 4 * PAGE });
+    expect((await a.next()).ok).toBe('locked');
+    a.kill();
+    expect(await a.exited).toBe('SIGKILL');
+    await b.call({ op: 'store', offset: PAGE + 1, bytes: bytesOf('B') });
+    await b.call({ op: 'sync' }, 10_000);
+    expect(read(`${path}.media`).subarray(100, 115).toString()).toBe('before the lock');
+    expectMediaEqualsLive(path);
+    expect((await b.call({ op: 'stats' })).locksRecovered).toBeGreaterThanOrEqual(1);
+  });
+
+  test.runIf(TRACKER === 'async')('a peer killed inside a harvest (holding the harvest lock, its scan not yet DIRTY) loses nothing', async () => {
+    const { path, a, b } = await twoPeers();
+    a.send({ op: 'syncInHarvest', offset: 3 * PAGE, bytes: bytesOf('scanned, then killed'), delayNs: 60e9 });
+    expect((await a.next()).ok).toBe('harvesting');
+    await new Promise((r) => setTimeout(r, 300));  // inside the harvest's delay
+    a.kill();
+    expect(await a.exited).toBe('SIGKILL');
+    await b.call({ op: 'sync' }, 10_000);
+    expect(read(`${path}.media`).subarray(3 * PAGE, 3 * PAGE + 20).toString()).toBe('scanned, then killed');
+    expectMediaEqualsLive(path);
+  });
+
+  test('an injected writeback error reaches every handle in every process once', async () => {
+    const { a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 0, bytes: [1] });
+    await b.call({ op: 'inject', opts: { offset: 0, length: PAGE, errno: 'EIO' } });
+    await expect(b.call({ op: 'sync' })).rejects.toMatchObject({ code: 'EIO', syscall: 'fsync' });
+    await b.call({ op: 'sync' });
+    await expect(b.call({ op: 'handleSync' })).rejects.toMatchObject({ code: 'EIO' });
+    await b.call({ op: 'handleSync' });
+    await expect(a.call({ op: 'sync' })).rejects.toMatchObject({ code: 'EIO' });
+    await a.call({ op: 'sync' });
+    await expect(a.call({ op: 'handleSync' })).rejects.toMatchObject({ code: 'EIO' });
+    await a.call({ op: 'handleSync' });
+    expect((await a.call({ op: 'stats' })).persistence.errorsReported).toBe(4);
+  });
+
+  test('a peer opening with a tracker that cannot reach other processes is refused', async () => {
+    const path = scratchPath('mixed');
+    const a = new Peer();
+    const b = new Peer();
+    await a.call({ op: 'open', path, opts: { create: true, size: 4 * PAGE, tracker: 'sigsegv' } });
+    await expect(b.call({ op: 'open', path, opts: { tracker: 'auto' } })).rejects.toMatchObject({ code: 'ERR_UDAX_SHARED', syscall: 'open' });
+    await expect(b.call({ op: 'open', path, opts: { tracker: 'async' } })).rejects.toMatchObject({ code: 'ERR_UDAX_ALREADY_OPEN' });
+    expect((await b.call({ op: 'open', path, opts: { readOnly: true, tracker: 'auto' } })).tracker).toBe('sigsegv');
+  });
+});
+
+describe.runIf(TRACKER === 'sigsegv')('several processes, one file (sigsegv tracker)', () => {
+  test('a writable open beside a peer is refused (no cross-process write-protect); readOnly joins', async () => {
+    const path = scratchPath('refused');
+    const a = new Peer();
+    const b = new Peer();
+    await a.call({ op: 'open', path, opts: { create: true, size: 4 * PAGE, media: 'shadow' } });
+    await a.call({ op: 'store', offset: 0, bytes: [7] });
+    await expect(b.call({ op: 'open', path })).rejects.toMatchObject({ code: 'ERR_UDAX_SHARED', syscall: 'open' });
+    expect((await b.call({ op: 'open', path, opts: { readOnly: true } })).tracker).toBe(TRACKER);
+    await a.call({ op: 'sync' });
+    expect((await b.call({ op: 'stats' })).syncs).toBe(1);  // one table
+  });
+});
+
+describe(`a read-only peer (${TRACKER} tracker)`, () => {
+  test('a peer killed with SIGKILL holding entry locks hangs no one: its locks are taken over, DIRTY', async () => {
+    const path = scratchPath('killed');
+    const a = new Peer();
+    const b = new Peer();
+    await a.call({ op: 'open', path, opts: { create: true, size: 8 * PAGE, media: 'shadow' } });
+    await a.call({ op: 'store', offset: 0, bytes: [1] });
+    await a.call({ op: 'sync' });
+    await b.call({ op: 'open', path, opts: { readOnly: true } });
+    b.send({ op: 'lockAndHang', offset: 0, length: 4 * PAGE });
+    expect((await b.next()).ok).toBe('locked');
+    b.kill();
+    expect(await b.exited).toBe('SIGKILL');
+    await a.call({ op: 'store', offset: PAGE + 5, bytes: bytesOf('after the kill') }, 10_000);  // sigsegv/sigbus: the fault waits for the lock
+    await a.call({ op: 'sync' }, 10_000);
+    expect(read(`${path}.media`).subarray(PAGE + 5, PAGE + 19).toString()).toBe('after the kill');
+    expectMediaEqualsLive(path);
+    const stats = await a.call({ op: 'stats' });
+    expect(stats.locksRecovered).toBeGreaterThanOrEqual(1);
+    expect(stats.dirtyEntries).toBe(0);
+  });
+});
+
+describe('the sidecar', () => {
+  test('the last process to close removes it; a dead process\'s stale one is laid out afresh', async () => {
+    const path = scratchPath('sidecar');
+    const f = open(path, { create: true, size: 4 * PAGE });
+    const sidecar = sidecarOf(path);
+    expect(existsSync(sidecar)).toBe(true);
+    const a = new Peer();
+    await a.call({ op: 'open', path, opts: { readOnly: true } });
+    f.close();
+    expect(existsSync(sidecar)).toBe(true);  // a is still attached
+    await a.call({ op: 'close' });
+    expect(await a.exited).toBe(null);
+    expect(existsSync(sidecar)).toBe(false);
+    // A process killed with the file open leaves its sidecar; the next open
+    // finds no live process and starts afresh (any tracker, fresh counters).
+    const b = new Peer();
+    await b.call({ op: 'open', path, opts: { tracker: 'sigsegv' } });
+    await b.call({ op: 'store', offset: 0, bytes: [1] });
+    await b.call({ op: 'sync' });
+    b.kill();
+    await b.exited;
+    expect(existsSync(sidecar)).toBe(true);
+    const g = open(path);
+    expect(g.stats().syncs).toBe(0);
+    g.close();
+    expect(existsSync(sidecar)).toBe(false);
+  });
+
+  test('garbage in a sidecar no live process holds is never trusted', () => {
+    const path = scratchPath('garbage');
+    writeFileSync(path, Buffer.alloc(4 * PAGE));
+    const sidecar = sidecarOf(path);
+    writeFileSync(sidecar, Buffer.alloc(3 * PAGE, 0xff));
+    const f = open(path);
+    expect(f.stats().syncs).toBe(0);
+    expect(f.stats().dirtyEntries).toBe(0);
+    f.close();
+    expect(existsSync(sidecar)).toBe(false);
+  });
+
+  test.runIf(process.getuid?.() === 0)('a process of another user is refused at open with a clear error', async () => {
+    const dir = mkdtempSync('/dev/shm/udax-test-users-');
+    chmodSync(dir, 0o777);
+    const path = `${dir}/f`;
+    try {
+      const f = open(path, { create: true, size: 4 * PAGE });
+      chmodSync(path, 0o666);  // the data file is theirs to open: the table is not
+      const other = new Peer({ uid: 65534, gid: 65534 });
+      await expect(other.call({ op: 'open', path })).rejects.toMatchObject({ code: 'EACCES', syscall: 'open',
+        message: expect.stringContaining('another user') });
+      await expect(other.call({ op: 'open', path, opts: { readOnly: true } })).rejects.toMatchObject({ code: 'EACCES' });
+      f.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,89 @@
+// A peer process for test/41-processes: opens a file as a user does and runs
+// commands read from stdin, one JSON object a line, answering each with one
+// JSON line on stdout ({ ok: ... } or { error: { code, message } }).
+//   { op: 'open', path, opts }            open it (and map it whole, if writable)
+//   { op: 'store', offset, bytes }         store bytes (an array) at offset
+//   { op: 'storeLoop', pages, seed, rounds, syncEvery }  random stores, syncs
+//   { op: 'sync' }                         file.sync()
+//   { op: 'handleSync' }                   sync through a second handle
+//   { op: 'inject', opts }                 file.injectWritebackError(opts)
+//   { op: 'stats' }                        file.stats()
+//   { op: 'lockAndHang', offset, length }  withEntriesLocked, never returns
+//   { op: 'syncInHarvest', delayNs }       store, then sync with a long harvest delay (hangs inside)
+//   { op: 'spin' }                          store into page 0 forever (answers first)
+//   { op: 'close' }                        close, answer, exit
+import { createInterface } from 'node:readline';
+import { open } from 'udax';
+import { setHarvestDelay } from 'udax/testing';
+
+let file;
+let mapping;
+let handle;
+const answer = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
+const sleepForever = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+
+function run(c) {
+  switch (c.op) {
+    case 'open':
+      file = open(c.path, c.opts ?? {});
+      if (!file.readOnly) mapping = file.map();
+      handle = file.openHandle();
+      return { tracker: file.tracker, size: file.size, pid: process.pid };
+    case 'store':
+      mapping.bytes.set(c.bytes, c.offset);
+      return true;
+    case 'storeLoop': {
+      let x = c.seed >>> 0;
+      const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+      const n = mapping.length;
+      for (let r = 0; r < c.rounds; r++) {
+        for (let k = 0; k < 64; k++) mapping.bytes[(next() >>> 8) % n] = next() >>> 24;  // high bits: an LCG's low bits cycle fast
+        if (c.syncEvery && r % c.syncEvery === 0) file.sync();
+      }
+      return true;
+    }
+    case 'sync':
+      file.sync();
+      return true;
+    case 'handleSync':
+      handle.sync();
+      return true;
+    case 'inject':
+      file.injectWritebackError(c.opts);
+      return true;
+    case 'stats':
+      return file.stats();
+    case 'lockAndHang':
+      file.withEntriesLocked(c.offset, c.length, () => {
+        answer({ ok: 'locked' });
+        sleepForever();
+      });
+      return true;
+    case 'syncInHarvest':
+      mapping.bytes.set(c.bytes, c.offset);
+      setHarvestDelay(c.delayNs);
+      answer({ ok: 'harvesting' });
+      file.sync();
+      return true;
+    case 'spin':
+      answer({ ok: 'spinning' });
+      for (let v = 0; ; v = (v + 1) & 255) mapping.bytes[(v * 4096) % mapping.length] = v;
+    case 'close':
+      handle.close();
+      file.close();
+      answer({ ok: true });
+      process.exit(0);
+    default:
+      throw new Error(`unknown op ${c.op}`);
+  }
+}
+
+const lines = createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  try {
+    answer({ ok: run(JSON.parse(line)) ?? null });
+  } catch (e) {
+    answer({ error: { code: e.code, message: e.message, syscall: e.syscall } });
+  }
+});
+lines.on('close', () => process.exit(0));

@@ -233,7 +233,7 @@ void entry_release_dead_slot(udax_inode *t, int k) {
     std::atomic<int32_t> *w = word_of(t, i);
     int32_t v = w->load(std::memory_order_relaxed);
     while ((v & UDAX_ENTRY_LOCKED) && theirs(v)) {
-      int32_t freed = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS)) | UDAX_ENTRY_DIRTY);
+      int32_t freed = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK & ~(UDAX_ENTRY_LOCKED | UDAX_ENTRY_WAITERS | UDAX_ENTRY_REDIRTY)) | UDAX_ENTRY_DIRTY);
       if (!w->compare_exchange_weak(v, freed, std::memory_order_acq_rel)) continue;
       if (!(v & UDAX_ENTRY_DIRTY)) count_dirty(t, i);
       if (v & UDAX_ENTRY_WAITERS) futex_wake_word(&t->entries[i]);

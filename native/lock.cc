@@ -72,30 +72,43 @@ static void count_dirty(udax_inode *t, uint32_t index) {
 // run from low to high) cannot form a cycle; one appears only when a thread
 // holding entry locks of its own (withEntriesLocked) waits for another
 // entry. The wait-for graph: per thread id, the owner tag of the lock it
-// sleeps on, 0 when it is not waiting. Set before each sleep, cleared when
-// the wait ends; lazily backed (MAP_NORESERVE): only waiters touch a page.
+// sleeps on, with kCanFail set when that waiter can give up (a JS caller),
+// 0 when it is not waiting. Set before each sleep, cleared when the wait
+// ends; lazily backed (MAP_NORESERVE): only waiters touch a page.
 static const uint32_t kWaitSlots = (UDAX_ENTRY_OWNER_MASK >> UDAX_ENTRY_OWNER_SHIFT) + 1;
+static const int32_t kCanFail = 1;  // below the owner bits
 static std::atomic<int32_t> *g_waits_for = nullptr;
 
 static inline pid_t tag_tid(int32_t tag) { return (pid_t)((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT); }
 
-static inline void set_waiting(int32_t self, int32_t owner) {
-  if (g_waits_for) g_waits_for[tag_tid(self)].store(owner, std::memory_order_seq_cst);
+static inline void set_waiting(int32_t self, int32_t owner, bool can_fail) {
+  if (g_waits_for) g_waits_for[tag_tid(self)].store(owner ? owner | (can_fail ? kCanFail : 0) : 0, std::memory_order_seq_cst);
 }
 
-// Does the chain of waits starting at owner lead back to self? (A stale link
-// can only end a chain early: a thread that stopped waiting cleared it.)
-static bool waits_for_self(int32_t self, int32_t owner) {
+// Does the chain of waits starting at owner lead back to self, and must self
+// act? Of the members that can give up, the one with the highest thread id
+// does (every member computes the same answer, so one fails, not all); if
+// none can, each (a fault handler) does, and the first to report aborts. A
+// stale link can only end a chain early: a thread that stopped waiting
+// cleared it.
+static bool deadlock_victim(int32_t self, bool self_can_fail, int32_t owner) {
   if (!g_waits_for) return false;
+  pid_t victim = self_can_fail ? tag_tid(self) : 0;
   for (int hops = 0; hops < 64 && owner; hops++) {
-    if (owner == self) return true;
-    owner = g_waits_for[tag_tid(owner)].load(std::memory_order_seq_cst);
+    if (owner == self) return victim == (self_can_fail ? tag_tid(self) : 0);
+    int32_t link = g_waits_for[tag_tid(owner)].load(std::memory_order_seq_cst);
+    if ((link & kCanFail) && tag_tid(owner) > victim) victim = tag_tid(owner);
+    owner = link & (int32_t)UDAX_ENTRY_OWNER_MASK;
   }
   return false;
 }
 
 // A thread in a fault handler is in a cycle no caller broke: say who, abort.
 [[noreturn]] static void deadlock_in_handler(udax_inode *t, uint32_t index, int32_t owner) {
+  // Every thread of the cycle may get here at once: one reports and aborts,
+  // the others wait for the process to end (their messages would interleave).
+  static std::atomic<bool> reported{false};
+  if (reported.exchange(true)) for (;;) pause();
   msg_str("udax: deadlock: thread ");
   msg_dec((uint64_t)udax_gettid());
   msg_str(" waits for the lock of ");
@@ -129,7 +142,7 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
     if (!(v & UDAX_ENTRY_LOCKED)) {
       int32_t locked = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK) | UDAX_ENTRY_LOCKED) | self;
       if (w->compare_exchange_weak(v, locked, std::memory_order_acquire)) {
-        if (waited) set_waiting(self, 0);
+        if (waited) set_waiting(self, 0, false);
         return LOCK_TAKEN;
       }
       continue;
@@ -140,18 +153,18 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
       if (!w->compare_exchange_weak(v, v | (int32_t)UDAX_ENTRY_WAITERS, std::memory_order_relaxed)) continue;
       v |= UDAX_ENTRY_WAITERS;
     }
-    set_waiting(self, owner);
+    set_waiting(self, owner, policy == LOCK_FAIL_ON_DEADLOCK);
     waited = true;
     futex_wait_word(&t->entries[index], v, kOwnerCheckNs);
     if (w->load(std::memory_order_relaxed) != v) continue;
     if (thread_alive(tag_tid(owner))) {
-      if (policy == LOCK_WAIT || !waits_for_self(self, owner)) {
+      if (policy == LOCK_WAIT || !deadlock_victim(self, policy == LOCK_FAIL_ON_DEADLOCK, owner)) {
         suspect = 0;
         continue;
       }
       if (++suspect < (policy == LOCK_FAIL_ON_DEADLOCK ? kDeadlockChecksFail : kDeadlockChecksAbort)) continue;
       if (policy == LOCK_ABORT_ON_DEADLOCK) deadlock_in_handler(t, index, owner);
-      set_waiting(self, 0);
+      set_waiting(self, 0, false);
       if (blocker) *blocker = owner;
       return LOCK_DEADLOCK;
     }
@@ -159,7 +172,7 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
     // (a REDIRTY meant for the dead owner's clean is this DIRTY now).
     int32_t taken = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK & ~UDAX_ENTRY_REDIRTY) | UDAX_ENTRY_LOCKED | UDAX_ENTRY_DIRTY) | self;
     if (!w->compare_exchange_strong(v, taken, std::memory_order_acquire)) continue;
-    set_waiting(self, 0);
+    set_waiting(self, 0, false);
     if (!(v & UDAX_ENTRY_DIRTY)) count_dirty(t, index);
     __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
     return LOCK_RECOVERED;

@@ -14,7 +14,6 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,15 +73,15 @@ static void count_dirty(udax_inode *t, uint32_t index) {
 // entry. The wait-for graph: per thread id, the owner tag of the lock it
 // sleeps on, with kCanFail set when that waiter can give up (a JS caller),
 // 0 when it is not waiting. Set before each sleep, cleared when the wait
-// ends; lazily backed (MAP_NORESERVE): only waiters touch a page.
+// ends; in bss, so only the pages of threads that waited are ever touched.
 static const uint32_t kWaitSlots = (UDAX_ENTRY_OWNER_MASK >> UDAX_ENTRY_OWNER_SHIFT) + 1;
 static const int32_t kCanFail = 1;  // below the owner bits
-static std::atomic<int32_t> *g_waits_for = nullptr;
+static std::atomic<int32_t> g_waits_for[kWaitSlots];
 
 static inline pid_t tag_tid(int32_t tag) { return (pid_t)((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT); }
 
 static inline void set_waiting(int32_t self, int32_t owner, bool can_fail) {
-  if (g_waits_for) g_waits_for[tag_tid(self)].store(owner ? owner | (can_fail ? kCanFail : 0) : 0, std::memory_order_seq_cst);
+  g_waits_for[tag_tid(self)].store(owner ? owner | (can_fail ? kCanFail : 0) : 0, std::memory_order_seq_cst);
 }
 
 // Does the chain of waits starting at owner lead back to self, and must self
@@ -92,7 +91,6 @@ static inline void set_waiting(int32_t self, int32_t owner, bool can_fail) {
 // stale link can only end a chain early: a thread that stopped waiting
 // cleared it.
 static bool deadlock_victim(int32_t self, bool self_can_fail, int32_t owner) {
-  if (!g_waits_for) return false;
   pid_t victim = self_can_fail ? tag_tid(self) : 0;
   for (int hops = 0; hops < 64 && owner; hops++) {
     if (owner == self) return victim == (self_can_fail ? tag_tid(self) : 0);
@@ -276,10 +274,6 @@ static Napi::Value GetTid(const Napi::CallbackInfo &info) {
 }
 
 void init_lock(Napi::Env env, Napi::Object exports) {
-  if (!g_waits_for) {
-    void *p = mmap(nullptr, (size_t)kWaitSlots * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p != MAP_FAILED) g_waits_for = reinterpret_cast<std::atomic<int32_t> *>(p);  // else: no detection, waits as before
-  }
   exports.Set("entryLockWait", Napi::Function::New(env, EntryLockWait, "entryLockWait"));
   exports.Set("entryWake", Napi::Function::New(env, EntryWake, "entryWake"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));

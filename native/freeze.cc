@@ -98,31 +98,39 @@ static void thaw(udax_inode *t) {
   freeze_release(t);
 }
 
-// The hook, in the SIGSEGV handler with r pinned (async-signal-safe only).
-// Returns when the file is not frozen (the store retries), when r is being
-// unmapped (unmap waits for the pin; the retry then reaches the tombstone),
-// or after thawing for a freezer that died.
-void handle_frozen_write_fault(udax_region *r, uintptr_t addr) {
+// Wait until r's file is not frozen by another thread, or r is no longer
+// live (being unmapped: waiting would only hold up the unmap), thawing for
+// a freezer that died. Returns this thread's owner tag when it holds the
+// freeze itself, else 0. Async-signal-safe.
+static int32_t wait_thawed(udax_region *r) {
   udax_inode *t = r->inode;
   std::atomic<int32_t> *w = freeze_word(t);
   int32_t self = 0;
   for (;;) {
     int32_t c = w->load(std::memory_order_acquire);
-    if (c == 0 || r->state.load(std::memory_order_acquire) != REGION_LIVE) return;
+    if (c == 0 || r->state.load(std::memory_order_acquire) != REGION_LIVE) return 0;
     if (!self) self = entry_owner_tag(t);
-    if (c == self) {
-      msg_str("udax: self-deadlock: thread ");
-      msg_dec((uint64_t)udax_gettid());
-      msg_str(" stored into ");
-      msg_str(t->path);
-      msg_str(" while it holds the file frozen\n");
-      msg_abort();
-    }
+    if (c == self) return self;
     if (c > 0 && !owner_alive(t, c)) {
       if (w->compare_exchange_strong(c, kThawing, std::memory_order_acq_rel)) thaw(t);
       continue;
     }
     freeze_wait(t, c);
+  }
+}
+
+// The hook, in the SIGSEGV handler with r pinned (async-signal-safe only).
+// Returns when the file is not frozen (the store retries), when r is being
+// unmapped (unmap waits for the pin; the retry then reaches the tombstone),
+// or after thawing for a freezer that died.
+void handle_frozen_write_fault(udax_region *r, uintptr_t addr) {
+  if (wait_thawed(r)) {
+    msg_str("udax: self-deadlock: thread ");
+    msg_dec((uint64_t)udax_gettid());
+    msg_str(" stored into ");
+    msg_str(r->inode->path);
+    msg_str(" while it holds the file frozen\n");
+    msg_abort();
   }
 }
 
@@ -132,20 +140,7 @@ void handle_frozen_write_fault(udax_region *r, uintptr_t addr) {
 // by the freezing thread itself, inside its snapshot, is not waited for.
 void map_wait_thawed(udax_region *r) {
   std::atomic_thread_fence(std::memory_order_seq_cst);  // LIVE published before the word is read
-  udax_inode *t = r->inode;
-  std::atomic<int32_t> *w = freeze_word(t);
-  int32_t self = 0;
-  for (;;) {
-    int32_t c = w->load(std::memory_order_acquire);
-    if (c == 0) return;
-    if (!self) self = entry_owner_tag(t);
-    if (c == self) return;
-    if (c > 0 && !owner_alive(t, c)) {
-      if (w->compare_exchange_strong(c, kThawing, std::memory_order_acq_rel)) thaw(t);
-      continue;
-    }
-    freeze_wait(t, c);
-  }
+  wait_thawed(r);
 }
 
 // freezeAsync(inodeId) -> async regions frozen: take the file's freeze word

@@ -66,10 +66,13 @@ static void count_dirty(udax_inode *t, uint32_t index) {
 // run from low to high) cannot form a cycle; one appears only when a thread
 // holding entry locks of its own (withEntriesLocked) waits for another
 // entry. The wait-for graph of this process's threads: per thread index
-// (native/sidecar.cc), 1 + the index of the thread of this process whose
-// lock it sleeps on, 0 when it is not waiting or waits for another process
-// (not followed). Set before each sleep, cleared when the wait ends.
+// (native/sidecar.cc), 0 when it is not waiting or waits for a thread of
+// another process (not followed), else (1 + the index of the thread of this
+// process whose lock it sleeps on) << 1, with kCanFail set when the waiter
+// can give up (a JS caller). Set before each sleep, cleared when the wait
+// ends; in bss, so only the pages of threads that waited are ever touched.
 static const uint32_t kThreadIndices = 1u << UDAX_OWNER_THREAD_BITS;
+static const int32_t kCanFail = 1;
 static std::atomic<int32_t> g_waits_for[kThreadIndices];
 
 static inline uint32_t tag_index(int32_t tag) { return ((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT) & (kThreadIndices - 1); }
@@ -82,23 +85,30 @@ static pid_t tag_tid(udax_inode *t, int32_t owner) {
   return (pid_t)__atomic_load_n(&t->tids[(size_t)k * kThreadIndices + tag_index(owner)], __ATOMIC_ACQUIRE);
 }
 
-static inline void set_waiting(udax_inode *t, int32_t self, int32_t owner) {
-  int32_t link = owner && tag_slot(owner) == t->slot ? (int32_t)tag_index(owner) + 1 : 0;
+static inline void set_waiting(udax_inode *t, int32_t self, int32_t owner, bool can_fail) {
+  int32_t link = owner && tag_slot(owner) == t->slot
+                     ? (((int32_t)tag_index(owner) + 1) << 1) | (can_fail ? kCanFail : 0)
+                     : 0;
   g_waits_for[tag_index(self)].store(link, std::memory_order_seq_cst);
 }
 
-// Does the chain of waits starting at owner (of file t) lead back to self?
-// (A stale link can only end a chain early: a thread that stopped waiting
-// cleared it.)
-static bool waits_for_self(udax_inode *t, int32_t self, int32_t owner) {
+// Does the chain of waits starting at owner (of file t) lead back to self,
+// and must self act? Of the members that can give up, the one with the
+// highest thread index does (every member computes the same answer, so one
+// fails, not all); if none can, each (a fault handler) does, and the first
+// to report aborts. A stale link can only end a chain early: a thread that
+// stopped waiting cleared it.
+static bool deadlock_victim(udax_inode *t, int32_t self, bool self_can_fail, int32_t owner) {
   if (tag_slot(owner) != t->slot) return false;  // another process: not followed
-  const uint32_t me = tag_index(self);
+  const int64_t me = tag_index(self);
+  int64_t victim = self_can_fail ? me : -1;
   uint32_t next = tag_index(owner);
   for (int hops = 0; hops < 64; hops++) {
-    if (next == me) return true;
+    if (next == me) return victim == (self_can_fail ? me : -1);
     int32_t link = g_waits_for[next].load(std::memory_order_seq_cst);
     if (link == 0) return false;
-    next = (uint32_t)(link - 1);
+    if ((link & kCanFail) && (int64_t)next > victim) victim = next;
+    next = (uint32_t)((link >> 1) - 1);
   }
   return false;
 }
@@ -142,7 +152,7 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
     if (!(v & UDAX_ENTRY_LOCKED)) {
       int32_t locked = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK) | UDAX_ENTRY_LOCKED) | self;
       if (w->compare_exchange_weak(v, locked, std::memory_order_acquire)) {
-        if (waited) set_waiting(t, self, 0);
+        if (waited) set_waiting(t, self, 0, false);
         return LOCK_TAKEN;
       }
       continue;
@@ -153,18 +163,18 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
       if (!w->compare_exchange_weak(v, v | (int32_t)UDAX_ENTRY_WAITERS, std::memory_order_relaxed)) continue;
       v |= UDAX_ENTRY_WAITERS;
     }
-    set_waiting(t, self, owner);
+    set_waiting(t, self, owner, policy == LOCK_FAIL_ON_DEADLOCK);
     waited = true;
     futex_wait_word(&t->entries[index], v, kOwnerCheckNs);
     if (w->load(std::memory_order_relaxed) != v) continue;
     if (owner_alive(t, owner)) {
-      if (policy == LOCK_WAIT || !waits_for_self(t, self, owner)) {
+      if (policy == LOCK_WAIT || !deadlock_victim(t, self, policy == LOCK_FAIL_ON_DEADLOCK, owner)) {
         suspect = 0;
         continue;
       }
       if (++suspect < (policy == LOCK_FAIL_ON_DEADLOCK ? kDeadlockChecksFail : kDeadlockChecksAbort)) continue;
       if (policy == LOCK_ABORT_ON_DEADLOCK) deadlock_in_handler(t, index, owner);
-      set_waiting(t, self, 0);
+      set_waiting(t, self, 0, false);
       if (blocker) *blocker = owner;
       return LOCK_DEADLOCK;
     }
@@ -172,7 +182,7 @@ lock_result entry_lock_wait(udax_inode *t, uint32_t index, int32_t self, deadloc
     // (a REDIRTY meant for the dead owner's clean is this DIRTY now).
     int32_t taken = (int32_t)((v & UDAX_ENTRY_FLAGS_MASK & ~UDAX_ENTRY_REDIRTY) | UDAX_ENTRY_LOCKED | UDAX_ENTRY_DIRTY) | self;
     if (!w->compare_exchange_strong(v, taken, std::memory_order_acquire)) continue;
-    set_waiting(t, self, 0);
+    set_waiting(t, self, 0, false);
     if (!(v & UDAX_ENTRY_DIRTY)) count_dirty(t, index);
     __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
     return LOCK_RECOVERED;

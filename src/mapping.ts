@@ -169,33 +169,18 @@ export class Mapping {
     const r = check.range('readFromFile', offset, length, this.length);
     check.integer('position', position, 0);
     assertReadableFd(fd, this.file.path);
-    let done = 0;
-    let efaults = 0;  // in a row, with no byte read
-    while (done < r.length) {
-      const view = this.view(r.offset + done, r.length - done);
+    const read = new ReadIntoMapping(this, r.offset, r.length);
+    for (let into; (into = read.next());) {
       let n: number;
-      if (efaults >= READ_RETRIES_BEFORE_BOUNCE) {
-        const bounce = this.#bounce(r.offset + done, view.length);
-        n = readSync(fd, bounce, 0, bounce.length, position + done);
-        view.set(bounce.subarray(0, n));
-      } else {
-        this.prepareWrite(r.offset + done, r.length - done);
-        try {
-          n = readSync(fd, view, 0, view.length, position + done);
-        } catch (e) {
-          if (!this.#retryable(e, r.offset + done)) {
-            if (done > 0) break;  // as read(2): a partial transfer returns its count
-            throw e;
-          }
-          efaults++;
-          continue;
-        }
+      try {
+        n = readSync(fd, into, 0, into.length, position + read.done);
+      } catch (e) {
+        if (read.failed(e)) continue;
+        break;
       }
-      if (n === 0) break;
-      done += n;
-      efaults = 0;
+      if (!read.read(n)) break;
     }
-    return done;
+    return read.done;
   }
 
   /** The async form of readFromFile. */
@@ -204,51 +189,18 @@ export class Mapping {
     check.integer('position', position, 0);
     if (!handle || typeof (handle as { read?: unknown }).read !== 'function') throw rangeError('readFromFileAsync: handle must be a FileHandle');
     assertReadableFd(handle.fd, this.file.path);
-    let done = 0;
-    let efaults = 0;  // in a row, with no byte read
-    while (done < r.length) {
-      const view = this.view(r.offset + done, r.length - done);
+    const read = new ReadIntoMapping(this, r.offset, r.length);
+    for (let into; (into = read.next());) {
       let n: number;
-      if (efaults >= READ_RETRIES_BEFORE_BOUNCE) {
-        const bounce = this.#bounce(r.offset + done, view.length);
-        ({ bytesRead: n } = await handle.read(bounce, 0, bounce.length, position + done));
-        view.set(bounce.subarray(0, n));
-      } else {
-        this.prepareWrite(r.offset + done, r.length - done);
-        try {
-          ({ bytesRead: n } = await handle.read(view, 0, view.length, position + done));
-        } catch (e) {
-          if (!this.#retryable(e, r.offset + done)) {
-            if (done > 0) break;  // as read(2): a partial transfer returns its count
-            throw e;
-          }
-          efaults++;
-          continue;
-        }
+      try {
+        ({ bytesRead: n } = await handle.read(into, 0, into.length, position + read.done));
+      } catch (e) {
+        if (read.failed(e)) continue;
+        break;
       }
-      if (n === 0) break;
-      done += n;
-      efaults = 0;
+      if (!read.read(n)) break;
     }
-    return done;
-  }
-
-  /** A read into the mapping at offset failed: is it the EFAULT of a
-   * concurrent sync's write-protect, to retry? Other errors are rethrown. An
-   * EFAULT at or past the file's end (a mapping reaching past a shrunk end)
-   * is the read's answer, as without udax: bouncing it would store past the
-   * end (SIGBUS). */
-  #retryable(e: unknown, offset: number): boolean {
-    if ((e as { code?: string }).code !== 'EFAULT') throw e;
-    return this.offset + offset < this.file.size;
-  }
-
-  /** A bounce buffer for the read at offset: at most BOUNCE_BYTES, never past
-   * the file's end. */
-  #bounce(offset: number, length: number): Buffer {
-    const inFile = this.file.size - (this.offset + offset);
-    if (inFile <= 0) throw errnoError('EFAULT', 'read', this.file.path, 'the mapping reaches past the end of the file');
-    return Buffer.allocUnsafe(Math.min(BOUNCE_BYTES, length, inFile));
+    return read.done;
   }
 
   /** A plain object to post to a worker (see DaxFile.attachMapping). */
@@ -287,5 +239,72 @@ function assertReadableFd(fd: unknown, path: string): void {
     fstatSync(fd as number);
   } catch (e) {
     throw errnoError((e as { errno?: number }).errno !== undefined ? -(e as { errno: number }).errno : 'EBADF', 'read', path, `fd ${String(fd)} is not an open file`);
+  }
+}
+
+/** One readFromFile(Async) call around its read(2)s: where each read goes
+ * (the mapping, prepared; after READ_RETRIES_BEFORE_BOUNCE EFAULTs in a row
+ * a bounce buffer) and what its result or error means. */
+class ReadIntoMapping {
+  /** Bytes read so far. */
+  done = 0;
+  readonly #m: Mapping;
+  readonly #offset: number;
+  readonly #length: number;
+  #efaults = 0;  // in a row, with no byte read
+  #view: Uint8Array | undefined;
+  #bounce: Buffer | undefined;
+
+  constructor(m: Mapping, offset: number, length: number) {
+    this.#m = m;
+    this.#offset = offset;
+    this.#length = length;
+  }
+
+  /** The buffer the next read goes into; undefined once all is read. */
+  next(): Uint8Array | undefined {
+    if (this.done >= this.#length) return undefined;
+    const at = this.#offset + this.done;
+    const left = this.#length - this.done;
+    this.#view = this.#m.view(at, left);
+    if (this.#efaults >= READ_RETRIES_BEFORE_BOUNCE) {
+      this.#bounce = this.#bounceFor(at, this.#view.length);
+      return this.#bounce;
+    }
+    this.#bounce = undefined;
+    this.#m.prepareWrite(at, left);
+    return this.#view;
+  }
+
+  /** n bytes were read into it: false when the read is over (end of fd). */
+  read(n: number): boolean {
+    if (this.#bounce) this.#view!.set(this.#bounce.subarray(0, n));
+    if (n === 0) return false;
+    this.done += n;
+    this.#efaults = 0;
+    return true;
+  }
+
+  /** It failed with e: true to try again (the EFAULT of a concurrent sync's
+   * write-protect), false when the read is over (a partial transfer returns
+   * its count, as read(2)); anything else is thrown. An EFAULT at or past
+   * the file's end (a mapping reaching past a shrunk end) is the read's
+   * answer, as without udax: bouncing it would store past the end (SIGBUS). */
+  failed(e: unknown): boolean {
+    if (this.#bounce || (e as { code?: string }).code !== 'EFAULT') throw e;
+    if (this.#m.offset + this.#offset + this.done >= this.#m.file.size) {
+      if (this.done > 0) return false;
+      throw e;
+    }
+    this.#efaults++;
+    return true;
+  }
+
+  /** A bounce buffer for the read at offset: at most BOUNCE_BYTES, never past
+   * the file's end. */
+  #bounceFor(offset: number, length: number): Buffer {
+    const inFile = this.#m.file.size - (this.#m.offset + offset);
+    if (inFile <= 0) throw errnoError('EFAULT', 'read', this.#m.file.path, 'the mapping reaches past the end of the file');
+    return Buffer.allocUnsafe(Math.min(BOUNCE_BYTES, length, inFile));
   }
 }

@@ -661,6 +661,45 @@ describe('crash states of a volume', () => {
     v.close();
   });
 
+  /** Take `rounds` snapshots of v while worker w stores a counter into
+   * files a then b (test/workers/volume-writer.mjs, volume-mapper.mjs:
+   * stopped by flags[0], its progress in flags[1]); every snapshot shows a
+   * equal to b or b + 1. Then stop it, sync both: the durable state is the
+   * live files, holding its last counter. beforeRound runs before each. */
+  async function expectNeverTorn(v: udax.Volume, [a, b]: udax.VolumeFile[], w: Worker, flags: Int32Array, rounds: number, beforeRound?: (round: number) => void): Promise<void> {
+    let last: number;
+    try {
+      await nextMessage(w, (m) => m === 'ready');
+      let snapshots = 0;
+      for (let round = 0; round < rounds; round++) {
+        if (round % 10 === 0) await sleep(1);
+        beforeRound?.(round);
+        const states = v.crashStates({ dir: `${v.dir}.states`, k: 0 });
+        states.with({ operations: [], units: states.units.map((_, i) => i) }, (s) => {
+          const t = tree(s.path);
+          const x = t.get('a')!.readInt32LE(0);
+          const y = t.get('b')!.readInt32LE(0);
+          if (x !== 0) snapshots++;
+          expect([y, y + 1], `snapshot ${round}`).toContain(x);
+        });
+        states.close();
+      }
+      expect(snapshots).toBeGreaterThan(0);
+      expect(Atomics.load(flags, 1)).toBeGreaterThan(0);
+    } finally {
+      Atomics.store(flags, 0, 1);
+      last = (await nextMessage(w, (m) => (m as { stopped?: number }).stopped !== undefined)).stopped;
+      await w.terminate();
+    }
+    a.sync();
+    b.sync();
+    const [durable] = eachState(v, (s) => tree(s.path));
+    for (const name of ['a', 'b']) {
+      expect(durable.get(name)!.readInt32LE(0)).toBe(last);
+      expect(durable.get(name)).toEqual(readFileSync(join(v.dir, name)));
+    }
+  }
+
   // Under every tracker: snapshots taken while another thread stores lose no
   // store (after a final sync the media equals the live file), leave no
   // writable page behind a clean entry, and are never torn: the writer waits
@@ -681,37 +720,9 @@ describe('crash states of a volume', () => {
         control,
       },
     });
-    let last: number;
-    try {
-      await nextMessage(w, (m) => m === 'ready');
-      let snapshots = 0;
-      for (let round = 0; round < 200; round++) {
-        if (round % 10 === 0) await sleep(1);
-        if (round % 20 === 5) a.sync();
-        const states = v.crashStates({ dir: `${v.dir}.states`, k: 0 });
-        states.with({ operations: [], units: states.units.map((_, i) => i) }, (s) => {
-          const t = tree(s.path);
-          const x = t.get('a')!.readInt32LE(0);
-          const y = t.get('b')!.readInt32LE(0);
-          if (x !== 0) snapshots++;
-          expect([y, y + 1], `snapshot ${round}`).toContain(x);
-        });
-        states.close();
-      }
-      expect(snapshots).toBeGreaterThan(0);
-      expect(Atomics.load(flags, 1)).toBeGreaterThan(0);
-    } finally {
-      Atomics.store(flags, 0, 1);
-      last = (await nextMessage(w, (m) => (m as { stopped?: number }).stopped !== undefined)).stopped;
-      await w.terminate();
-    }
-    a.sync();
-    b.sync();
-    const [durable] = eachState(v, (s) => tree(s.path));
-    for (const name of ['a', 'b']) {
-      expect(durable.get(name)!.readInt32LE(0)).toBe(last);
-      expect(durable.get(name)).toEqual(readFileSync(join(v.dir, name)));
-    }
+    await expectNeverTorn(v, [a, b], w, flags, 200, (round) => {
+      if (round % 20 === 5) a.sync();
+    });
     ma.bytes[8] = 1;  // the page is write-protected again: the store is seen
     expect(a.file.dirtyRanges()).toEqual([{ offset: 0, length: PAGE }]);
     v.close();
@@ -729,36 +740,7 @@ describe('crash states of a volume', () => {
     const control = new SharedArrayBuffer(8);
     const flags = new Int32Array(control);
     const w = new Worker(workerUrl('volume-mapper.mjs'), { workerData: { a: a.file.handle(), b: b.file.handle(), control } });
-    let last: number;
-    try {
-      await nextMessage(w, (m) => m === 'ready');
-      let snapshots = 0;
-      for (let round = 0; round < 300; round++) {
-        if (round % 10 === 0) await sleep(1);
-        const states = v.crashStates({ dir: `${v.dir}.states`, k: 0 });
-        states.with({ operations: [], units: states.units.map((_, i) => i) }, (s) => {
-          const t = tree(s.path);
-          const x = t.get('a')!.readInt32LE(0);
-          const y = t.get('b')!.readInt32LE(0);
-          if (x !== 0) snapshots++;
-          expect([y, y + 1], `snapshot ${round}`).toContain(x);
-        });
-        states.close();
-      }
-      expect(snapshots).toBeGreaterThan(0);
-      expect(Atomics.load(flags, 1)).toBeGreaterThan(0);
-    } finally {
-      Atomics.store(flags, 0, 1);
-      last = (await nextMessage(w, (m) => (m as { stopped?: number }).stopped !== undefined)).stopped;
-      await w.terminate();
-    }
-    a.sync();
-    b.sync();
-    const [durable] = eachState(v, (s) => tree(s.path));
-    for (const name of ['a', 'b']) {
-      expect(durable.get(name)!.readInt32LE(0)).toBe(last);
-      expect(durable.get(name)).toEqual(readFileSync(join(v.dir, name)));
-    }
+    await expectNeverTorn(v, [a, b], w, flags, 300);
     v.close();
   });
 });

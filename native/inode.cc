@@ -245,14 +245,12 @@ static void inodes_forget_at_exit() {
 }
 static int g_at_exit = atexit(inodes_forget_at_exit);
 
-// In a forked child: the parent's tables are not mapped here (MADV_DONTFORK)
-// and their sidecar descriptors would keep the parent's liveness lock held
-// after the parent is gone. Close them; the child opens files afresh.
+// In a forked child: the parent's tables are not mapped here (MADV_DONTFORK).
+// Forget them; the child opens files afresh (its own registry record).
 void inodes_forget_in_child() {
   for (int k = 0; k < UDAX_MAX_INODES; k++) {
     udax_inode *t = g_inodes[k];
     if (!t) continue;
-    close(t->sidecar_fd);
     g_inodes[k] = nullptr;  // leaked: nothing of it is usable here
   }
   g_inode_slot.clear();
@@ -297,7 +295,6 @@ static Napi::Value InodePeers(const Napi::CallbackInfo &info) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("pid", Napi::Number::New(info.Env(), __atomic_load_n(&t->slots[k].pid, __ATOMIC_ACQUIRE)));
     o.Set("sameNamespace", Napi::Boolean::New(info.Env(), __atomic_load_n(&t->slots[k].pidns, __ATOMIC_ACQUIRE) == t->pidns));
-    o.Set("ready", Napi::Boolean::New(info.Env(), slot_ready(t.get(), k)));
     o.Set("attachErrno", Napi::Number::New(info.Env(), sidecar_peer_attach_access(t.get(), k)));
     a.Set(a.Length(), o);
   }

@@ -72,14 +72,20 @@ struct udax_inode {
   size_t mem_len;
   size_t entries_offset, summary_offset;
   char path[512];            // as first opened, for messages only
-  // The sidecar (native/sidecar.cc): this process's attachment.
-  int sidecar_fd;            // holds the OFD lock on byte `slot` (liveness)
+  // The sidecar (native/sidecar.cc): this process's attachment. No
+  // descriptor of it stays open: liveness is the process registry's.
+  struct udax_proc_registry *registry;  // the sidecar directory's (native/proc_registry.cc)
+  dev_t sidecar_dev;         // the sidecar's identity, checked when reopened
+  ino_t sidecar_ino;
   int slot;                  // this process's registry slot
   struct udax_sidecar_hdr *hdr;
   struct udax_sidecar_slot *slots;  // UDAX_SLOTS records
   int32_t *tids;             // UDAX_SLOTS x 2^UDAX_OWNER_THREAD_BITS thread ids
+  struct udax_sidecar_range *ranges;  // UDAX_SIDECAR_RANGES records, every process's
   uint64_t pidns;            // this process's pid namespace (inode of /proc/self/ns/pid)
-  std::mutex ranges_mutex;   // this process's writes of its slot's ranges
+  std::mutex ranges_mutex;   // this process's range records
+  std::vector<uint32_t> freed_ranges;  // records this process freed, to reuse first (ranges_mutex)
+  uint32_t dead_cleaned[UDAX_SLOTS] = {};  // per peer slot, 1 + the gen whose ranges this process cleaned (harvest lock)
   // Peers' sigbus userfaultfds taken with pidfd_getfd, kept for later syncs
   // while the same process (pid, slot generation) holds the slot.
   std::mutex peer_mutex;
@@ -290,30 +296,57 @@ struct udax_vma_policy {
 };
 extern udax_vma_policy g_vma;
 
+// ---- the process registry (native/proc_registry.cc) -------------------------
+// One per sidecar directory: record i is owned by the process holding an OFD
+// write lock on byte i of `<dir>/udax-procs-v1.<uid>`, with a generation new for
+// each owner. One descriptor per process, for its life.
+struct udax_proc_registry {
+  char dir[256];
+  int fd = -1;               // set last when joined
+  void *recs = nullptr;      // the records, MAP_SHARED
+  uint32_t self;             // this process's record
+  uint64_t gen;              // and its generation
+};
+// This process's record in dir's registry, joined on first use. nullptr with
+// *err and *call set when it cannot be.
+udax_proc_registry *proc_registry_join(const char *dir, int *err, const char **call);
+// Is the owner of record index, generation gen, alive? (async-signal-safe)
+bool proc_alive(const udax_proc_registry *reg, uint32_t index, uint64_t gen);
+// In a forked child: drop the parent's registry descriptors (pthread_atfork).
+void proc_registry_forget_in_child();
+
 // ---- the sidecar: the table shared by processes (native/sidecar.cc) ----------
-// Layout of the sidecar file (one per data file, /dev/shm/udax-table.<dev>.<ino>):
+// Layout of the sidecar file (one per data file, /dev/shm/udax-table-v2.<dev>.<ino>):
 //   [0, 4096)        header: magic, the data file's identity (dev, ino, birth
 //                    time), the table's shape
-//   slots            UDAX_SLOTS registry records, one per attached process:
-//                    pid, pid namespace, and its async mappings' ranges
+//   slots            UDAX_SLOTS records, one per attached process: its
+//                    process-registry record, pid, pid namespace
+//   ranges           UDAX_SIDECAR_RANGES records of mapped ranges, each
+//                    tagged with its process's slot and slot generation
 //   tids             per slot, the thread id behind each owner thread index
 //   table            stats, persistence, tracker words, sizes, entries, summary
-// A process is alive while it holds an OFD write lock on byte `slot` of the
-// file (F_OFD_SETLK; the kernel drops it only after its address space is
-// gone). flock(LOCK_EX) on the sidecar serialises attach and detach.
-#define UDAX_SLOT_RANGES 256
+// Slot k's process is alive while the registry record it names is (its
+// generation included). flock(LOCK_EX) on the sidecar serialises attach and
+// detach; no descriptor stays open between them.
+#define UDAX_SIDECAR_RANGES (1u << 17)
+// A range record's owner word: slot + 1 in the low 32 bits, the slot's
+// generation above; with UDAX_RANGE_BUSY while its owner writes it; 0: free.
+#define UDAX_RANGE_BUSY (1ull << 63)
 struct udax_sidecar_range {
-  uint64_t end;              // 0: free (written last, cleared under the harvest lock)
+  uint64_t owner;            // the fields below are its owner's while this says so
   uint64_t start;            // address in the owner's address space
+  uint64_t end;
   uint64_t file_offset;
 };
 struct udax_sidecar_slot {
   int32_t pid;               // 0 once its process detached cleanly
-  uint32_t gen;              // bumped by each claimer
+  uint32_t gen;              // bumped by each claimer; its range records carry it
   uint64_t pidns;
-  uint32_t n_ranges;         // records in use are below this
+  uint64_t proc_gen;         // the registry record's generation
+  uint32_t proc;             // registry record + 1; 0: free. Written last by a claimer
   int32_t sigbus_uffd;       // sigbus tracker: its userfaultfd's fd number + 1 (0: none)
-  udax_sidecar_range ranges[UDAX_SLOT_RANGES];
+  uint32_t live_ranges;      // its range records (a hint: 0 lets a scan skip it)
+  uint32_t pad;
 };
 struct udax_sidecar_hdr {
   uint64_t magic;            // written last by the initialiser
@@ -324,7 +357,36 @@ struct udax_sidecar_hdr {
   uint64_t mem_len;
   uint32_t next_slot;        // slots are claimed next-fit: a dead one is reused late
   uint32_t slots_high;       // slots ever claimed are below this
+  uint32_t ranges_high;      // range records ever used are below this
 };
+inline uint64_t sidecar_range_owner(int slot, uint32_t gen) { return ((uint64_t)gen << 32) | (uint32_t)(slot + 1); }
+// f(start, end, file_offset) for each range record of `owner` (a live
+// slot's, or a dead one's generation). A record freed or reused meanwhile can
+// show a range of the same owner: the callers' effects (a scan, a
+// write-protect, DIRTY) are harmless on a range that is not the file's.
+template <class F> void sidecar_for_each_range(udax_inode *t, uint64_t owner, F f) {
+  uint32_t high = __atomic_load_n(&t->hdr->ranges_high, __ATOMIC_ACQUIRE);
+  if (high > UDAX_SIDECAR_RANGES) high = UDAX_SIDECAR_RANGES;
+  for (uint32_t i = 0; i < high; i++) {
+    udax_sidecar_range *r = &t->ranges[i];
+    if (__atomic_load_n(&r->owner, __ATOMIC_ACQUIRE) != owner) continue;
+    uint64_t start = r->start, end = r->end, file_offset = r->file_offset;
+    if (__atomic_load_n(&r->owner, __ATOMIC_ACQUIRE) != owner || end <= start) continue;
+    f((uintptr_t)start, (uintptr_t)end, file_offset);
+  }
+}
+// Free the records of `owner` (a dead process's) after f has seen each.
+template <class F> void sidecar_free_ranges_of(udax_inode *t, uint64_t owner, F f) {
+  uint32_t high = __atomic_load_n(&t->hdr->ranges_high, __ATOMIC_ACQUIRE);
+  if (high > UDAX_SIDECAR_RANGES) high = UDAX_SIDECAR_RANGES;
+  for (uint32_t i = 0; i < high; i++) {
+    udax_sidecar_range *r = &t->ranges[i];
+    uint64_t o = __atomic_load_n(&r->owner, __ATOMIC_ACQUIRE);
+    if ((o & ~UDAX_RANGE_BUSY) != owner) continue;
+    if (!(o & UDAX_RANGE_BUSY) && r->end > r->start) f((uintptr_t)r->start, (uintptr_t)r->end, r->file_offset);
+    __atomic_compare_exchange_n(&r->owner, &o, (uint64_t)0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+  }
+}
 // The sidecar's path for data file (dev, ino) in dir.
 void sidecar_name(const char *dir, dev_t dev, ino_t ino, char *out, size_t len);
 // Attach this process to the sidecar of data file fd (dev, ino) in dir, and
@@ -335,9 +397,8 @@ udax_inode *sidecar_attach(const char *dir, int data_fd, uint64_t size, uint32_t
                            const char *path, bool *created, int *err, const char **call);
 // Detach: drop the liveness lock; the last process removes the sidecar. Unmaps.
 void sidecar_detach(udax_inode *t);
-// Does slot k's process own its record (pid, ranges) yet?
-bool slot_ready(udax_inode *t, int k);
-// Is registry slot k's process alive? (async-signal-safe)
+// Is registry slot k's process alive, its record (pid, ranges) its own?
+// (async-signal-safe)
 bool slot_alive(udax_inode *t, int k);
 // Is the thread behind owner tag `owner` alive? (async-signal-safe)
 bool owner_alive(udax_inode *t, int32_t owner);
@@ -349,8 +410,8 @@ inline int sidecar_slots_high(const udax_inode *t) {
 // Live processes attached besides this one.
 int sidecar_peers(udax_inode *t);
 // Record / forget [start, end) at file_offset as one of this process's async
-// mappings of t. Publish returns the record index, or -1 when all are used.
-// Unpublish: caller holds the harvest lock.
+// or sigbus mappings of t. Publish returns the record index, or -1 when all
+// are used. Unpublish: caller holds the harvest lock.
 int sidecar_publish_range(udax_inode *t, uintptr_t start, uintptr_t end, uint64_t file_offset);
 // Write-protect file entries [first, last] in every live peer's sigbus
 // mappings, through its own userfaultfd (pidfd_getfd: PTRACE_MODE_ATTACH).
@@ -363,8 +424,8 @@ int sidecar_peer_attach_access(udax_inode *t, int k);
 void sidecar_unpublish_range(udax_inode *t, int index);
 // At exit: unlink t's sidecar when no other live process holds it.
 void sidecar_forget_at_exit(udax_inode *t);
-// Close every sidecar descriptor in a forked child (pthread_atfork), so the
-// child never holds its parent's liveness lock after the parent is gone.
+// In a forked child (pthread_atfork): forget the parent's tables and its
+// registry descriptors, so the child never keeps its parent "alive".
 void sidecar_forget_in_child();
 
 // ---- entry locks (native/lock.cc) -------------------------------------------

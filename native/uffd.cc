@@ -250,60 +250,45 @@ int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uin
 }
 
 // A dead peer's ranges: what it stored is in the page cache, its written
-// bits went with its page tables: all DIRTY. Then, under the sidecar's flock
-// (claims of its slot take it too) and still dead, forget them.
+// bits went with its page tables: all DIRTY, and its records go (a claimer
+// of its slot does the same first; the frees are CASes, so either may). Once
+// per dead generation in this process (the caller holds the harvest lock).
 static void harvest_dead_peer(udax_inode *t, int k, int32_t self) {
-  udax_sidecar_slot *s = &t->slots[k];
-  uint32_t n = __atomic_load_n(&s->n_ranges, __ATOMIC_ACQUIRE);
-  for (uint32_t i = 0; i < n && i < UDAX_SLOT_RANGES; i++) {
-    udax_sidecar_range *r = &s->ranges[i];
-    uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
-    if (end) dirty_file_range(t, r->file_offset, r->file_offset + (end - r->start), self);
-  }
-  // Not waiting: an attach holding the flock may wait for our entry locks.
-  if (flock(t->sidecar_fd, LOCK_EX | LOCK_NB) != 0) return;  // forgotten by a later sync
-  if (!slot_alive(t, k)) {
-    for (uint32_t i = 0; i < n && i < UDAX_SLOT_RANGES; i++) __atomic_store_n(&s->ranges[i].end, (uint64_t)0, __ATOMIC_RELEASE);
-    __atomic_store_n(&s->n_ranges, 0u, __ATOMIC_RELEASE);
-  }
-  flock(t->sidecar_fd, LOCK_UN);
+  uint32_t gen = __atomic_load_n(&t->slots[k].gen, __ATOMIC_ACQUIRE);
+  if (t->dead_cleaned[k] == gen + 1) return;
+  sidecar_free_ranges_of(t, sidecar_range_owner(k, gen), [&](uintptr_t start, uintptr_t end, uint64_t fo) {
+    dirty_file_range(t, fo, fo + (end - start), self);
+  });
+  t->dead_cleaned[k] = gen + 1;
 }
 
 void harvest_peers(udax_inode *t, uint64_t from, uint64_t to, int32_t self, uint64_t *pages) {
   for (int k = 0, high = sidecar_slots_high(t); k < high; k++) {
     if (k == t->slot) continue;
     udax_sidecar_slot *s = &t->slots[k];
-    uint32_t n = __atomic_load_n(&s->n_ranges, __ATOMIC_ACQUIRE);
-    if (n > UDAX_SLOT_RANGES) n = UDAX_SLOT_RANGES;
-    bool any = false;
-    for (uint32_t i = 0; i < n && !any; i++) any = __atomic_load_n(&s->ranges[i].end, __ATOMIC_ACQUIRE) != 0;
-    if (!any) continue;
     if (!slot_alive(t, k)) {
       harvest_dead_peer(t, k, self);
       continue;
     }
+    if (__atomic_load_n(&s->live_ranges, __ATOMIC_ACQUIRE) == 0) continue;
     char path[64];
     int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+    uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
     snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
     int pagemap = open(path, O_RDONLY | O_CLOEXEC);
-    // Ready after the open, with the same pid: that pid named the process
-    // whose ranges these are when it was opened (a claimer publishes its pid,
-    // clears a dead predecessor's ranges, then takes the ready lock). Not
-    // ready: a claimer's stale inheritance, dirtied below.
-    bool usable = pagemap >= 0 && slot_ready(t, k) && __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == pid;
-    for (uint32_t i = 0; i < n; i++) {
-      udax_sidecar_range *r = &s->ranges[i];
-      uint64_t end = __atomic_load_n(&r->end, __ATOMIC_ACQUIRE);
-      if (!end) continue;
-      uintptr_t start = (uintptr_t)r->start;
-      uint64_t file_offset = r->file_offset;
+    // Alive after the open, with the same pid and generation: that pid named
+    // the process whose ranges these are when it was opened (a claimer
+    // writes its pid, then its registry record). Else: dirtied whole below.
+    bool usable = pagemap >= 0 && slot_alive(t, k) && __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == pid &&
+                  __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) == gen;
+    sidecar_for_each_range(t, sidecar_range_owner(k, gen), [&](uintptr_t start, uintptr_t end, uint64_t file_offset) {
       if (usable) {
         harvest_range(t, pagemap, start, end - start, file_offset, from, to, self, pages);  // on error: DIRTY
       } else {
         uint64_t a = from > file_offset ? from : file_offset, b = to < file_offset + (end - start) ? to : file_offset + (end - start);
-        dirty_file_range(t, a, b, self);
+        if (a < b) dirty_file_range(t, a, b, self);
       }
-    }
+    });
     if (pagemap >= 0) close(pagemap);
   }
 }

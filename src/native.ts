@@ -108,7 +108,7 @@ export interface NativeAddon {
   filePread(file: number, bytes: Uint8Array, position: number): number;
   // native/inode.cc
   inodeBind(file: number, size: number, entryShift: number, dev: number, ino: number, sidecarDir: string): TableView | TableConflict;
-  inodePeers(inode: number): { pid: number; sameNamespace: boolean; ready: boolean; attachErrno: number }[];
+  inodePeers(inode: number): { pid: number; sameNamespace: boolean; attachErrno: number }[];
   inodeSidecar(inode: number): string;
   inodeOwnerTag(inode: number): number;
   inodeView(inode: number): TableView;

@@ -45,7 +45,7 @@ export function bindShared(file: number, size: number, entryShift: number, st: {
 }
 
 /** The other live processes that have the file open. */
-export function peersOf(table: EntryTable): { pid: number; sameNamespace: boolean; ready: boolean; attachErrno: number }[] {
+export function peersOf(table: EntryTable): { pid: number; sameNamespace: boolean; attachErrno: number }[] {
   return native.inodePeers(table.id);
 }
 

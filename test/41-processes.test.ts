@@ -76,7 +76,7 @@ const bytesOf = (s: string) => [...new TextEncoder().encode(s)];
 const read = (path: string) => readFileSync(path);
 const sidecarOf = (path: string) => {
   const st = statSync(path);
-  return `/dev/shm/udax-table.${st.dev.toString(16)}.${st.ino.toString(16)}`;
+  return `/dev/shm/udax-table-v2.${st.dev.toString(16)}.${st.ino.toString(16)}`;  // docs/processes.md
 };
 
 /** Media equals live: the data file (tmpfs: the page cache, what every
@@ -138,6 +138,15 @@ describe.runIf(TRACKER !== 'sigsegv')(`several processes, one file (${TRACKER} t
       expectMediaEqualsLive(path);
       for (const p of [a, b, c]) p.kill();
     }
+  });
+
+  test('a peer with 600 mappings of the file (one page each): a sync in another process writes back the stores of every one', async () => {
+    const { path, a, b } = await twoPeers(64 * PAGE);
+    expect(await a.call({ op: 'mapPages', count: 600, value: 7 })).toBe(600);
+    await b.call({ op: 'sync' });
+    expectMediaEqualsLive(path);
+    expect(read(`${path}.media`)[599 % 64 * PAGE + Math.floor(599 / 64)]).toBe((7 + 599) & 255);
+    expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(0);
   });
 
   test('a peer killed with SIGKILL mid-store hangs no sync and loses nothing it stored', async () => {

@@ -11,6 +11,7 @@
 //   { op: 'lockAndHang', offset, length }  withEntriesLocked, never returns
 //   { op: 'syncInHarvest', delayNs }       store, then sync with a long harvest delay (hangs inside)
 //   { op: 'spin' }                          store into page 0 forever (answers first)
+//   { op: 'mapPages', count, value }       map `count` one-page mappings (page k % pages), store value + k into byte k / pages of each
 //   { op: 'close' }                        close, answer, exit
 import { createInterface } from 'node:readline';
 import { open } from 'udax';
@@ -19,6 +20,7 @@ import { setHarvestDelay } from 'udax/testing';
 let file;
 let mapping;
 let handle;
+const pageMappings = [];
 const answer = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const sleepForever = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
 
@@ -68,6 +70,15 @@ function run(c) {
     case 'spin':
       answer({ ok: 'spinning' });
       for (let v = 0; ; v = (v + 1) & 255) mapping.bytes[(v * 4096) % mapping.length] = v;
+    case 'mapPages': {
+      const pages = file.size / 4096;
+      for (let k = 0; k < c.count; k++) {
+        const m = file.map({ offset: (k % pages) * 4096, length: 4096 });
+        m.bytes[Math.floor(k / pages)] = (c.value + k) & 255;
+        pageMappings.push(m);
+      }
+      return pageMappings.length;
+    }
     case 'close':
       handle.close();
       file.close();

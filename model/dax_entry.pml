@@ -136,8 +136,9 @@ byte sleeping[NT];     /* futex: 0 = running, e+1 = asleep on ent[e]            
 byte summary;          /* the one entry group's summary (bit or counter)       */
 #endif
 #if ASYNC && HLOCK
-byte hlock;            /* the file's harvest lock word: 0 free, 1 held, 2 held
-                        * with waiters (FUTEX=1; FUTEX=0: 0 free, 1 held)     */
+byte hlock;            /* the file's harvest lock word: 0 free, 1 held (the
+                        * holder's tag), 2 held with WAITERS (FUTEX=1;
+                        * FUTEX=0: 0 free, 1 held)                           */
 #define HSLEEP (NE + 1) /* sleeping[tid] == HSLEEP: asleep on the harvest word */
 #endif
 
@@ -475,24 +476,20 @@ proctype async_writer(byte tid) {
  * Then the summary. Between a page's scan and its entry's DIRTY the dirt
  * lives only in the harvester's result (todo here): TRACKERS.md trap 6. */
 #if HLOCK && FUTEX
-/* harvest_lock(): CAS 0 -> 1; else exchange 2 (unless seen 2) and, while
- * the word was not 0, futex_wait(word, 2) (EAGAIN if it changed) and
- * exchange 2 again. seen holds c. */
+/* harvest_lock(): the word holds the holder's owner tag (1 here), with a
+ * WAITERS bit (2 here: held with waiters). CAS 0 -> tag; else set WAITERS
+ * by CAS and futex_wait(word, tag|WAITERS) (EAGAIN if it changed), then
+ * again from the top. (The 20 ms timeout and a dead holder's takeover are
+ * not modelled: without them a lost wake-up shows as a hang, (4).) */
 inline harvest_lock() {
-  atomic { if :: hlock == 0 -> hlock = 1; seen = 0 :: else -> seen = hlock fi };
-  if
-  :: seen != 0 && seen != 2 -> atomic { seen = hlock; hlock = 2 }
-  :: else
-  fi;
   do
-  :: seen != 0 ->
-     atomic { if :: hlock == 2 -> sleeping[tid] = HSLEEP :: else fi };  /* FUTEX_WAIT */
-     sleeping[tid] == 0;
-     atomic { seen = hlock; hlock = 2 }
-  :: else -> break
+  :: atomic { hlock == 0 -> hlock = 1 }; break                  /* CAS 0 -> tag */
+  :: atomic { hlock == 1 -> hlock = 2 }                         /* CAS c -> c|WAITERS */
+  :: atomic { hlock == 2 -> sleeping[tid] = HSLEEP };           /* FUTEX_WAIT on c|WAITERS */
+     sleeping[tid] == 0
   od
 }
-/* harvest_unlock(): exchange 0; if it was 2, FUTEX_WAKE one sleeper. */
+/* harvest_unlock(): exchange 0; if WAITERS was set, FUTEX_WAKE every sleeper. */
 inline harvest_unlock() {
   atomic { seen = hlock; hlock = 0 };
   if
@@ -501,11 +498,9 @@ inline harvest_unlock() {
 #else
   :: seen == 2 ->
      atomic {
-        if
-        :: sleeping[3] == HSLEEP -> sleeping[3] = 0
-        :: sleeping[4] == HSLEEP -> sleeping[4] = 0
-        :: else
-        fi; seen = 0 }
+        if :: sleeping[3] == HSLEEP -> sleeping[3] = 0 :: else fi;
+        if :: sleeping[4] == HSLEEP -> sleeping[4] = 0 :: else fi;
+        seen = 0 }
 #endif
   :: else
   fi

@@ -162,6 +162,26 @@ describe.runIf(TRACKER !== 'sigsegv')(`several processes, one file (${TRACKER} t
     expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(0);
   });
 
+  test('peers killed with SIGKILL at random points of their store-and-sync loops (mid-sync too) lose nothing they stored', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { path, a, b } = await twoPeers(64 * PAGE);
+      a.send({ op: 'storeLoop', seed: 7 + round, rounds: 1_000_000, syncEvery: 1 });  // a sync after every 64 stores
+      b.send({ op: 'storeLoop', seed: 70 + round, rounds: 1_000_000, syncEvery: 3 });
+      await new Promise((r) => setTimeout(r, 150 + 60 * round));
+      a.kill();
+      expect(await a.exited).toBe('SIGKILL');
+      const c = new Peer();
+      await c.call({ op: 'open', path });
+      await c.call({ op: 'sync' }, 10_000);  // beside b, still storing and syncing
+      b.kill();
+      expect(await b.exited).toBe('SIGKILL');
+      await c.call({ op: 'sync' }, 10_000);
+      expectMediaEqualsLive(path);
+      expect((await c.call({ op: 'stats' })).dirtyEntries).toBe(0);
+      c.kill();
+    }
+  });
+
   test('a stopped peer does not stall a sync; its pages are write-protected meanwhile, so its next store is caught', async () => {
     const { path, a, b } = await twoPeers();
     await a.call({ op: 'store', offset: 2 * PAGE, bytes: bytesOf('before the stop') });

@@ -65,50 +65,66 @@ static void count_dirty(udax_inode *t, uint32_t index) {
 // Locks taken ascending (the kernel's order: faults take one, writebacks a
 // run from low to high) cannot form a cycle; one appears only when a thread
 // holding entry locks of its own (withEntriesLocked) waits for another
-// entry. The wait-for graph of this process's threads: per thread index
-// (native/sidecar.cc), 0 when it is not waiting or waits for a thread of
-// another process (not followed), else (1 + the index of the thread of this
-// process whose lock it sleeps on) << 1, with kCanFail set when the waiter
-// can give up (a JS caller). Set before each sleep, cleared when the wait
-// ends; in bss, so only the pages of threads that waited are ever touched.
-static const uint32_t kThreadIndices = 1u << UDAX_OWNER_THREAD_BITS;
-static const int32_t kCanFail = 1;
-static std::atomic<int32_t> g_waits_for[kThreadIndices];
+// entry. The wait-for graph spans the processes of one sidecar directory
+// (native/proc_registry.cc): each waiter publishes, by (its process's
+// registry record, its thread index), the word link_of(owner's key,
+// can-fail) of the owner it sleeps on (0: not waiting), can-fail set when
+// it can give up (a JS caller). Set before each sleep, cleared when the
+// wait ends. A thread's key: record << UDAX_OWNER_THREAD_BITS | index.
+static const uint32_t kCanFail = 1;
+static const int64_t kNoKey = -1;
 
-static inline uint32_t tag_index(int32_t tag) { return ((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT) & (kThreadIndices - 1); }
+static inline uint32_t tag_index(int32_t tag) { return ((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT) & ((1u << UDAX_OWNER_THREAD_BITS) - 1); }
 static inline int tag_slot(int32_t tag) { return (int)(((uint32_t)tag >> UDAX_ENTRY_OWNER_SHIFT) >> UDAX_OWNER_THREAD_BITS) - 1; }
 
 // The thread id behind owner tag `owner` of file t (for messages), 0 unknown.
 static pid_t tag_tid(udax_inode *t, int32_t owner) {
   int k = tag_slot(owner);
   if (k < 0 || k >= UDAX_SLOTS) return 0;
-  return (pid_t)__atomic_load_n(&t->tids[(size_t)k * kThreadIndices + tag_index(owner)], __ATOMIC_ACQUIRE);
+  return (pid_t)__atomic_load_n(&t->tids[(size_t)k * (1u << UDAX_OWNER_THREAD_BITS) + tag_index(owner)], __ATOMIC_ACQUIRE);
 }
 
+// The key of the thread behind owner tag `owner` of file t (kNoKey: a free slot).
+static int64_t tag_key(udax_inode *t, int32_t owner) {
+  int k = tag_slot(owner);
+  if (k < 0 || k >= UDAX_SLOTS) return kNoKey;
+  uint32_t proc = __atomic_load_n(&t->slots[k].proc, __ATOMIC_ACQUIRE);
+  return proc ? (int64_t)(proc - 1) << UDAX_OWNER_THREAD_BITS | tag_index(owner) : kNoKey;
+}
+static inline int64_t self_key(udax_inode *t, int32_t self) {
+  return (int64_t)t->registry->self << UDAX_OWNER_THREAD_BITS | tag_index(self);
+}
+static inline std::atomic<uint32_t> *key_word(udax_inode *t, int64_t key) {
+  return proc_wait_word(t->registry, (uint32_t)(key >> UDAX_OWNER_THREAD_BITS), (uint32_t)key & ((1u << UDAX_OWNER_THREAD_BITS) - 1));
+}
+static inline uint32_t link_of(int64_t key, bool can_fail) { return (uint32_t)(key + 1) << 1 | (can_fail ? kCanFail : 0); }
+static inline int64_t key_of(uint32_t link) { return (int64_t)(link >> 1) - 1; }
+
 static inline void set_waiting(udax_inode *t, int32_t self, int32_t owner, bool can_fail) {
-  int32_t link = owner && tag_slot(owner) == t->slot
-                     ? (((int32_t)tag_index(owner) + 1) << 1) | (can_fail ? kCanFail : 0)
-                     : 0;
-  g_waits_for[tag_index(self)].store(link, std::memory_order_seq_cst);
+  std::atomic<uint32_t> *w = key_word(t, self_key(t, self));
+  if (!w) return;
+  int64_t key = owner ? tag_key(t, owner) : kNoKey;
+  w->store(key != kNoKey ? link_of(key, can_fail) : 0, std::memory_order_seq_cst);
 }
 
 // Does the chain of waits starting at owner (of file t) lead back to self,
 // and must self act? Of the members that can give up, the one with the
-// highest thread index does (every member computes the same answer, so one
-// fails, not all); if none can, each (a fault handler) does, and the first
-// to report aborts. A stale link can only end a chain early: a thread that
-// stopped waiting cleared it.
+// highest key does (every member computes the same answer, so one fails,
+// not all); if none can, each (a fault handler) does, and the first to
+// report aborts. A stale link can only end a chain early: a thread that
+// stopped waiting cleared it (a killed process's are cleared by the next
+// owner of its record).
 static bool deadlock_victim(udax_inode *t, int32_t self, bool self_can_fail, int32_t owner) {
-  if (tag_slot(owner) != t->slot) return false;  // another process: not followed
-  const int64_t me = tag_index(self);
-  int64_t victim = self_can_fail ? me : -1;
-  uint32_t next = tag_index(owner);
-  for (int hops = 0; hops < 64; hops++) {
-    if (next == me) return victim == (self_can_fail ? me : -1);
-    int32_t link = g_waits_for[next].load(std::memory_order_seq_cst);
+  const int64_t me = self_key(t, self);
+  int64_t victim = self_can_fail ? me : kNoKey;
+  int64_t next = tag_key(t, owner);
+  for (int hops = 0; hops < 64 && next != kNoKey; hops++) {
+    if (next == me) return victim == (self_can_fail ? me : kNoKey);
+    std::atomic<uint32_t> *w = key_word(t, next);
+    uint32_t link = w ? w->load(std::memory_order_seq_cst) : 0;
     if (link == 0) return false;
-    if ((link & kCanFail) && (int64_t)next > victim) victim = next;
-    next = (uint32_t)((link >> 1) - 1);
+    if ((link & kCanFail) && next > victim) victim = next;
+    next = key_of(link);
   }
   return false;
 }

@@ -1,7 +1,7 @@
 // The process registry: which processes are alive, one descriptor each.
 //
 // A file's sidecar (native/sidecar.cc) names each attached process by a
-// record of the registry of its directory, `<dir>/udax-procs-v1.<uid>`: a
+// record of the registry of its directory, `<dir>/udax-procs-v3.<uid>`: a
 // process owns record i while it holds an OFD write lock on byte i of that
 // file (F_OFD_SETLK), taken at its first attach and held for its life on
 // one descriptor; anyone tests it with F_OFD_GETLK. The kernel drops an OFD
@@ -16,18 +16,23 @@
 #include "udax.h"
 
 #include <string.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
-static const uint32_t kRecords = 1u << 16;
-static const unsigned kLayoutVersion = 1;  // in the name: another layout is another registry
+static const uint32_t kRecords = UDAX_PROC_RECORDS;
+// After the records: the wait-for graph, UDAX_WAIT_THREADS words per record
+// (sparse: a page holds only where threads waited).
+static const size_t kRecordsBytes = kRecords * 16;
+static const size_t kWaitsBytes = (size_t)kRecords * UDAX_WAIT_THREADS * 4;
 
 struct proc_record {
   uint64_t gen;  // the owner's generation, written after its lock is taken
   int32_t pid;
   uint32_t pad;
 };
+static_assert(sizeof(proc_record) == 16, "kRecordsBytes");
 
 // Registries this process joined, one per sidecar directory (a process
 // normally uses one: UDAX_SIDECAR_DIR or /dev/shm).
@@ -56,12 +61,12 @@ static uint64_t realtime_ns() {
 // Open the registry of dir and take a record. 0, or an errno with *call.
 static int join(udax_proc_registry *reg, const char *dir, const char **call) {
   char path[300];
-  snprintf(path, sizeof path, "%s/udax-procs-v%u.%u", dir, kLayoutVersion, (unsigned)geteuid());
+  snprintf(path, sizeof path, "%s/udax-procs-v%u.%u", dir, (unsigned)UDAX_SHARED_LAYOUT, (unsigned)geteuid());
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return *call = "open", errno;
   struct stat st;
   errno = 0;
-  const size_t len = kRecords * sizeof(proc_record);
+  const size_t len = kRecordsBytes + kWaitsBytes;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {  // another user's: never ours
     int err = errno ? errno : EACCES;
     close(fd);
@@ -72,7 +77,7 @@ static int join(udax_proc_registry *reg, const char *dir, const char **call) {
     close(fd);
     return *call = "ftruncate", err;
   }
-  void *mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void *mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (mem == MAP_FAILED) {
     int err = errno;
     close(fd);
@@ -88,6 +93,9 @@ static int join(udax_proc_registry *reg, const char *dir, const char **call) {
     fl.l_start = i;
     fl.l_len = 1;
     if (fcntl(fd, F_OFD_SETLK, &fl) != 0) continue;
+    // A killed predecessor's waits go (punched: zeros that hold no memory).
+    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(kRecordsBytes + (size_t)i * UDAX_WAIT_THREADS * 4),
+              (off_t)(UDAX_WAIT_THREADS * 4));
     uint64_t prev = __atomic_load_n(&recs[i].gen, __ATOMIC_ACQUIRE), now = realtime_ns();
     uint64_t gen = now > prev ? now : prev + 1;
     __atomic_store_n(&recs[i].pid, (int32_t)getpid(), __ATOMIC_RELAXED);
@@ -124,6 +132,12 @@ bool proc_alive(const udax_proc_registry *reg, uint32_t index, uint64_t gen) {
   return byte_locked_by_other(reg->fd, index);
 }
 
+std::atomic<uint32_t> *proc_wait_word(const udax_proc_registry *reg, uint32_t record, uint32_t thread) {
+  if (record >= kRecords || thread >= UDAX_WAIT_THREADS) return nullptr;
+  uint32_t *waits = (uint32_t *)((uint8_t *)reg->recs + kRecordsBytes);
+  return reinterpret_cast<std::atomic<uint32_t> *>(&waits[(size_t)record * UDAX_WAIT_THREADS + thread]);
+}
+
 // In a forked child: the inherited descriptors share the parent's open file
 // descriptions, hence its locks; keeping them would keep the parent "alive"
 // after it is gone. Close them; the child joins afresh when it opens a file.
@@ -131,7 +145,7 @@ void proc_registry_forget_in_child() {
   new (&g_registries_mutex) std::mutex();  // a thread of the parent may have held it
   for (udax_proc_registry &reg : g_registries) {
     if (reg.fd < 0) continue;
-    munmap(reg.recs, kRecords * sizeof(proc_record));
+    munmap(reg.recs, kRecordsBytes + kWaitsBytes);
     close(reg.fd);
     reg.fd = -1;
     reg.recs = nullptr;

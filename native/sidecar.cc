@@ -42,7 +42,7 @@
 #include <unistd.h>
 
 static const uint64_t kMagic = 0x7564617873696465ull;  // "udaxside"
-static const uint32_t kVersion = 2;  // 2: liveness in the process registry, range records pooled
+static const uint32_t kVersion = UDAX_SHARED_LAYOUT;
 static const size_t kPage = 4096;
 static const uint32_t kThreads = 1u << UDAX_OWNER_THREAD_BITS;
 

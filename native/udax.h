@@ -297,8 +297,13 @@ struct udax_vma_policy {
 extern udax_vma_policy g_vma;
 
 // ---- the process registry (native/proc_registry.cc) -------------------------
+#define UDAX_PROC_RECORDS 4096u  // processes using one sidecar directory at once
+// The layout of the registry and of the sidecars together (each names its
+// version, and a sidecar's liveness is the registry's): processes of another
+// layout never join, judge or sweep these files, nor these theirs.
+#define UDAX_SHARED_LAYOUT 3
 // One per sidecar directory: record i is owned by the process holding an OFD
-// write lock on byte i of `<dir>/udax-procs-v1.<uid>`, with a generation new for
+// write lock on byte i of `<dir>/udax-procs-v3.<uid>`, with a generation new for
 // each owner. One descriptor per process, for its life.
 struct udax_proc_registry {
   char dir[256];
@@ -314,9 +319,14 @@ udax_proc_registry *proc_registry_join(const char *dir, int *err, const char **c
 bool proc_alive(const udax_proc_registry *reg, uint32_t index, uint64_t gen);
 // In a forked child: drop the parent's registry descriptors (pthread_atfork).
 void proc_registry_forget_in_child();
+// The wait-for graph of entry-lock waiters across processes (native/lock.cc):
+// the word of thread index `thread` of record `record` (nullptr for none).
+// Async-signal-safe.
+#define UDAX_WAIT_THREADS (1u << UDAX_OWNER_THREAD_BITS)
+std::atomic<uint32_t> *proc_wait_word(const udax_proc_registry *reg, uint32_t record, uint32_t thread);
 
 // ---- the sidecar: the table shared by processes (native/sidecar.cc) ----------
-// Layout of the sidecar file (one per data file, /dev/shm/udax-table-v2.<dev>.<ino>):
+// Layout of the sidecar file (one per data file, /dev/shm/udax-table-v3.<dev>.<ino>):
 //   [0, 4096)        header: magic, the data file's identity (dev, ino, birth
 //                    time), the table's shape
 //   slots            UDAX_SLOTS records, one per attached process: its

@@ -76,7 +76,7 @@ const bytesOf = (s: string) => [...new TextEncoder().encode(s)];
 const read = (path: string) => readFileSync(path);
 const sidecarOf = (path: string) => {
   const st = statSync(path);
-  return `/dev/shm/udax-table-v2.${st.dev.toString(16)}.${st.ino.toString(16)}`;  // docs/processes.md
+  return `/dev/shm/udax-table-v3.${st.dev.toString(16)}.${st.ino.toString(16)}`;  // docs/processes.md
 };
 
 /** Media equals live: the data file (tmpfs: the page cache, what every
@@ -222,6 +222,15 @@ describe.runIf(TRACKER !== 'sigsegv')(`several processes, one file (${TRACKER} t
     await b.call({ op: 'sync' }, 10_000);
     expect(read(`${path}.media`).subarray(3 * PAGE, 3 * PAGE + 20).toString()).toBe('scanned, then killed');
     expectMediaEqualsLive(path);
+  });
+
+  test('two processes each holding an entry lock and syncing the other\'s entry: one gets ERR_UDAX_DEADLOCK, the other syncs, nothing hangs', async () => {
+    const { path, a, b } = await twoPeers();
+    const got = await Promise.all([a.call({ op: 'crossLock', k: 0 }, 10_000), b.call({ op: 'crossLock', k: 1 }, 10_000)]);
+    expect(got.sort()).toEqual(['ERR_UDAX_DEADLOCK', 'done']);
+    await a.call({ op: 'sync' });
+    expectMediaEqualsLive(path);
+    expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(0);
   });
 
   test('an injected writeback error reaches every handle in every process once', async () => {

@@ -88,7 +88,7 @@ describe.skipIf(noFaultHook)('the 2016 race, forced', () => {
       const dirty = f.dirtyRanges().length > 0;
       const faults = f.stats().writeFaults;
       m.bytes[PAGE + 2] = 7;  // a later store from this thread
-      const result = { during, synced, writable, dirty, refaulted: f.stats().writeFaults > faults, dirtyAfter: f.dirtyRanges() };
+      const result = { during, synced, writable, dirty, refaulted: f.stats().writeFaults > faults, dirtyAfter: f.dirtyRanges(), faultsTotal: f.stats().writeFaults };
       w.postMessage('exit');
       await new Promise((r) => w.once('exit', r));
       f.close();
@@ -102,9 +102,14 @@ describe.skipIf(noFaultHook)('the 2016 race, forced', () => {
     const r = await forcedInterleaving(false);
     expect(r.during & (DIRTY | LOCKED)).toBe(DIRTY | LOCKED);   // the fault holds the lock in its window
     expect(r.synced).toEqual({ entries: 1, bytes: PAGE });
-    expect(r.writable).toBe(false);
-    expect(r.dirty).toBe(false);
-    expect(r.refaulted).toBe(true);
+    // The fault unlocks, then its store retries. Usually the store lands
+    // before the waiting sync write-protects; if the sync is first, the
+    // retried store faults again and re-dirties the page, as on real DAX.
+    // Either way: writable only behind a DIRTY entry, and one fault for
+    // each tracked store (the worker's, this thread's later one).
+    expect(r.writable).toBe(r.dirty);
+    expect(r.refaulted).toBe(!r.dirty);
+    expect(r.faultsTotal).toBe(2);
     expect(r.dirtyAfter).toEqual([{ offset: PAGE, length: PAGE }]);
   });
 

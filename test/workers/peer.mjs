@@ -12,6 +12,7 @@
 //   { op: 'syncInHarvest', delayNs }       store, then sync with a long harvest delay (hangs inside)
 //   { op: 'spin' }                          store into page 0 forever (answers first)
 //   { op: 'mapPages', count, value }       map `count` one-page mappings (page k % pages), store value + k into byte k / pages of each
+//   { op: 'crossLock', k }                 hold entry 1 + k's lock, then sync entry 2 - k (another peer holds it); a barrier in word 0
 //   { op: 'close' }                        close, answer, exit
 import { createInterface } from 'node:readline';
 import { open } from 'udax';
@@ -78,6 +79,23 @@ function run(c) {
         pageMappings.push(m);
       }
       return pageMappings.length;
+    }
+    case 'crossLock': {
+      const other = (2 - c.k) * 4096;
+      mapping.bytes[other + 1] = 1;  // the other's entry is dirty: the sync must lock it
+      const bar = new Int32Array(mapping.bytes.buffer, mapping.bytes.byteOffset, 1);
+      Atomics.add(bar, 0, 1);
+      while (Atomics.load(bar, 0) < 2) {}
+      try {
+        file.withEntriesLocked((1 + c.k) * 4096, 4096, () => {
+          Atomics.add(bar, 0, 1);
+          while (Atomics.load(bar, 0) < 4) {}
+          file.sync(other, 4096);
+        });
+        return 'done';
+      } catch (e) {
+        return e.code;
+      }
     }
     case 'close':
       handle.close();

@@ -7,8 +7,9 @@
 // every process's handles once; what a peer cannot share is refused.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { open } from 'udax';
+import { open, openVolume, type Volume } from 'udax';
 import { removeScratch, scratchPath, TRACKER } from './helpers.js';
 
 const PAGE = 4096;
@@ -293,6 +294,41 @@ describe(`a read-only peer (${TRACKER} tracker)`, () => {
     const stats = await a.call({ op: 'stats' });
     expect(stats.locksRecovered).toBeGreaterThanOrEqual(1);
     expect(stats.dirtyEntries).toBe(0);
+  });
+});
+
+describe(`a volume's files in another process (${TRACKER} tracker)`, () => {
+  /** What file 'a' holds at [offset, offset + n) in each crash state of v. */
+  function inEachState(v: Volume, offset: number, n: number): Set<string> {
+    const states = v.crashStates({ dir: `${v.dir}.states` });
+    try {
+      const seen = new Set<string>();
+      for (const s of states) seen.add(readFileSync(join(s.path, 'a')).subarray(offset, offset + n).toString('latin1'));
+      return seen;
+    } finally {
+      states.close();
+    }
+  }
+
+  test.runIf(TRACKER !== 'sigsegv')('a peer opens a volume file by path: its stores are in the volume\'s crash states, durable once it syncs; it may not resize it or open the volume', async () => {
+    const dir = scratchPath('volume');
+    const v = openVolume(dir, { create: true });
+    try {
+      v.create('a', 4 * PAGE).sync();
+      v.syncDirectory();
+      const peer = new Peer();
+      await peer.call({ op: 'open', path: join(dir, 'a') });
+      await peer.call({ op: 'store', offset: 100, bytes: bytesOf('from the peer') });
+      expect(inEachState(v, 100, 13)).toEqual(new Set(['\0'.repeat(13), 'from the peer']));  // not synced: either
+      await peer.call({ op: 'sync' });
+      expect(inEachState(v, 100, 13)).toEqual(new Set(['from the peer']));
+      await expect(peer.call({ op: 'resize', size: 8 * PAGE })).rejects.toMatchObject({ code: 'ERR_UDAX_VOLUME_FILE' });
+      await expect(peer.call({ op: 'openVolume', dir })).rejects.toMatchObject({ code: 'ERR_UDAX_VOLUME_LOCKED' });
+      peer.kill();
+    } finally {
+      v.close();
+      for (const d of [dir, `${dir}.states`]) rmSync(d, { recursive: true, force: true });
+    }
   });
 });
 

@@ -13,9 +13,11 @@
 //   { op: 'spin' }                          store into page 0 forever (answers first)
 //   { op: 'mapPages', count, value }       map `count` one-page mappings (page k % pages), store value + k into byte k / pages of each
 //   { op: 'crossLock', k }                 hold entry 1 + k's lock, then sync entry 2 - k (another peer holds it); a barrier in word 0
+//   { op: 'resize', size }                 file.resize(size)
+//   { op: 'openVolume', dir }              openVolume(dir) (and close it)
 //   { op: 'close' }                        close, answer, exit
 import { createInterface } from 'node:readline';
-import { open } from 'udax';
+import { open, openVolume } from 'udax';
 import { setHarvestDelay } from 'udax/testing';
 
 let file;
@@ -97,6 +99,12 @@ function run(c) {
         return e.code;
       }
     }
+    case 'resize':
+      file.resize(c.size);
+      return file.size;
+    case 'openVolume':
+      openVolume(c.dir).close();
+      return true;
     case 'close':
       handle.close();
       file.close();

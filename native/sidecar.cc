@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 static const uint64_t kMagic = 0x7564617873696465ull;  // "udaxside"
-static const uint32_t kVersion = 1;
+static const uint32_t kVersion = 2;  // 2: the slot's shootdown words
 static const size_t kPage = 4096;
 static const uint32_t kThreads = 1u << UDAX_OWNER_THREAD_BITS;
 
@@ -443,6 +443,7 @@ udax_inode *sidecar_attach(const char *dir, int data_fd, uint64_t size, uint32_t
   s->pidns = t->pidns;
   s->gen++;
   s->n_ranges = 0;
+  shootdown_slot_reset(s);
   if (!live) {
     t->sizes[UDAX_SIZE_LIVE] = (int64_t)size;
     t->sizes[UDAX_SIZE_DURABLE] = (int64_t)size;

@@ -281,6 +281,14 @@ uintptr_t region_range(const Napi::CallbackInfo &info, udax_region *r, int i, co
 // region) and keep the writable flags and VMA estimate. Caller holds the
 // entry locks. Returns 0 or an errno.
 int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable);
+// Write-protect (mprotect PROT_READ) every run of r's entries flagged
+// writable that meets [first, last], each run whole (so no VMA splits that
+// the estimate does not count), and leave the flags set: the shootdown
+// helper runs without the entry locks, and flags that say writable over a
+// read-only page are safe (a store faults and makes it writable again),
+// while a flag cleared over a page a fault just made writable is not.
+// 0 or an errno.
+int region_write_protect_runs(udax_region *r, uint32_t first, uint32_t last);
 
 // The VMA policy, computed in TypeScript (src/vma.ts) and set once.
 struct udax_vma_policy {
@@ -307,12 +315,24 @@ struct udax_sidecar_range {
   uint64_t start;            // address in the owner's address space
   uint64_t file_offset;
 };
+// The sigsegv shootdown (native/shootdown.cc): a syncer posts entry ranges
+// here and wakes the slot's helper thread, which write-protects its own
+// mappings of them and acks. Zeroed by each claimer of the slot.
+struct udax_shootdown {
+  uint32_t maps;             // its tracked sigsegv mappings of the file (0: nothing to protect)
+  int32_t tid;               // its helper thread (0: none yet)
+  int32_t signo;             // the signal that wakes the helper
+  uint32_t req;              // requests posted so far
+  uint32_t ack;              // requests done (a futex word: the syncer sleeps on it)
+  uint32_t first, last;      // entries to protect, merged over requests (first > last: none)
+};
 struct udax_sidecar_slot {
   int32_t pid;               // 0 once its process detached cleanly
   uint32_t gen;              // bumped by each claimer
   uint64_t pidns;
   uint32_t n_ranges;         // records in use are below this
   int32_t sigbus_uffd;       // sigbus tracker: its userfaultfd's fd number + 1 (0: none)
+  udax_shootdown shoot;
   udax_sidecar_range ranges[UDAX_SLOT_RANGES];
 };
 struct udax_sidecar_hdr {
@@ -366,6 +386,23 @@ void sidecar_forget_at_exit(udax_inode *t);
 // Close every sidecar descriptor in a forked child (pthread_atfork), so the
 // child never holds its parent's liveness lock after the parent is gone.
 void sidecar_forget_in_child();
+
+// ---- the sigsegv shootdown (native/shootdown.cc) ------------------------------
+// No process can mprotect another's memory: each process with tracked sigsegv
+// mappings runs a helper thread that write-protects them on a peer's request.
+// A new tracked sigsegv region r of t (before it is LIVE): start the helper
+// if needed and count the mapping in this process's slot. 0 or an errno.
+int shootdown_map_added(udax_region *r);
+// r's pages are gone (unmapRegion replaced them): uncount it.
+void shootdown_map_removed(udax_region *r);
+// Slot record s is being claimed: no mappings, no requests.
+void shootdown_slot_reset(udax_sidecar_slot *s);
+// Have every live peer with tracked sigsegv mappings of t write-protect its
+// pages of entries [first, last], waiting a bounded time for each to ack.
+// True when all did (or none needed to); false when one did not in time
+// (stopped, busy, failing): its pages may still be writable, so the caller
+// flushes but must keep those entries DIRTY. Caller holds the entry locks.
+bool shootdown_peers(udax_inode *t, uint32_t first, uint32_t last);
 
 // ---- entry locks (native/lock.cc) -------------------------------------------
 // The same protocol src/entry.ts runs with Atomics, so waiters in the fault

@@ -44,6 +44,9 @@ export function tagForWriteback(table: EntryTable, first: number, last: number):
   return tagged;
 }
 
+/** What mkcleanFlush reports: 1 when a sigsegv peer did not ack its shootdown. */
+const shootdown = new Float64Array(1);
+
 /** Write back the tagged entries [first, last] (all tagged by the caller's
  * snapshot). Holds their locks, ascending, for the whole run. */
 function writebackRun(table: EntryTable, first: number, last: number, fallbackRegion: number, result: SyncResult, hooks?: WritebackHooks): void {
@@ -61,13 +64,16 @@ function writebackRun(table: EntryTable, first: number, last: number, fallbackRe
       const due = i <= last && (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
       if (due && start < 0) start = i;
       if (!due && start >= 0) {
-        const bytes = native.mkcleanFlush(table.id, start, i - 1, fallbackRegion);
+        const bytes = native.mkcleanFlush(table.id, start, i - 1, fallbackRegion, shootdown);
         result.bytes += bytes;
-        flushed.fill(1, start - first, i - first);
+        // A sigsegv peer that did not ack its shootdown may still hold these
+        // pages writable: flushed (and copied to the media), kept DIRTY.
+        const peersProtected = shootdown[0] === 0;
+        if (peersProtected) flushed.fill(1, start - first, i - first);
         // persist.ts: media copy, injected errors (entries to keep dirty), delay
         const keepDirty = hooks?.flushed(start, i - 1, bytes);
         if (keepDirty) for (const k of keepDirty) flushed[k - first] = 0;
-        result.entries += i - start - (keepDirty?.length ?? 0);
+        if (peersProtected) result.entries += i - start - (keepDirty?.length ?? 0);
         start = -1;
       }
     }
@@ -83,8 +89,10 @@ function writebackRun(table: EntryTable, first: number, last: number, fallbackRe
   }
 }
 
-/** What a native run reports: entries cleaned, bytes flushed, bytes copied to the media, ns copying. */
-const runResult = new Float64Array(4);
+/** What a native run reports: entries cleaned, bytes flushed, bytes copied
+ * to the media, ns copying, entries flushed but kept DIRTY (a sigsegv peer
+ * did not ack its shootdown in time: flush now, clean later). */
+const runResult = new Float64Array(5);
 
 /** writebackRun in one native call (native/writeback.cc WritebackRun). */
 function nativeRun(table: EntryTable, first: number, last: number, fallbackRegion: number, plan: WritebackPlan, result: SyncResult): void {

@@ -11,10 +11,14 @@
 //   { op: 'lockAndHang', offset, length }  withEntriesLocked, never returns
 //   { op: 'syncInHarvest', delayNs }       store, then sync with a long harvest delay (hangs inside)
 //   { op: 'spin' }                          store into page 0 forever (answers first)
+//   { op: 'writableClean' }                with every entry locked: offsets of pages
+//                                           writable in its mapping (sigsegv: a writable
+//                                           VMA) behind a clean entry (none is right)
 //   { op: 'close' }                        close, answer, exit
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { open } from 'udax';
-import { setHarvestDelay } from 'udax/testing';
+import { ENTRY_BITS, entryWord, mappingAddress, setHarvestDelay } from 'udax/testing';
 
 let file;
 let mapping;
@@ -68,6 +72,20 @@ function run(c) {
     case 'spin':
       answer({ ok: 'spinning' });
       for (let v = 0; ; v = (v + 1) & 255) mapping.bytes[(v * 4096) % mapping.length] = v;
+    case 'writableClean':
+      return file.withEntriesLocked(0, file.size, () => {
+        const base = mappingAddress(mapping);
+        const bad = [];
+        for (const line of readFileSync('/proc/self/maps', 'utf8').trim().split('\n')) {
+          const [range, perms] = line.split(' ');
+          const [a, b] = range.split('-').map((x) => parseInt(x, 16));
+          if (perms[1] !== 'w' || b <= base || a >= base + mapping.length) continue;
+          for (let addr = Math.max(a, base); addr < Math.min(b, base + mapping.length); addr += 4096) {
+            if (!(entryWord(file, Math.floor((addr - base) / file.entrySize)) & ENTRY_BITS.DIRTY)) bad.push(addr - base);
+          }
+        }
+        return bad;
+      });
     case 'close':
       handle.close();
       file.close();

@@ -324,6 +324,7 @@ static void set_writable_flags(udax_region *r, int64_t lo, int64_t hi, bool writ
   if (delta) {
     r->rw_runs.fetch_add(delta, std::memory_order_relaxed);
     g_vma.used.fetch_add(2 * delta, std::memory_order_relaxed);
+    if (!r->async && !r->sigbus) shootdown_count_runs(r, delta);  // what peers' syncs must shoot down
   }
 }
 
@@ -506,7 +507,6 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
     std::lock_guard<std::mutex> lock(g_regions_mutex);
     if (!index_reserve() || !by_inode_update(t.get(), slot, true)) {
       if (r->shared_range >= 0) sidecar_unpublish_range(t.get(), r->shared_range);
-      if (shot) shootdown_map_removed(r);
       r->inode = nullptr;
       inode_unref(t.get());
       munmap(p, length);
@@ -611,7 +611,7 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
   void *p = mmap((void *)r->start, r->end - r->start, PROT_NONE,
                  MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) munmap((void *)r->start, r->end - r->start);
-  if (r->tracked && !r->async && !r->sigbus) shootdown_map_removed(r);  // its pages are gone
+  if (r->tracked && !r->async && !r->sigbus) shootdown_count_runs(r, (int32_t)-runs);  // its pages are gone
   memset(r->writable, 0, r->writable_len);
   if (r->views.fetch_sub(1, std::memory_order_acq_rel) == 1) region_release_if_unused(r);
   return info.Env().Undefined();

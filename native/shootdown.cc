@@ -165,13 +165,25 @@ int shootdown_map_added(udax_region *r) {
   udax_shootdown *s = &t->slots[t->slot].shoot;
   __atomic_store_n(&s->signo, shootdown_signal(), __ATOMIC_RELEASE);
   __atomic_store_n(&s->tid, tid, __ATOMIC_RELEASE);
-  __atomic_fetch_add(&s->maps, 1, __ATOMIC_SEQ_CST);
   return 0;
 }
 
-void shootdown_map_removed(udax_region *r) {
+void shootdown_count_runs(udax_region *r, int32_t delta) {
   udax_inode *t = r->inode;
-  __atomic_fetch_sub(&t->slots[t->slot].shoot.maps, 1, __ATOMIC_SEQ_CST);
+  __atomic_fetch_add(&t->slots[t->slot].shoot.writable_runs, delta, __ATOMIC_SEQ_CST);
+}
+
+// Might peer slot k hold pages of t writable under sigsegv? Its count is
+// raised before a fault makes a page writable, under that entry's lock: a
+// caller holding the locks of its run who reads 0 knows none of the run is.
+static bool may_hold_writable(udax_inode *t, int k) {
+  return k != t->slot && __atomic_load_n(&t->slots[k].shoot.writable_runs, __ATOMIC_SEQ_CST) > 0 && slot_ready(t, k);
+}
+
+int shootdown_peer_count(udax_inode *t) {
+  int n = 0;
+  for (int k = 0, high = sidecar_slots_high(t); k < high; k++) n += may_hold_writable(t, k);
+  return n;
 }
 
 void shootdown_slot_reset(udax_sidecar_slot *s) {
@@ -198,11 +210,11 @@ bool shootdown_peers(udax_inode *t, uint32_t first, uint32_t last) {
   struct posted { int k; pid_t pid, tid; uint32_t seq; };
   posted waiting[UDAX_SLOTS];
   int n = 0;
+  bool all = true;
   for (int k = 0, high = sidecar_slots_high(t); k < high; k++) {
-    if (k == t->slot) continue;
+    // Not ready: dead (nothing of it writable any more), or attaching (no mapping yet).
+    if (!may_hold_writable(t, k)) continue;
     udax_shootdown *s = &t->slots[k].shoot;
-    if (__atomic_load_n(&s->maps, __ATOMIC_SEQ_CST) == 0) continue;  // no tracked sigsegv mapping there
-    if (!slot_ready(t, k)) continue;  // dead (nothing of it writable), or attaching (no mapping yet)
     pid_t tid = __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
     pid_t pid = __atomic_load_n(&t->slots[k].pid, __ATOMIC_ACQUIRE);
     if (!tid || !pid) continue;
@@ -212,24 +224,34 @@ bool shootdown_peers(udax_inode *t, uint32_t first, uint32_t last) {
     // ESRCH: gone (its slot says so next); EAGAIN: its signal queue is full,
     // so a wake-up is pending already.
     syscall(SYS_tgkill, pid, tid, __atomic_load_n(&s->signo, __ATOMIC_ACQUIRE));
+    // A request someone gave up on is still not served: stopped or stuck,
+    // so do not wait (the entries stay DIRTY). Served, it waits again.
+    uint32_t stalled = __atomic_load_n(&s->stalled, __ATOMIC_SEQ_CST);
+    if (stalled && !seq_done(__atomic_load_n(&s->ack, __ATOMIC_SEQ_CST), stalled)) {
+      all = false;
+      continue;
+    }
     waiting[n++] = {k, pid, tid, seq};
   }
-  if (n == 0) return true;
   const int64_t start = now_ns();
-  bool all = true;
   for (int i = 0; i < n; i++) {
     udax_shootdown *s = &t->slots[waiting[i].k].shoot;
     bool checked_stopped = false;
     for (;;) {
       uint32_t ack = __atomic_load_n(&s->ack, __ATOMIC_SEQ_CST);
       if (seq_done(ack, waiting[i].seq)) break;
-      // Unmapped everything meanwhile, or died: nothing of it is writable.
-      if (__atomic_load_n(&s->maps, __ATOMIC_SEQ_CST) == 0 || !slot_alive(t, waiting[i].k)) break;
+      // Nothing writable there any more (unmapped, synced itself), or died.
+      if (!may_hold_writable(t, waiting[i].k)) break;
       int64_t waited = now_ns() - start;
-      if (waited >= kAckWaitNs) { all = false; break; }
-      if (!checked_stopped && waited >= kStoppedCheckNs) {
+      bool give_up = waited >= kAckWaitNs;
+      if (!give_up && !checked_stopped && waited >= kStoppedCheckNs) {
         checked_stopped = true;
-        if (thread_stopped(waiting[i].pid, waiting[i].tid)) { all = false; break; }
+        give_up = thread_stopped(waiting[i].pid, waiting[i].tid);
+      }
+      if (give_up) {
+        __atomic_store_n(&s->stalled, waiting[i].seq ? waiting[i].seq : 1, __ATOMIC_SEQ_CST);
+        all = false;
+        break;
       }
       int64_t sleep = waited < kStoppedCheckNs ? kStoppedCheckNs - waited : kAckWaitNs - waited;
       struct timespec ts = {0, (long)sleep};
@@ -237,4 +259,15 @@ bool shootdown_peers(udax_inode *t, uint32_t first, uint32_t last) {
     }
   }
   return all;
+}
+
+// inodeShootdownPeers(inodeId) -> live peers that may hold pages of the file
+// writable under sigsegv (each writeback run costs a round trip to each).
+static Napi::Value InodeShootdownPeers(const Napi::CallbackInfo &info) {
+  InodeArg t(info, 0, "msync");
+  return Napi::Number::New(info.Env(), shootdown_peer_count(t.get()));
+}
+
+void init_shootdown(Napi::Env env, Napi::Object exports) {
+  exports.Set("inodeShootdownPeers", Napi::Function::New(env, InodeShootdownPeers, "inodeShootdownPeers"));
 }

@@ -319,12 +319,17 @@ struct udax_sidecar_range {
 // here and wakes the slot's helper thread, which write-protects its own
 // mappings of them and acks. Zeroed by each claimer of the slot.
 struct udax_shootdown {
-  uint32_t maps;             // its tracked sigsegv mappings of the file (0: nothing to protect)
+  // Writable runs of its tracked sigsegv mappings of the file, counted as
+  // their flags are (a superset: raised before a page becomes writable,
+  // lowered after it is read-only again or gone). 0: nothing to protect.
+  int32_t writable_runs;
   int32_t tid;               // its helper thread (0: none yet)
   int32_t signo;             // the signal that wakes the helper
   uint32_t req;              // requests posted so far
   uint32_t ack;              // requests done (a futex word: the syncer sleeps on it)
   uint32_t first, last;      // entries to protect, merged over requests (first > last: none)
+  uint32_t stalled;          // a request a syncer gave up waiting for (0: none): until
+                             // it is acked, later syncers do not wait at all
 };
 struct udax_sidecar_slot {
   int32_t pid;               // 0 once its process detached cleanly
@@ -391,10 +396,13 @@ void sidecar_forget_in_child();
 // No process can mprotect another's memory: each process with tracked sigsegv
 // mappings runs a helper thread that write-protects them on a peer's request.
 // A new tracked sigsegv region r of t (before it is LIVE): start the helper
-// if needed and count the mapping in this process's slot. 0 or an errno.
+// if needed and publish it in this process's slot. 0 or an errno.
 int shootdown_map_added(udax_region *r);
-// r's pages are gone (unmapRegion replaced them): uncount it.
-void shootdown_map_removed(udax_region *r);
+// Add delta to the writable runs this process's slot of r's file counts
+// (set_writable_flags; unmapRegion once r's pages are gone). Async-signal-safe.
+void shootdown_count_runs(udax_region *r, int32_t delta);
+// Live peers of t that may hold pages of it writable under sigsegv.
+int shootdown_peer_count(udax_inode *t);
 // Slot record s is being claimed: no mappings, no requests.
 void shootdown_slot_reset(udax_sidecar_slot *s);
 // Have every live peer with tracked sigsegv mappings of t write-protect its
@@ -571,5 +579,6 @@ void init_testing(Napi::Env env, Napi::Object exports);
 void init_uffd(Napi::Env env, Napi::Object exports);
 void init_uffd_sigbus(Napi::Env env, Napi::Object exports);
 void init_resize(Napi::Env env, Napi::Object exports);
+void init_shootdown(Napi::Env env, Napi::Object exports);
 
 #endif

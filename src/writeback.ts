@@ -118,9 +118,14 @@ export function writeback(table: EntryTable, first: number, last: number, fallba
   // (injected errors, timing), or inside withEntriesLocked (where a lock this
   // thread holds must throw ERR_UDAX_DEADLOCK, not abort), the same steps in JS.
   const inOneCall = plan.native && !holdsEntryLocks();
+  // Each run costs a round trip to every sigsegv peer that may hold pages
+  // writable (its shootdown): then a run spans clean gaps (locked, skipped)
+  // up to maxRun entries, so scattered dirty entries cost one, not one each.
+  const spanGaps = tagged.length > 1 && native.inodeShootdownPeers(table.id) > 0;
   for (let k = 0; k < tagged.length; ) {
     let end = k;
-    while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
+    if (spanGaps) while (end + 1 < tagged.length && tagged[end + 1] - tagged[k] < maxRun) end++;
+    else while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
     if (inOneCall) nativeRun(table, tagged[k], tagged[end], fallbackRegion, plan, result);
     else writebackRun(table, tagged[k], tagged[end], fallbackRegion, result, plan.hooks);
     k = end + 1;

@@ -324,7 +324,7 @@ static void set_writable_flags(udax_region *r, int64_t lo, int64_t hi, bool writ
   if (delta) {
     r->rw_runs.fetch_add(delta, std::memory_order_relaxed);
     g_vma.used.fetch_add(2 * delta, std::memory_order_relaxed);
-    if (!r->async && !r->sigbus) shootdown_count_runs(r, delta);  // what peers' syncs must shoot down
+    if (r->tracked && !r->async && !r->sigbus) shootdown_count_runs(r, delta);  // what peers' syncs must shoot down
   }
 }
 

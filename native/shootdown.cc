@@ -98,12 +98,14 @@ static void serve_inode(udax_inode *t) {
 }
 
 // Every file with tracked sigsegv mappings here, found through the regions
-// (a pinned region holds its inode).
+// (a pinned region holds its inode). In a forked child the parent's regions
+// are still listed, over tables not mapped here: skipped.
 static void serve_all() {
+  const pid_t self = getpid();
   for (int i = 0, high = g_regions_high.load(std::memory_order_acquire); i < high; i++) {
     udax_region *r = &g_regions[i];
     if (!region_pin(r)) continue;
-    if (is_sigsegv_tracked(r)) serve_inode(r->inode);
+    if (is_sigsegv_tracked(r) && r->inode->shootdown_pid.load(std::memory_order_acquire) == self) serve_inode(r->inode);
     region_unpin(r);
   }
 }
@@ -165,6 +167,7 @@ int shootdown_map_added(udax_region *r) {
   udax_shootdown *s = &t->slots[t->slot].shoot;
   __atomic_store_n(&s->signo, shootdown_signal(), __ATOMIC_RELEASE);
   __atomic_store_n(&s->tid, tid, __ATOMIC_RELEASE);
+  t->shootdown_pid.store(getpid(), std::memory_order_release);
   return 0;
 }
 

@@ -85,6 +85,10 @@ struct udax_inode {
   std::mutex peer_mutex;
   struct { int fd = -1; int32_t pid = 0; uint32_t gen = 0; } peer_uffd[UDAX_SLOTS];
   char sidecar_path[256];
+  // The process whose shootdown helper serves this file (native/shootdown.cc):
+  // a forked child's copy of a parent's inode names the parent, whose table
+  // is not mapped in the child.
+  std::atomic<pid_t> shootdown_pid{0};
 };
 
 // The file's size in bytes and its entry count now (acquire: what a resize

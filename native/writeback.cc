@@ -226,7 +226,7 @@ static int copy_guarded(void *dst, const void *src, size_t len) {
 // mediaRegion, out): out (a Float64Array of 5) <- [entries cleaned, bytes
 // flushed, bytes copied to the media, ns copying, entries flushed but kept
 // DIRTY]: dax_writeback_one for a run of tagged entries in one call: lock
-// them ascending; one shootdown of sigsegv peers over the due entries; mkclean +
+// those still due, ascending; one shootdown of sigsegv peers over the due entries; mkclean +
 // flush each contiguous piece still DIRTY|TOWRITE and copy it to the media
 // (mediaRegion, or -1 for none); one fence; clean exactly the entries flushed
 // here — unless a peer did not ack the shootdown in time, which keeps them
@@ -250,8 +250,18 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
     throw Napi::TypeError::New(env, "writebackRun: out must be a Float64Array of 5");
   check_run(env, t.get(), first, last, fallback.get());
   const int32_t due_mask = (int32_t)(UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE);
-  for (uint32_t i = first; i <= last; i++) entry_lock_as(t.get(), i, self);
-  auto due = [&](uint32_t i) { return (__atomic_load_n(&t->entries[i], __ATOMIC_SEQ_CST) & due_mask) == due_mask; };
+  auto due_word = [&](uint32_t i) { return (__atomic_load_n(&t->entries[i], __ATOMIC_SEQ_CST) & due_mask) == due_mask; };
+  // Only entries due when we come to them are locked: a run may span clean
+  // gaps (one shootdown for scattered entries), whose stores must not wait
+  // for it. One that becomes due after we passed was tagged by a concurrent
+  // sync, which writes it back itself.
+  std::vector<uint8_t> held(last - first + 1, 0);
+  for (uint32_t i = first; i <= last; i++) {
+    if (!due_word(i)) continue;
+    entry_lock_as(t.get(), i, self);
+    held[i - first] = 1;
+  }
+  auto due = [&](uint32_t i) { return held[i - first] && due_word(i); };
   uint32_t first_due = first, last_due = last;
   while (first_due <= last && !due(first_due)) first_due++;
   while (last_due > first_due && !due(last_due)) last_due--;
@@ -289,6 +299,7 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
   if (!err) flush_fence();
   uint32_t cleaned = 0, kept = 0;
   for (uint32_t i = first; i <= last; i++) {
+    if (!held[i - first]) continue;
     if (!err && flushed[i - first] && peers_acked) {
       entry_clean_and_unlock(t.get(), i);
       cleaned++;

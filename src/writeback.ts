@@ -56,12 +56,20 @@ function writebackRun(table: EntryTable, first: number, last: number, fallbackRe
   // (cleaned by a third sync, then re-dirtied), and clearing DIRTY on it
   // would leave a writable page behind a clean entry.
   const flushed = new Uint8Array(last - first + 1);
+  // Only entries due when we come to them are locked (a run may span clean
+  // gaps; native/writeback.cc WritebackRun says why that is enough).
+  const held = new Uint8Array(last - first + 1);
+  const dueWord = (i: number) => (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
   let locked = first;
   try {
-    for (; locked <= last; locked++) table.lock(locked);
+    for (; locked <= last; locked++) {
+      if (!dueWord(locked)) continue;
+      table.lock(locked);
+      held[locked - first] = 1;
+    }
     let start = -1;
     for (let i = first; i <= last + 1; i++) {
-      const due = i <= last && (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
+      const due = i <= last && held[i - first] === 1 && dueWord(i);
       if (due && start < 0) start = i;
       if (!due && start >= 0) {
         const bytes = native.mkcleanFlush(table.id, start, i - 1, fallbackRegion, shootdown);
@@ -80,10 +88,11 @@ function writebackRun(table: EntryTable, first: number, last: number, fallbackRe
     native.fence();
     hooks?.fenced();
   } catch (e) {
-    for (let i = first; i < locked; i++) table.unlock(i);  // still DIRTY: nothing is lost
+    for (let i = first; i < locked; i++) if (held[i - first]) table.unlock(i);  // still DIRTY: nothing is lost
     throw shrankError(e, table.path, '; the dirty entries stay dirty');
   }
   for (let i = first; i <= last; i++) {
+    if (!held[i - first]) continue;
     if (flushed[i - first]) table.cleanAndUnlock(i);
     else table.unlock(i);
   }

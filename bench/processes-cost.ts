@@ -119,6 +119,9 @@ for (let r = 0; r < rounds; r++) {
   stopped.child.kill('SIGCONT');
 }
 const keptDirty = stoppable.stats().dirtyEntries;
+// sigsegv: the shootdown round trips of the remote syncs (requests posted, time waited for acks).
+const shot = remote.stats();
+const shootdown = { requests: shot.shootdowns, unacked: shot.shootdownsUnacked, meanWaitNs: shot.shootdowns ? shot.shootdownTimeNs / shot.shootdowns : 0 };
 const base = quantile(samples.get('sync, stored here (baseline)')!, 0.5);
 const results = [...samples].map(([n, xs]) => ({ name: n, medianNs: quantile(xs, 0.5), p10Ns: quantile(xs, 0.1), p90Ns: quantile(xs, 0.9), ratio: quantile(xs, 0.5) / base }));
 
@@ -150,7 +153,8 @@ for (const r of results) {
 const throughput = { storesPerSecAlone: alone, storesPerSecWithSyncs: withSyncs, syncs, pagesPerSync, syncMedianNs: quantile(syncLatency, 0.5), syncP90Ns: quantile(syncLatency, 0.9) };
 console.log(`2 writer processes: ${(alone / 1e6).toFixed(2)} M stores/s alone, ${(withSyncs / 1e6).toFixed(2)} M stores/s with ${syncs} syncs from a third (${pagesPerSync.toFixed(0)} pages each, median ${(throughput.syncMedianNs / 1000).toFixed(0)} us, p90 ${(throughput.syncP90Ns / 1000).toFixed(0)} us)`);
 console.log(`stopped peer: ${keptDirty} entries still DIRTY after its last sync (flushed; sigsegv: cleaned by a sync it acks)`);
-console.log(JSON.stringify({ bench: 'processes-cost', tracker, rounds, dir, results, throughput, stoppedPeerDirtyEntries: keptDirty }));
+if (shootdown.requests) console.log(`shootdowns of the remote syncs: ${shootdown.requests} requests, ${shootdown.unacked} unacked, mean wait for the ack ${(shootdown.meanWaitNs / 1000).toFixed(1)} us`);
+console.log(JSON.stringify({ bench: 'processes-cost', tracker, rounds, dir, results, throughput, stoppedPeerDirtyEntries: keptDirty, shootdown }));
 for (const w of [peer, stopped, ...writers]) w.child.kill();
 for (const f of [local, idle, remote, stoppable, shared]) {
   f.close();

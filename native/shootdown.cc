@@ -232,11 +232,14 @@ bool shootdown_peers(udax_inode *t, uint32_t first, uint32_t last) {
     uint32_t stalled = __atomic_load_n(&s->stalled, __ATOMIC_SEQ_CST);
     if (stalled && !seq_done(__atomic_load_n(&s->ack, __ATOMIC_SEQ_CST), stalled)) {
       all = false;
+      __atomic_fetch_add(&t->stats[UDAX_STAT_SHOOTDOWNS_UNACKED], 1, __ATOMIC_RELAXED);
+      __atomic_fetch_add(&t->stats[UDAX_STAT_SHOOTDOWNS], 1, __ATOMIC_RELAXED);
       continue;
     }
     waiting[n++] = {k, pid, tid, seq};
   }
   const int64_t start = now_ns();
+  int unacked = 0;
   for (int i = 0; i < n; i++) {
     udax_shootdown *s = &t->slots[waiting[i].k].shoot;
     bool checked_stopped = false;
@@ -254,12 +257,18 @@ bool shootdown_peers(udax_inode *t, uint32_t first, uint32_t last) {
       if (give_up) {
         __atomic_store_n(&s->stalled, waiting[i].seq ? waiting[i].seq : 1, __ATOMIC_SEQ_CST);
         all = false;
+        unacked++;
         break;
       }
       int64_t sleep = waited < kStoppedCheckNs ? kStoppedCheckNs - waited : kAckWaitNs - waited;
       struct timespec ts = {0, (long)sleep};
       syscall(SYS_futex, &s->ack, FUTEX_WAIT, ack, &ts, nullptr, 0);
     }
+  }
+  if (n) {
+    __atomic_fetch_add(&t->stats[UDAX_STAT_SHOOTDOWNS], n, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&t->stats[UDAX_STAT_SHOOTDOWNS_UNACKED], unacked, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&t->stats[UDAX_STAT_SHOOTDOWN_NS], now_ns() - start, __ATOMIC_RELAXED);
   }
   return all;
 }

@@ -113,6 +113,7 @@ describe(`several processes, one file (${TRACKER} tracker)`, () => {
     const stats = await b.call({ op: 'stats' });
     expect(stats.dirtyEntries).toBe(0);
     if (TRACKER === 'async') expect(stats.pagesHarvested).toBeGreaterThanOrEqual(2);
+    if (TRACKER === 'sigsegv') expect(stats.shootdowns).toBeGreaterThanOrEqual(1);  // A's helper was asked
     // B's sync write-protected A's pages again (async: B's harvest; sigbus:
     // through A's userfaultfd; sigsegv: A's helper thread, on B's request):
     // A's next store is seen.
@@ -170,6 +171,7 @@ describe(`several processes, one file (${TRACKER} tracker)`, () => {
         expect(read(`${path}.media`).subarray(2 * PAGE, 2 * PAGE + 15).toString()).toBe('before the stop');
         if (TRACKER === 'sigsegv') expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(1);
       }
+      if (TRACKER === 'sigsegv') expect((await b.call({ op: 'stats' })).shootdownsUnacked).toBeGreaterThanOrEqual(2);
     } finally {
       a.child.kill('SIGCONT');
     }

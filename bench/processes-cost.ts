@@ -104,6 +104,7 @@ const timedSync = (n: string, f: typeof local) => {
   add(n).push(Number(process.hrtime.bigint() - t0));
 };
 let v = 0;
+const shootdownWaits: number[] = [];  // sigsegv: per remote sync, the time it waited for the peer's ack
 for (let r = 0; r < rounds; r++) {
   v = (v + 1) & 255;
   for (let k = 0; k < DIRTY; k++) localMap.bytes[k * 16 * PAGE + 8] = v;
@@ -111,7 +112,9 @@ for (let r = 0; r < rounds; r++) {
   for (let k = 0; k < DIRTY; k++) idleMap.bytes[k * 16 * PAGE + 8] = v;
   timedSync('sync, stored here, an idle peer', idle);
   await peer.ask('store 1');
+  const waitedBefore = remote.stats().shootdownTimeNs;
   timedSync('sync, stored by a peer process', remote);
+  shootdownWaits.push(remote.stats().shootdownTimeNs - waitedBefore);
   await stopped.ask('store 0');
   stopped.child.kill('SIGSTOP');
   await untilStopped(stopped.child.pid!);
@@ -121,7 +124,7 @@ for (let r = 0; r < rounds; r++) {
 const keptDirty = stoppable.stats().dirtyEntries;
 // sigsegv: the shootdown round trips of the remote syncs (requests posted, time waited for acks).
 const shot = remote.stats();
-const shootdown = { requests: shot.shootdowns, unacked: shot.shootdownsUnacked, meanWaitNs: shot.shootdowns ? shot.shootdownTimeNs / shot.shootdowns : 0 };
+const shootdown = { requests: shot.shootdowns, unacked: shot.shootdownsUnacked, waitMedianNs: quantile(shootdownWaits, 0.5), waitP10Ns: quantile(shootdownWaits, 0.1), waitP90Ns: quantile(shootdownWaits, 0.9) };
 const base = quantile(samples.get('sync, stored here (baseline)')!, 0.5);
 const results = [...samples].map(([n, xs]) => ({ name: n, medianNs: quantile(xs, 0.5), p10Ns: quantile(xs, 0.1), p90Ns: quantile(xs, 0.9), ratio: quantile(xs, 0.5) / base }));
 
@@ -153,7 +156,10 @@ for (const r of results) {
 const throughput = { storesPerSecAlone: alone, storesPerSecWithSyncs: withSyncs, syncs, pagesPerSync, syncMedianNs: quantile(syncLatency, 0.5), syncP90Ns: quantile(syncLatency, 0.9) };
 console.log(`2 writer processes: ${(alone / 1e6).toFixed(2)} M stores/s alone, ${(withSyncs / 1e6).toFixed(2)} M stores/s with ${syncs} syncs from a third (${pagesPerSync.toFixed(0)} pages each, median ${(throughput.syncMedianNs / 1000).toFixed(0)} us, p90 ${(throughput.syncP90Ns / 1000).toFixed(0)} us)`);
 console.log(`stopped peer: ${keptDirty} entries still DIRTY after its last sync (flushed; sigsegv: cleaned by a sync it acks)`);
-if (shootdown.requests) console.log(`shootdowns of the remote syncs: ${shootdown.requests} requests, ${shootdown.unacked} unacked, mean wait for the ack ${(shootdown.meanWaitNs / 1000).toFixed(1)} us`);
+if (shootdown.requests) {
+  console.log(`shootdowns of the remote syncs: ${shootdown.requests} requests, ${shootdown.unacked} unacked; wait for the ack per sync: median ` +
+    `${(shootdown.waitMedianNs / 1000).toFixed(1)} us, p10 ${(shootdown.waitP10Ns / 1000).toFixed(1)}, p90 ${(shootdown.waitP90Ns / 1000).toFixed(1)}`);
+}
 console.log(JSON.stringify({ bench: 'processes-cost', tracker, rounds, dir, results, throughput, stoppedPeerDirtyEntries: keptDirty, shootdown }));
 for (const w of [peer, stopped, ...writers]) w.child.kill();
 for (const f of [local, idle, remote, stoppable, shared]) {

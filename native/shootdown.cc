@@ -28,7 +28,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <pthread.h>
+#include <system_error>
+#include <thread>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,37 +125,39 @@ static void *helper_main(void *) {
 static std::mutex g_helper_mutex;
 static pid_t g_helper_tid = 0;
 static pid_t g_helper_pid = 0;  // the process it was started in (a forked child has none)
+static std::atomic<pid_t> g_started_tid{0};
+
+static void helper_start() {
+  g_started_tid.store(udax_gettid(), std::memory_order_release);
+  syscall(SYS_futex, &g_started_tid, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+  helper_main(nullptr);
+}
 
 // The helper's thread id, started on first use. 0 with *err on failure.
+// (std::thread, not pthread_create: that symbol is GLIBC_2.34, and the
+// prebuilt binary loads with glibc 2.33.)
 static pid_t helper_tid(int *err) {
   std::lock_guard<std::mutex> lock(g_helper_mutex);
   if (g_helper_tid && g_helper_pid == getpid()) return g_helper_tid;
   // Started with every signal blocked: it takes its wake-up in sigwaitinfo
   // and never runs another handler (Node's, or udax's for a store).
+  // (sigprocmask sets the calling thread's mask on Linux, as
+  // pthread_sigmask, which is GLIBC_2.32.)
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  static std::atomic<pid_t> started_tid;
-  started_tid.store(0);
-  pthread_t th;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
-  int e = pthread_create(&th, &attr, [](void *) -> void * {
-    started_tid.store(udax_gettid(), std::memory_order_release);
-    syscall(SYS_futex, &started_tid, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
-    return helper_main(nullptr);
-  }, nullptr);
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (e) {
-    *err = e;
+  sigprocmask(SIG_SETMASK, &all, &old);
+  g_started_tid.store(0);
+  try {
+    std::thread(helper_start).detach();
+  } catch (const std::system_error &e) {
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    *err = e.code().value() ? e.code().value() : EAGAIN;
     return 0;
   }
-  while (started_tid.load(std::memory_order_acquire) == 0)
-    syscall(SYS_futex, &started_tid, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
-  g_helper_tid = started_tid.load();
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  while (g_started_tid.load(std::memory_order_acquire) == 0)
+    syscall(SYS_futex, &g_started_tid, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+  g_helper_tid = g_started_tid.load();
   g_helper_pid = getpid();
   return g_helper_tid;
 }

@@ -192,6 +192,19 @@ describe(`several processes, one file (${TRACKER} tracker)`, () => {
     expectMediaEqualsLive(path);
   });
 
+  test('a peer stopped, then killed: nothing it stored is lost, and its entries end clean', async () => {
+    const { path, a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: 5 * PAGE + 9, bytes: bytesOf('stored, stopped, killed') });
+    a.child.kill('SIGSTOP');
+    await b.call({ op: 'sync' }, 3_000);  // sigsegv: unacked, flushed, kept DIRTY
+    a.kill();
+    expect(await a.exited).toBe('SIGKILL');
+    await b.call({ op: 'sync' }, 3_000);  // a dead peer needs nothing: cleaned
+    expect(read(`${path}.media`).subarray(5 * PAGE + 9, 5 * PAGE + 32).toString()).toBe('stored, stopped, killed');
+    expectMediaEqualsLive(path);
+    expect((await b.call({ op: 'stats' })).dirtyEntries).toBe(0);
+  });
+
   test('a peer killed holding entry locks: a sync in another process takes them over (DIRTY) and returns', async () => {
     const { path, a, b } = await twoPeers();
     await a.call({ op: 'store', offset: 100, bytes: bytesOf('before the lock') });

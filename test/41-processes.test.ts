@@ -145,6 +145,39 @@ describe(`several processes, one file (${TRACKER} tracker)`, () => {
     }
   });
 
+  test('stress: a writer stopped and continued over and over while the others store and sync: media equals live', async () => {
+    const { path, a, b } = await twoPeers(64 * PAGE);
+    const c = new Peer();
+    await c.call({ op: 'open', path });
+    let running = true;
+    const toggler = (async () => {
+      while (running) {
+        a.child.kill('SIGSTOP');
+        await new Promise((r) => setTimeout(r, 15));
+        a.child.kill('SIGCONT');
+        await new Promise((r) => setTimeout(r, 15));
+      }
+    })();
+    try {
+      await Promise.all([
+        a.call({ op: 'storeLoop', seed: 7, rounds: 300, syncEvery: 5 }, 60_000),
+        b.call({ op: 'storeLoop', seed: 8, rounds: 300, syncEvery: 9 }, 60_000),
+        (async () => { for (let k = 0; k < 30; k++) await c.call({ op: 'sync' }, 5_000); })(),
+      ]);
+    } finally {
+      running = false;
+      await toggler;
+      a.child.kill('SIGCONT');
+    }
+    await c.call({ op: 'sync' });
+    expectMediaEqualsLive(path);
+    if (TRACKER === 'sigsegv') {
+      for (const p of [a, b]) expect(await p.call({ op: 'writableClean' })).toEqual([]);
+      const stats = await c.call({ op: 'stats' });
+      expect(stats.shootdowns).toBeGreaterThan(0);
+    }
+  });
+
   test('a peer killed with SIGKILL mid-store hangs no sync and loses nothing it stored', async () => {
     const { path, a, b } = await twoPeers(32 * PAGE);
     a.send({ op: 'spin' });

@@ -2,18 +2,21 @@
 // process (its harvest scans the peer's page tables through
 // /proc/PID/pagemap), next to the same sync of stores made in this process,
 // measured in one run, configurations interleaved round by round so drift
-// hits them alike (async or sigbus tracker, docs/processes.md).
-//   npm install && node dist/bench/processes-cost.js [--rounds N] [--dir /dev/shm] [--tracker async|sigbus]
+// hits them alike (async, sigbus or sigsegv tracker, docs/processes.md).
+//   npm install && node dist/bench/processes-cost.js [--rounds N] [--dir /dev/shm] [--tracker async|sigbus|sigsegv]
 // Each round, per configuration, 64 scattered pages (1 in 16 of a 4 MiB
 // file) are stored, then one sync here is timed:
 //   local           stored here, no other process attached (the baseline)
 //   local, idle peer  stored here; a peer has the file mapped, stores nothing
 //   remote          stored by the peer process
+//   stopped         stored by another peer process, stopped (SIGSTOP) for the
+//                   sync (sigsegv: its shootdown goes unacked, the entries
+//                   are flushed and stay DIRTY)
 // Then store throughput: writers in two peer processes for 1 s each, alone
 // and with this process syncing in a loop. Prints a table (median, p10, p90,
 // ratio to the baseline's median), then JSON.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { open } from '../src/index.js';
@@ -25,7 +28,7 @@ const arg = (name: string, fallback: string) => {
 };
 const rounds = Number(arg('rounds', '300'));
 const dir = arg('dir', '/dev/shm');
-const tracker = arg('tracker', 'async') as 'async' | 'sigbus';
+const tracker = arg('tracker', 'async') as 'async' | 'sigbus' | 'sigsegv';
 const PAGE = 4096;
 const SIZE = 1024 * PAGE;
 const DIRTY = 64;
@@ -79,10 +82,19 @@ const name = (tag: string) => join(dir, `udax-processes-cost-${process.pid}-${ta
 const local = open(name('local'), { create: true, size: SIZE, tracker });
 const idle = open(name('idle'), { create: true, size: SIZE, tracker });
 const remote = open(name('remote'), { create: true, size: SIZE, tracker });
+const stoppable = open(name('stopped'), { create: true, size: SIZE, tracker });
 const [localMap, idleMap] = [local.map(), idle.map()];
 const peer = new Peer([idle.path, remote.path]);
+const stopped = new Peer([stoppable.path]);
 await peer.ask('store 1');  // attached and mapped
+await stopped.ask('store 0');
 remote.sync();
+stoppable.sync();
+
+/** Until the kernel reports process pid stopped (SIGSTOP is asynchronous). */
+const untilStopped = async (pid: number) => {
+  while (!/^\S+ \(.*\) [Tt]/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) await new Promise((r) => setTimeout(r, 1));
+};
 
 const samples = new Map<string, number[]>();
 const add = (n: string) => samples.get(n) ?? (samples.set(n, []), samples.get(n)!);
@@ -92,6 +104,7 @@ const timedSync = (n: string, f: typeof local) => {
   add(n).push(Number(process.hrtime.bigint() - t0));
 };
 let v = 0;
+const shootdownWaits: number[] = [];  // sigsegv: per remote sync, the time it waited for the peer's ack
 for (let r = 0; r < rounds; r++) {
   v = (v + 1) & 255;
   for (let k = 0; k < DIRTY; k++) localMap.bytes[k * 16 * PAGE + 8] = v;
@@ -99,8 +112,19 @@ for (let r = 0; r < rounds; r++) {
   for (let k = 0; k < DIRTY; k++) idleMap.bytes[k * 16 * PAGE + 8] = v;
   timedSync('sync, stored here, an idle peer', idle);
   await peer.ask('store 1');
+  const waitedBefore = remote.stats().shootdownTimeNs;
   timedSync('sync, stored by a peer process', remote);
+  shootdownWaits.push(remote.stats().shootdownTimeNs - waitedBefore);
+  await stopped.ask('store 0');
+  stopped.child.kill('SIGSTOP');
+  await untilStopped(stopped.child.pid!);
+  timedSync('sync, stored by a stopped peer', stoppable);
+  stopped.child.kill('SIGCONT');
 }
+const keptDirty = stoppable.stats().dirtyEntries;
+// sigsegv: the shootdown round trips of the remote syncs (requests posted, time waited for acks).
+const shot = remote.stats();
+const shootdown = { requests: shot.shootdowns, unacked: shot.shootdownsUnacked, waitMedianNs: quantile(shootdownWaits, 0.5), waitP10Ns: quantile(shootdownWaits, 0.1), waitP90Ns: quantile(shootdownWaits, 0.9) };
 const base = quantile(samples.get('sync, stored here (baseline)')!, 0.5);
 const results = [...samples].map(([n, xs]) => ({ name: n, medianNs: quantile(xs, 0.5), p10Ns: quantile(xs, 0.1), p90Ns: quantile(xs, 0.9), ratio: quantile(xs, 0.5) / base }));
 
@@ -131,9 +155,14 @@ for (const r of results) {
 }
 const throughput = { storesPerSecAlone: alone, storesPerSecWithSyncs: withSyncs, syncs, pagesPerSync, syncMedianNs: quantile(syncLatency, 0.5), syncP90Ns: quantile(syncLatency, 0.9) };
 console.log(`2 writer processes: ${(alone / 1e6).toFixed(2)} M stores/s alone, ${(withSyncs / 1e6).toFixed(2)} M stores/s with ${syncs} syncs from a third (${pagesPerSync.toFixed(0)} pages each, median ${(throughput.syncMedianNs / 1000).toFixed(0)} us, p90 ${(throughput.syncP90Ns / 1000).toFixed(0)} us)`);
-console.log(JSON.stringify({ bench: 'processes-cost', tracker, rounds, dir, results, throughput }));
-for (const w of [peer, ...writers]) w.child.kill();
-for (const f of [local, idle, remote, shared]) {
+console.log(`stopped peer: ${keptDirty} entries still DIRTY after its last sync (flushed; sigsegv: cleaned by a sync it acks)`);
+if (shootdown.requests) {
+  console.log(`shootdowns of the remote syncs: ${shootdown.requests} requests, ${shootdown.unacked} unacked; wait for the ack per sync: median ` +
+    `${(shootdown.waitMedianNs / 1000).toFixed(1)} us, p10 ${(shootdown.waitP10Ns / 1000).toFixed(1)}, p90 ${(shootdown.waitP90Ns / 1000).toFixed(1)}`);
+}
+console.log(JSON.stringify({ bench: 'processes-cost', tracker, rounds, dir, results, throughput, stoppedPeerDirtyEntries: keptDirty, shootdown }));
+for (const w of [peer, stopped, ...writers]) w.child.kill();
+for (const f of [local, idle, remote, stoppable, shared]) {
   f.close();
   rmSync(f.path, { force: true });
 }

@@ -69,6 +69,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_resize(env, exports);
   init_freeze(env, exports);
   init_ofd_lock(env, exports);
+  init_shootdown(env, exports);
   return exports;
 }
 

@@ -60,7 +60,10 @@
   X(EARLY_WRITEBACKS, earlyWritebacks)   /* writebacks near the VMA budget */  \
   X(LOCKS_RECOVERED, locksRecovered)     /* entry locks taken over from dead threads */ \
   X(PAGES_HARVESTED, pagesHarvested)     /* written pages the async tracker's scans found */ \
-  X(HARVEST_NS, harvestTimeNs)           /* time in those scans (harvest lock held) */
+  X(HARVEST_NS, harvestTimeNs)           /* time in those scans (harvest lock held) */ \
+  X(SHOOTDOWNS, shootdowns)              /* sigsegv: write-protect requests posted to peers */ \
+  X(SHOOTDOWN_NS, shootdownTimeNs)       /* time writebacks waited for their acks */ \
+  X(SHOOTDOWNS_UNACKED, shootdownsUnacked) /* requests not acked in time: flushed, kept DIRTY */
 
 enum udax_stat {
 #define UDAX_STAT_ENUM(name, js) UDAX_STAT_##name,

@@ -324,6 +324,7 @@ static void set_writable_flags(udax_region *r, int64_t lo, int64_t hi, bool writ
   if (delta) {
     r->rw_runs.fetch_add(delta, std::memory_order_relaxed);
     g_vma.used.fetch_add(2 * delta, std::memory_order_relaxed);
+    if (r->tracked && !r->async && !r->sigbus) shootdown_count_runs(r, delta);  // what peers' syncs must shoot down
   }
 }
 
@@ -331,27 +332,61 @@ static void set_writable_flags(udax_region *r, int64_t lo, int64_t hi, bool writ
 // cleared after mprotect RO succeeds. mprotect can fail with ENOMEM after
 // changing part of the range; a flag left clear would let writeback skip a
 // writable page (found by the model check, model/README.md).
-int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable) {
-  udax_inode *t = r->inode;
+// The addresses [*addr, *addr + *len) of entries [*first, *last] in r, the
+// entries clipped to r first. False when none of them is in r.
+static bool region_span(const udax_region *r, uint32_t *first, uint32_t *last, uintptr_t *addr, uint64_t *len) {
   uint32_t region_last = r->first_entry + r->n_entries - 1;
-  if (first < r->first_entry) first = r->first_entry;
-  if (last > region_last) last = region_last;
-  if (first > last) return 0;
-  uint64_t from = (uint64_t)first << t->entry_shift, to = ((uint64_t)last + 1) << t->entry_shift;
+  if (*first < r->first_entry) *first = r->first_entry;
+  if (*last > region_last) *last = region_last;
+  if (*first > *last) return false;
+  const uint32_t shift = r->inode->entry_shift;
+  uint64_t from = (uint64_t)*first << shift, to = ((uint64_t)*last + 1) << shift;
   uint64_t region_to = r->file_offset + (r->end - r->start);
   if (from < r->file_offset) from = r->file_offset;
   if (to > region_to) to = region_to;
-  uintptr_t addr = r->start + (from - r->file_offset);
+  *addr = r->start + (from - r->file_offset);
+  *len = to - from;
+  return true;
+}
+
+int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable) {
+  uintptr_t addr;
+  uint64_t span;
+  if (!region_span(r, &first, &last, &addr, &span)) return 0;
   int64_t lo = (int64_t)(first - r->first_entry), hi = (int64_t)(last - r->first_entry);
   if (r->sigbus) {  // per-PTE userfaultfd write-protect: no VMA to count
     if (writable) memset(r->writable + lo, 1, (size_t)(hi - lo + 1));
-    if (int err = sigbus_set_wp(addr, to - from, !writable)) return err;
+    if (int err = sigbus_set_wp(addr, span, !writable)) return err;
     if (!writable) memset(r->writable + lo, 0, (size_t)(hi - lo + 1));
     return 0;
   }
   if (writable) set_writable_flags(r, lo, hi, true);
-  if (mprotect((void *)addr, to - from, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0) return errno;
+  if (mprotect((void *)addr, span, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0) return errno;
   if (!writable) set_writable_flags(r, lo, hi, false);
+  return 0;
+}
+
+int region_write_protect_runs(udax_region *r, uint32_t first, uint32_t last) {
+  uint32_t region_last = r->first_entry + r->n_entries - 1;
+  if (first < r->first_entry) first = r->first_entry;
+  if (last > region_last) last = region_last;
+  for (uint32_t e = first; e <= last && e >= first; e++) {
+    if (!__atomic_load_n(&r->writable[e - r->first_entry], __ATOMIC_ACQUIRE)) continue;
+    uint32_t a = e, b = e;
+    while (a > r->first_entry && __atomic_load_n(&r->writable[a - 1 - r->first_entry], __ATOMIC_ACQUIRE)) a--;
+    while (b < region_last && __atomic_load_n(&r->writable[b + 1 - r->first_entry], __ATOMIC_ACQUIRE)) b++;
+    uintptr_t addr;
+    uint64_t len;
+    if (region_span(r, &a, &b, &addr, &len) && mprotect((void *)addr, len, PROT_READ) != 0) {
+      if (errno != ENOMEM) return errno;
+      // Splitting a VMA past vm.max_map_count: the whole mapping read-only
+      // instead (one VMA; protecting more than asked is always safe).
+      if (mprotect((void *)r->start, r->end - r->start, PROT_READ) != 0) return errno;
+      return 0;
+    }
+    if (b == UINT32_MAX) break;
+    e = b;
+  }
   return 0;
 }
 
@@ -457,13 +492,16 @@ static Napi::Value MapRegion(const Napi::CallbackInfo &info) {
   // (sigbus: they write-protect it through our userfaultfd, which never closes.)
   if (sigbus) __atomic_store_n(&t->slots[t->slot].sigbus_uffd, sigbus_uffd_fd() + 1, __ATOMIC_RELEASE);
   r->shared_range = async || sigbus ? sidecar_publish_range(t.get(), r->start, r->end, offset) : -1;
-  if ((async || sigbus) && r->shared_range < 0) {
+  // sigsegv: peers' syncs ask this process's helper thread to write-protect it.
+  const bool shot = tracked && !async && !sigbus;
+  int shoot_err = shot ? shootdown_map_added(r) : 0;
+  if (((async || sigbus) && r->shared_range < 0) || shoot_err) {
     r->inode = nullptr;
     r->state.store(REGION_FREE, std::memory_order_release);
     inode_unref(t.get());
     munmap(p, length);
     free(flags_mem);
-    throw errno_error(env, ENOMEM, "mmap", t->path);
+    throw errno_error(env, shoot_err ? shoot_err : ENOMEM, shoot_err ? "pthread_create" : "mmap", t->path);
   }
   {
     std::lock_guard<std::mutex> lock(g_regions_mutex);
@@ -573,6 +611,7 @@ static Napi::Value UnmapRegion(const Napi::CallbackInfo &info) {
   void *p = mmap((void *)r->start, r->end - r->start, PROT_NONE,
                  MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) munmap((void *)r->start, r->end - r->start);
+  if (r->tracked && !r->async && !r->sigbus) shootdown_count_runs(r, (int32_t)-runs);  // its pages are gone
   memset(r->writable, 0, r->writable_len);
   if (r->views.fetch_sub(1, std::memory_order_acq_rel) == 1) region_release_if_unused(r);
   return info.Env().Undefined();

@@ -498,6 +498,7 @@ udax_inode *sidecar_attach(const char *dir, int data_fd, uint64_t size, uint32_t
   s->pidns = t->pidns;
   s->sigbus_uffd = 0;
   s->live_ranges = 0;
+  shootdown_slot_reset(s);
   __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELEASE);
   __atomic_store_n(&s->proc_gen, reg->gen, __ATOMIC_RELEASE);
   __atomic_store_n(&s->proc, reg->self + 1, __ATOMIC_RELEASE);  // last: alive, its record its own

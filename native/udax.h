@@ -91,6 +91,10 @@ struct udax_inode {
   std::mutex peer_mutex;
   struct { int fd = -1; int32_t pid = 0; uint32_t gen = 0; } peer_uffd[UDAX_SLOTS];
   char sidecar_path[256];
+  // The process whose shootdown helper serves this file (native/shootdown.cc):
+  // a forked child's copy of a parent's inode names the parent, whose table
+  // is not mapped in the child.
+  std::atomic<pid_t> shootdown_pid{0};
 };
 
 // The file's size in bytes and its entry count now (acquire: what a resize
@@ -287,6 +291,14 @@ uintptr_t region_range(const Napi::CallbackInfo &info, udax_region *r, int i, co
 // region) and keep the writable flags and VMA estimate. Caller holds the
 // entry locks. Returns 0 or an errno.
 int region_set_prot(udax_region *r, uint32_t first, uint32_t last, bool writable);
+// Write-protect (mprotect PROT_READ) every run of r's entries flagged
+// writable that meets [first, last], each run whole (so no VMA splits that
+// the estimate does not count), and leave the flags set: the shootdown
+// helper runs without the entry locks, and flags that say writable over a
+// read-only page are safe (a store faults and makes it writable again),
+// while a flag cleared over a page a fault just made writable is not.
+// 0 or an errno.
+int region_write_protect_runs(udax_region *r, uint32_t first, uint32_t last);
 
 // The VMA policy, computed in TypeScript (src/vma.ts) and set once.
 struct udax_vma_policy {
@@ -301,9 +313,9 @@ extern udax_vma_policy g_vma;
 // The layout of the registry and of the sidecars together (each names its
 // version, and a sidecar's liveness is the registry's): processes of another
 // layout never join, judge or sweep these files, nor these theirs.
-#define UDAX_SHARED_LAYOUT 3
+#define UDAX_SHARED_LAYOUT 4
 // One per sidecar directory: record i is owned by the process holding an OFD
-// write lock on byte i of `<dir>/udax-procs-v3.<uid>`, with a generation new for
+// write lock on byte i of `<dir>/udax-procs-v4.<uid>`, with a generation new for
 // each owner. One descriptor per process, for its life.
 struct udax_proc_registry {
   char dir[256];
@@ -326,7 +338,7 @@ void proc_registry_forget_in_child();
 std::atomic<uint32_t> *proc_wait_word(const udax_proc_registry *reg, uint32_t record, uint32_t thread);
 
 // ---- the sidecar: the table shared by processes (native/sidecar.cc) ----------
-// Layout of the sidecar file (one per data file, /dev/shm/udax-table-v3.<dev>.<ino>):
+// Layout of the sidecar file (one per data file, /dev/shm/udax-table-v4.<dev>.<ino>):
 //   [0, 4096)        header: magic, the data file's identity (dev, ino, birth
 //                    time), the table's shape
 //   slots            UDAX_SLOTS records, one per attached process: its
@@ -348,6 +360,22 @@ struct udax_sidecar_range {
   uint64_t end;
   uint64_t file_offset;
 };
+// The sigsegv shootdown (native/shootdown.cc): a syncer posts entry ranges
+// here and wakes the slot's helper thread, which write-protects its own
+// mappings of them and acks. Zeroed by each claimer of the slot.
+struct udax_shootdown {
+  // Writable runs of its tracked sigsegv mappings of the file, counted as
+  // their flags are (a superset: raised before a page becomes writable,
+  // lowered after it is read-only again or gone). 0: nothing to protect.
+  int32_t writable_runs;
+  int32_t tid;               // its helper thread (0: none yet)
+  int32_t signo;             // the signal that wakes the helper
+  uint32_t req;              // requests posted so far
+  uint32_t ack;              // requests done (a futex word: the syncer sleeps on it)
+  uint32_t first, last;      // entries to protect, merged over requests (first > last: none)
+  uint32_t stalled;          // a request a syncer gave up waiting for (0: none): until
+                             // it is acked, later syncers do not wait at all
+};
 struct udax_sidecar_slot {
   int32_t pid;               // 0 once its process detached cleanly
   uint32_t gen;              // bumped by each claimer; its range records carry it
@@ -357,6 +385,7 @@ struct udax_sidecar_slot {
   int32_t sigbus_uffd;       // sigbus tracker: its userfaultfd's fd number + 1 (0: none)
   uint32_t live_ranges;      // its range records (a hint: 0 lets a scan skip it)
   uint32_t pad;
+  udax_shootdown shoot;
 };
 struct udax_sidecar_hdr {
   uint64_t magic;            // written last by the initialiser
@@ -437,6 +466,26 @@ void sidecar_forget_at_exit(udax_inode *t);
 // In a forked child (pthread_atfork): forget the parent's tables and its
 // registry descriptors, so the child never keeps its parent "alive".
 void sidecar_forget_in_child();
+
+// ---- the sigsegv shootdown (native/shootdown.cc) ------------------------------
+// No process can mprotect another's memory: each process with tracked sigsegv
+// mappings runs a helper thread that write-protects them on a peer's request.
+// A new tracked sigsegv region r of t (before it is LIVE): start the helper
+// if needed and publish it in this process's slot. 0 or an errno.
+int shootdown_map_added(udax_region *r);
+// Add delta to the writable runs this process's slot of r's file counts
+// (set_writable_flags; unmapRegion once r's pages are gone). Async-signal-safe.
+void shootdown_count_runs(udax_region *r, int32_t delta);
+// Live peers of t that may hold pages of it writable under sigsegv.
+int shootdown_peer_count(udax_inode *t);
+// Slot record s is being claimed: no mappings, no requests.
+void shootdown_slot_reset(udax_sidecar_slot *s);
+// Have every live peer with tracked sigsegv mappings of t write-protect its
+// pages of entries [first, last], waiting a bounded time for each to ack.
+// True when all did (or none needed to); false when one did not in time
+// (stopped, busy, failing): its pages may still be writable, so the caller
+// flushes but must keep those entries DIRTY. Caller holds the entry locks.
+bool shootdown_peers(udax_inode *t, uint32_t first, uint32_t last);
 
 // ---- entry locks (native/lock.cc) -------------------------------------------
 // The same protocol src/entry.ts runs with Atomics, so waiters in the fault
@@ -605,5 +654,6 @@ void init_testing(Napi::Env env, Napi::Object exports);
 void init_uffd(Napi::Env env, Napi::Object exports);
 void init_uffd_sigbus(Napi::Env env, Napi::Object exports);
 void init_resize(Napi::Env env, Napi::Object exports);
+void init_shootdown(Napi::Env env, Napi::Object exports);
 
 #endif

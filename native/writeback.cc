@@ -117,8 +117,9 @@ static void mkclean_flush(void *arg) {
   const uint32_t first = j->first, last = j->last, shift = t->entry_shift;
   const uint64_t file_size = inode_size(t);
   std::vector<uint8_t> &done = j->done;
-  // Every process's mappings are write-protected before anything is flushed.
-  // (Only sigbus peers publish a userfaultfd: nothing to do for the others.)
+  // Every process's mappings are write-protected before anything is flushed:
+  // sigbus peers' here, through their userfaultfds (only they publish one);
+  // sigsegv peers' by the caller's shootdown, before this.
   j->err = sidecar_mkclean_peers(t, first, last);
   for (size_t i = 0; i < j->regions.size() && !j->err; i++) {
     udax_region *r = j->regions[i];
@@ -142,6 +143,7 @@ static void mkclean_flush(void *arg) {
 // mkclean + flush entries [first, last] of t (fallback: its read-only
 // mapping of the whole file) under the SIGBUS guard. Returns 0, EFAULT (the
 // file shrank underneath) or the mprotect errno; adds the bytes flushed.
+// Sigsegv peers are the caller's (shootdown_peers, before this).
 static int mkclean_guarded(udax_inode *t, udax_region *fallback, uint32_t first, uint32_t last, uint64_t *flushed) {
   mkclean_job j{t, fallback, first, last, 0, 0, nullptr, std::vector<uint8_t>(last - first + 1, 0), {}, {}};
   // After the caller locked the entries: a region mapped later starts
@@ -171,13 +173,16 @@ static void check_run(Napi::Env env, udax_inode *t, uint32_t first, uint32_t las
     throw errno_error(env, EINVAL, "msync", t->path);
 }
 
-// mkcleanFlush(inodeId, firstEntry, lastEntry, fallbackRegion) -> bytes flushed.
+// mkcleanFlush(inodeId, firstEntry, lastEntry, fallbackRegion, out?) -> bytes flushed.
 // dax_entry_mkclean + dax_flush for a run of entries: write-protect them in
-// every tracked mapping of the file that holds them writable, and flush each
-// entry's cache lines exactly once — through a mapping that holds the whole
-// entry writable (its pages are present there), else through fallbackRegion,
-// a read-only mapping of the whole file. No fence: the caller fences once per
-// batch. Caller holds the entry locks. Throws EFAULT when the file shrank
+// every tracked mapping of the file that holds them writable, in every
+// process, and flush each entry's cache lines exactly once — through a
+// mapping that holds the whole entry writable (its pages are present there),
+// else through fallbackRegion, a read-only mapping of the whole file. No
+// fence: the caller fences once per batch. Caller holds the entry locks.
+// out (a Float64Array of 1, optional) <- 1 when a sigsegv peer did not ack
+// its shootdown in time: the bytes are flushed, but the entries must stay
+// DIRTY (flush now, clean later). Throws EFAULT when the file shrank
 // underneath (SIGBUS) and the mprotect errno when write-protecting failed.
 static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -185,9 +190,19 @@ static Napi::Value MkcleanFlush(const Napi::CallbackInfo &info) {
   uint32_t first = info[1].As<Napi::Number>().Uint32Value();
   uint32_t last = info[2].As<Napi::Number>().Uint32Value();
   PinnedRegion fallback(info, 3);
+  double *out = nullptr;
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    Napi::TypedArray a = info[4].As<Napi::TypedArray>();
+    if (a.TypedArrayType() != napi_float64_array || a.ElementLength() < 1)
+      throw Napi::TypeError::New(env, "mkcleanFlush: out must be a Float64Array of 1");
+    size_t len;
+    out = reinterpret_cast<double *>(typed_bytes(info, 4, &len));
+  }
   check_run(env, t.get(), first, last, fallback.get());
+  bool peers_acked = shootdown_peers(t.get(), first, last);
   uint64_t flushed = 0;
   if (int err = mkclean_guarded(t.get(), fallback.get(), first, last, &flushed)) throw mkclean_error(env, err, t.get());
+  if (out) out[0] = peers_acked ? 0 : 1;
   return Napi::Number::New(env, (double)flushed);
 }
 
@@ -208,15 +223,18 @@ static int copy_guarded(void *dst, const void *src, size_t len) {
 }
 
 // writebackRun(inodeId, firstEntry, lastEntry, fallbackRegion, ownerTag,
-// mediaRegion, out): out (a Float64Array of 4) <- [entries cleaned, bytes
-// flushed, bytes copied to the media, ns copying]: dax_writeback_one
-// for a run of tagged entries in one call: lock them ascending; mkclean +
+// mediaRegion, out): out (a Float64Array of 5) <- [entries cleaned, bytes
+// flushed, bytes copied to the media, ns copying, entries flushed but kept
+// DIRTY]: dax_writeback_one for a run of tagged entries in one call: lock
+// those still due, ascending; one shootdown of sigsegv peers over the due entries; mkclean +
 // flush each contiguous piece still DIRTY|TOWRITE and copy it to the media
 // (mediaRegion, or -1 for none); one fence; clean exactly the entries flushed
-// here and unlock the rest. A piece found not due was cleaned by a concurrent
-// sync after the caller's snapshot. On an error every entry is unlocked still
-// DIRTY: nothing is lost. src/writeback.ts runs the same steps in JS when the
-// persistence model needs more (injected errors, timing).
+// here — unless a peer did not ack the shootdown in time, which keeps them
+// DIRTY (flush now, clean later) — and unlock the rest. A piece found not due
+// was cleaned by a concurrent sync after the caller's snapshot. On an error
+// every entry is unlocked still DIRTY: nothing is lost. src/writeback.ts runs
+// the same steps in JS when the persistence model needs more (injected
+// errors, timing).
 static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   InodeArg t(info, 0, "msync");
@@ -228,19 +246,35 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
   if (info[5].As<Napi::Number>().Int32Value() >= 0) media_pin.reset(new PinnedRegion(info, 5));
   udax_region *media = media_pin ? media_pin->get() : nullptr;
   Napi::TypedArray out_array = info[6].As<Napi::TypedArray>();
-  if (out_array.TypedArrayType() != napi_float64_array || out_array.ElementLength() < 4)
-    throw Napi::TypeError::New(env, "writebackRun: out must be a Float64Array of 4");
+  if (out_array.TypedArrayType() != napi_float64_array || out_array.ElementLength() < 5)
+    throw Napi::TypeError::New(env, "writebackRun: out must be a Float64Array of 5");
   check_run(env, t.get(), first, last, fallback.get());
   const int32_t due_mask = (int32_t)(UDAX_ENTRY_DIRTY | UDAX_ENTRY_TOWRITE);
-  for (uint32_t i = first; i <= last; i++) entry_lock_as(t.get(), i, self);
+  auto due_word = [&](uint32_t i) { return (__atomic_load_n(&t->entries[i], __ATOMIC_SEQ_CST) & due_mask) == due_mask; };
+  // Only entries due when we come to them are locked: a run may span clean
+  // gaps (one shootdown for scattered entries), whose stores must not wait
+  // for it. One that becomes due after we passed was tagged by a concurrent
+  // sync, which writes it back itself.
+  std::vector<uint8_t> held(last - first + 1, 0);
+  for (uint32_t i = first; i <= last; i++) {
+    if (!due_word(i)) continue;
+    entry_lock_as(t.get(), i, self);
+    held[i - first] = 1;
+  }
+  auto due = [&](uint32_t i) { return held[i - first] && due_word(i); };
+  uint32_t first_due = first, last_due = last;
+  while (first_due <= last && !due(first_due)) first_due++;
+  while (last_due > first_due && !due(last_due)) last_due--;
+  // One shootdown for the run (a round trip to each sigsegv peer's helper).
+  const bool peers_acked = first_due > last || shootdown_peers(t.get(), first_due, last_due);
   std::vector<uint8_t> flushed(last - first + 1, 0);
   uint64_t bytes = 0, media_bytes = 0;
   int64_t media_ns = 0;
   int err = 0;
   for (uint32_t i = first; i <= last && !err;) {
-    if ((__atomic_load_n(&t->entries[i], __ATOMIC_SEQ_CST) & due_mask) != due_mask) { i++; continue; }
+    if (!due(i)) { i++; continue; }
     uint32_t end = i;
-    while (end < last && (__atomic_load_n(&t->entries[end + 1], __ATOMIC_SEQ_CST) & due_mask) == due_mask) end++;
+    while (end < last && due(end + 1)) end++;
     err = mkclean_guarded(t.get(), fallback.get(), i, end, &bytes);
     if (!err) {
       memset(&flushed[i - first], 1, end - i + 1);
@@ -263,12 +297,14 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
     i = end + 1;
   }
   if (!err) flush_fence();
-  uint32_t cleaned = 0;
+  uint32_t cleaned = 0, kept = 0;
   for (uint32_t i = first; i <= last; i++) {
-    if (!err && flushed[i - first]) {
+    if (!held[i - first]) continue;
+    if (!err && flushed[i - first] && peers_acked) {
       entry_clean_and_unlock(t.get(), i);
       cleaned++;
     } else {
+      if (!err && flushed[i - first]) kept++;
       entry_unlock(t.get(), i);
     }
   }
@@ -280,6 +316,7 @@ static Napi::Value WritebackRun(const Napi::CallbackInfo &info) {
   out[1] = (double)bytes;
   out[2] = (double)media_bytes;
   out[3] = (double)media_ns;
+  out[4] = kept;
   return env.Undefined();
 }
 

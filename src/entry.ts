@@ -23,7 +23,7 @@ const CLEAN_AND_UNLOCK_MASK = FLAGS_MASK & ~(LOCKED | WAITERS | DIRTY | TOWRITE)
 export const STAT_NAMES = [
   'writeFaults', 'faultTimeNs', 'coarsenedBlocks', 'coarsenedMappings', 'syncs', 'entriesCleaned',
   'bytesFlushed', 'syncTimeNs', 'preparedEntries', 'earlyWritebacks', 'locksRecovered', 'pagesHarvested',
-  'harvestTimeNs',
+  'harvestTimeNs', 'shootdowns', 'shootdownTimeNs', 'shootdownsUnacked',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 if (C.STATS.join() !== STAT_NAMES.join()) {

@@ -129,7 +129,8 @@ export interface NativeAddon {
   setVmaPolicy(budget: number, wholeMapping: number): void;
   vmaUsage(): { used: number; budget: number; wholeMapping: number };
   // native/writeback.cc
-  mkcleanFlush(inode: number, firstEntry: number, lastEntry: number, fallbackRegion: number): number;
+  mkcleanFlush(inode: number, firstEntry: number, lastEntry: number, fallbackRegion: number, out?: Float64Array): number;
+  inodeShootdownPeers(inode: number): number;
   writebackRun(inode: number, firstEntry: number, lastEntry: number, fallbackRegion: number, ownerTag: number,
     mediaRegion: number, out: Float64Array): void;
   regionCopy(dstRegion: number, srcRegion: number, offset: number, length: number): void;

@@ -2,22 +2,19 @@
 // and what a process needs before it may open a file others have open
 // (native/sidecar.cc has the mechanisms; docs/processes.md the model).
 //
-// A writable open joins peers only with a tracker whose writeback reaches
-// other processes' mappings: async (its harvest scans each peer's page
-// tables through /proc/PID/pagemap: PTRACE_MODE_READ) and sigbus (its
-// writeback write-protects each peer's pages through the peer's own
-// userfaultfd, taken with pidfd_getfd: PTRACE_MODE_ATTACH). With sigsegv a
-// sync here could not write-protect a peer's pages, and stores after it
-// would be lost silently: refused, with a typed error. Read-only opens map
-// nothing writable and always join.
+// Every tracker's writeback reaches other processes' mappings: async (its
+// harvest scans each peer's page tables through /proc/PID/pagemap:
+// PTRACE_MODE_READ), sigbus (its writeback write-protects each peer's pages
+// through the peer's own userfaultfd, taken with pidfd_getfd:
+// PTRACE_MODE_ATTACH) and sigsegv (a shootdown: each peer's helper thread,
+// woken with tgkill, write-protects its own mappings; same user, same pid
+// namespace). A writable open beside a peer these cannot reach is refused
+// with a typed error. Read-only opens map nothing writable and always join.
 import { openSync, closeSync } from 'node:fs';
 import type { EntryTable } from './entry.js';
 import { errnoError, udaxError } from './errors.js';
 import { native } from './native.js';
 import type { TrackerName } from './tracker.js';
-
-/** Trackers whose writeback write-protects every process's mappings. */
-export const CROSS_PROCESS_TRACKERS: readonly TrackerName[] = ['async', 'sigbus'];
 
 /** Where sidecars live: UDAX_SIDECAR_DIR, else /dev/shm (a memfd would
  * reach only processes it is handed to). */
@@ -55,12 +52,6 @@ export function checkPeers(table: EntryTable, tracker: TrackerName, readOnly: bo
   if (readOnly) return;
   const peers = peersOf(table);
   if (peers.length === 0) return;
-  const pids = peers.map((p) => p.pid).join(', ');
-  if (!CROSS_PROCESS_TRACKERS.includes(tracker)) {
-    throw udaxError('ERR_UDAX_SHARED',
-      `the file is open in another process (pid ${pids}) with the ${tracker} tracker, which cannot write-protect another ` +
-      `process's mappings; open it readOnly, or have every process use tracker 'async' or 'sigbus' (ERR_UDAX_SHARED):`, { syscall: 'open', path });
-  }
   for (const p of peers) {
     if (tracker === 'sigbus' && p.attachErrno !== 0) {
       throw udaxError('ERR_UDAX_SHARED',
@@ -68,7 +59,7 @@ export function checkPeers(table: EntryTable, tracker: TrackerName, readOnly: bo
         { syscall: 'open', path });
     }
     if (!p.sameNamespace) {
-      throw udaxError('ERR_UDAX_SHARED', `the file is open in a process (pid ${p.pid} there) of another pid namespace, whose page tables this one cannot scan:`,
+      throw udaxError('ERR_UDAX_SHARED', `the file is open in a process (pid ${p.pid} there) of another pid namespace, whose page tables this one cannot scan or whose threads it cannot signal:`,
         { syscall: 'open', path });
     }
     if (tracker !== 'async') continue;

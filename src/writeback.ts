@@ -44,6 +44,9 @@ export function tagForWriteback(table: EntryTable, first: number, last: number):
   return tagged;
 }
 
+/** What mkcleanFlush reports: 1 when a sigsegv peer did not ack its shootdown. */
+const shootdown = new Float64Array(1);
+
 /** Write back the tagged entries [first, last] (all tagged by the caller's
  * snapshot). Holds their locks, ascending, for the whole run. */
 function writebackRun(table: EntryTable, first: number, last: number, fallbackRegion: number, result: SyncResult, hooks?: WritebackHooks): void {
@@ -53,38 +56,52 @@ function writebackRun(table: EntryTable, first: number, last: number, fallbackRe
   // (cleaned by a third sync, then re-dirtied), and clearing DIRTY on it
   // would leave a writable page behind a clean entry.
   const flushed = new Uint8Array(last - first + 1);
+  // Only entries due when we come to them are locked (a run may span clean
+  // gaps; native/writeback.cc WritebackRun says why that is enough).
+  const held = new Uint8Array(last - first + 1);
+  const dueWord = (i: number) => (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
   let locked = first;
   try {
-    for (; locked <= last; locked++) table.lock(locked);
+    for (; locked <= last; locked++) {
+      if (!dueWord(locked)) continue;
+      table.lock(locked);
+      held[locked - first] = 1;
+    }
     let start = -1;
     for (let i = first; i <= last + 1; i++) {
-      const due = i <= last && (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
+      const due = i <= last && held[i - first] === 1 && dueWord(i);
       if (due && start < 0) start = i;
       if (!due && start >= 0) {
-        const bytes = native.mkcleanFlush(table.id, start, i - 1, fallbackRegion);
+        const bytes = native.mkcleanFlush(table.id, start, i - 1, fallbackRegion, shootdown);
         result.bytes += bytes;
-        flushed.fill(1, start - first, i - first);
+        // A sigsegv peer that did not ack its shootdown may still hold these
+        // pages writable: flushed (and copied to the media), kept DIRTY.
+        const peersProtected = shootdown[0] === 0;
+        if (peersProtected) flushed.fill(1, start - first, i - first);
         // persist.ts: media copy, injected errors (entries to keep dirty), delay
         const keepDirty = hooks?.flushed(start, i - 1, bytes);
         if (keepDirty) for (const k of keepDirty) flushed[k - first] = 0;
-        result.entries += i - start - (keepDirty?.length ?? 0);
+        if (peersProtected) result.entries += i - start - (keepDirty?.length ?? 0);
         start = -1;
       }
     }
     native.fence();
     hooks?.fenced();
   } catch (e) {
-    for (let i = first; i < locked; i++) table.unlock(i);  // still DIRTY: nothing is lost
+    for (let i = first; i < locked; i++) if (held[i - first]) table.unlock(i);  // still DIRTY: nothing is lost
     throw shrankError(e, table.path, '; the dirty entries stay dirty');
   }
   for (let i = first; i <= last; i++) {
+    if (!held[i - first]) continue;
     if (flushed[i - first]) table.cleanAndUnlock(i);
     else table.unlock(i);
   }
 }
 
-/** What a native run reports: entries cleaned, bytes flushed, bytes copied to the media, ns copying. */
-const runResult = new Float64Array(4);
+/** What a native run reports: entries cleaned, bytes flushed, bytes copied
+ * to the media, ns copying, entries flushed but kept DIRTY (a sigsegv peer
+ * did not ack its shootdown in time: flush now, clean later). */
+const runResult = new Float64Array(5);
 
 /** writebackRun in one native call (native/writeback.cc WritebackRun). */
 function nativeRun(table: EntryTable, first: number, last: number, fallbackRegion: number, plan: WritebackPlan, result: SyncResult): void {
@@ -110,9 +127,14 @@ export function writeback(table: EntryTable, first: number, last: number, fallba
   // (injected errors, timing), or inside withEntriesLocked (where a lock this
   // thread holds must throw ERR_UDAX_DEADLOCK, not abort), the same steps in JS.
   const inOneCall = plan.native && !holdsEntryLocks();
+  // Each run costs a round trip to every sigsegv peer that may hold pages
+  // writable (its shootdown): then a run spans clean gaps (locked, skipped)
+  // up to maxRun entries, so scattered dirty entries cost one, not one each.
+  const spanGaps = tagged.length > 1 && native.inodeShootdownPeers(table.id) > 0;
   for (let k = 0; k < tagged.length; ) {
     let end = k;
-    while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
+    if (spanGaps) while (end + 1 < tagged.length && tagged[end + 1] - tagged[k] < maxRun) end++;
+    else while (end + 1 < tagged.length && tagged[end + 1] === tagged[end] + 1 && end + 1 - k < maxRun) end++;
     if (inOneCall) nativeRun(table, tagged[k], tagged[end], fallbackRegion, plan, result);
     else writebackRun(table, tagged[k], tagged[end], fallbackRegion, result, plan.hooks);
     k = end + 1;

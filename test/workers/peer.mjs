@@ -15,10 +15,14 @@
 //   { op: 'crossLock', k }                 hold entry 1 + k's lock, then sync entry 2 - k (another peer holds it); a barrier in word 0
 //   { op: 'resize', size }                 file.resize(size)
 //   { op: 'openVolume', dir }              openVolume(dir) (and close it)
+//   { op: 'writableClean' }                with every entry locked: offsets of pages
+//                                           writable in its mapping (sigsegv: a writable
+//                                           VMA) behind a clean entry (none is right)
 //   { op: 'close' }                        close, answer, exit
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { open, openVolume } from 'udax';
-import { setHarvestDelay } from 'udax/testing';
+import { ENTRY_BITS, entryWord, mappingAddress, setHarvestDelay } from 'udax/testing';
 
 let file;
 let mapping;
@@ -105,6 +109,20 @@ function run(c) {
     case 'openVolume':
       openVolume(c.dir).close();
       return true;
+    case 'writableClean':
+      return file.withEntriesLocked(0, file.size, () => {
+        const base = mappingAddress(mapping);
+        const bad = [];
+        for (const line of readFileSync('/proc/self/maps', 'utf8').trim().split('\n')) {
+          const [range, perms] = line.split(' ');
+          const [a, b] = range.split('-').map((x) => parseInt(x, 16));
+          if (perms[1] !== 'w' || b <= base || a >= base + mapping.length) continue;
+          for (let addr = Math.max(a, base); addr < Math.min(b, base + mapping.length); addr += 4096) {
+            if (!(entryWord(file, Math.floor((addr - base) / file.entrySize)) & ENTRY_BITS.DIRTY)) bad.push(addr - base);
+          }
+        }
+        return bad;
+      });
     case 'close':
       handle.close();
       file.close();

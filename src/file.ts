@@ -14,7 +14,7 @@ import { claimTracker, resolveTracker, scanPolicyOfTable, trackerOfTable, tracke
 import * as check from './validate.js';
 import { PAGE_SIZE, PMD_SIZE, TMPFS_MAGIC } from './constants.js';
 import { writeback, type SyncResult } from './writeback.js';
-import { bindShared, checkPeers, peersOf } from './peers.js';
+import { bindShared, checkPeers } from './peers.js';
 import { parsePersistOptions, Persistence, type MediaInfo, type PersistOptions, type PersistStats } from './persist.js';
 import type { ErrCursor } from './errseq.js';
 import type { FileIdentity } from './media.js';
@@ -437,10 +437,6 @@ export class DaxFile {
     if (this.readOnly) throw errnoError('EBADF', 'ftruncate', this.path, 'file was opened readOnly');
     if (!owner) this.#assertSizeNotOwned('ftruncate');
     assertNoEntryLocksHeld('ftruncate', this.path);
-    if (newSize !== this.size && peersOf(this.table).length > 0) {
-      throw udaxError('ERR_UDAX_SHARED', 'resize while another process has the file open (sizes are not shared across processes yet):',
-        { syscall: 'ftruncate', path: this.path });
-    }
     this.#resizeTo(newSize);
   }
 

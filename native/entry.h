@@ -77,7 +77,8 @@ enum udax_stat {
 // and checks that it fits.
 #define UDAX_PERSIST_BYTES 2048
 
-// After the persistence area: the fault tracker's shared words. Which
+// After the persistence area: the fault tracker's and the file's shared
+// lock words. Which
 // tracker the file runs (set once by the first open, src/tracker.ts), and
 // the async tracker's harvest lock (native/uffd.cc: a futex word, so two
 // syncs never interleave "scan consumed the written bit" and "entry DIRTY"),
@@ -94,12 +95,16 @@ enum udax_stat {
 // whoever takes the harvest lock over from a dead holder dirties them.
 #define UDAX_TRACKER_HARVEST_FIRST 4
 #define UDAX_TRACKER_HARVEST_END 5
+// The file's resize lock (native/resize_lock.cc: a futex word, so resizes
+// and fsync's size step in every process exclude each other): 0, or the
+// owner tag of its holder.
+#define UDAX_TRACKER_RESIZE_LOCK 6
 #define UDAX_SCAN_ARMED 1
 #define UDAX_SCAN_POPULATED 2
 #define UDAX_TRACKER_WORDS 8
 
 // After the tracker's words: the file's sizes, int64 words (BigInt64 in TS),
-// written by native/resize.cc under the inode's resize mutex and read by
+// written by native/resize.cc under the file's resize lock and read by
 // every open of the file in every thread (a DaxFile's size is LIVE):
 //   LIVE     bytes the file has now (what stat() says)
 //   DURABLE  bytes a crash would leave (set by fsync: sizes are metadata)

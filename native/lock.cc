@@ -267,12 +267,15 @@ void entry_release_dead_slot(udax_inode *t, int k) {
       break;
     }
   }
-  // The harvest lock and the freeze word: their takers recover them (a dead
-  // owner), but an owner tag of this slot would look like ours from now on.
+  // The harvest lock, the freeze word and the resize lock: their takers
+  // recover them (a dead owner), but an owner tag of this slot would look
+  // like ours from now on.
   for (int word : {UDAX_TRACKER_HARVEST_LOCK, UDAX_TRACKER_FREEZE}) {
     int32_t v = __atomic_load_n(&t->tracker[word], __ATOMIC_ACQUIRE);
     if (v > 0 && theirs(v)) tracker_word_release_dead(t, word, v);
   }
+  int32_t v = __atomic_load_n(&t->tracker[UDAX_TRACKER_RESIZE_LOCK], __ATOMIC_ACQUIRE);
+  if (v > 0 && theirs(v)) resize_lock_release_dead(t, v);  // its next holder reconciles the sizes
 }
 
 void entry_dirty_nowait(udax_inode *t, uint32_t index, int32_t self) {

@@ -1,7 +1,7 @@
 // The process registry: which processes are alive, one descriptor each.
 //
 // A file's sidecar (native/sidecar.cc) names each attached process by a
-// record of the registry of its directory, `<dir>/udax-procs-v4.<uid>`: a
+// record of the registry of its directory, `<dir>/udax-procs-v5.<uid>`: a
 // process owns record i while it holds an OFD write lock on byte i of that
 // file (F_OFD_SETLK), taken at its first attach and held for its life on
 // one descriptor; anyone tests it with F_OFD_GETLK. The kernel drops an OFD

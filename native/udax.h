@@ -67,7 +67,6 @@ struct udax_inode {
   uint8_t *persist;          // UDAX_PERSIST_BYTES (src/persist.ts)
   int32_t *tracker;          // UDAX_TRACKER_WORDS (entry.h)
   int64_t *sizes;            // UDAX_SIZE_WORDS (entry.h)
-  std::mutex resize_mutex;   // serialises resizes and size changes of the media
   void *mem;
   size_t mem_len;
   size_t entries_offset, summary_offset;
@@ -103,7 +102,7 @@ inline uint64_t inode_size(const udax_inode *t) {
   return (uint64_t)__atomic_load_n(&t->sizes[UDAX_SIZE_LIVE], __ATOMIC_ACQUIRE);
 }
 // Entries ever live (sizes[UDAX_SIZE_HIGH_WATER]: every process's resizes
-// move it). Written under the resize mutex.
+// move it). Written under the resize lock.
 inline uint32_t inode_high_water(const udax_inode *t) {
   return (uint32_t)__atomic_load_n(&t->sizes[UDAX_SIZE_HIGH_WATER], __ATOMIC_ACQUIRE);
 }
@@ -313,9 +312,9 @@ extern udax_vma_policy g_vma;
 // The layout of the registry and of the sidecars together (each names its
 // version, and a sidecar's liveness is the registry's): processes of another
 // layout never join, judge or sweep these files, nor these theirs.
-#define UDAX_SHARED_LAYOUT 4
+#define UDAX_SHARED_LAYOUT 5
 // One per sidecar directory: record i is owned by the process holding an OFD
-// write lock on byte i of `<dir>/udax-procs-v4.<uid>`, with a generation new for
+// write lock on byte i of `<dir>/udax-procs-v5.<uid>`, with a generation new for
 // each owner. One descriptor per process, for its life.
 struct udax_proc_registry {
   char dir[256];
@@ -338,7 +337,7 @@ void proc_registry_forget_in_child();
 std::atomic<uint32_t> *proc_wait_word(const udax_proc_registry *reg, uint32_t record, uint32_t thread);
 
 // ---- the sidecar: the table shared by processes (native/sidecar.cc) ----------
-// Layout of the sidecar file (one per data file, /dev/shm/udax-table-v4.<dev>.<ino>):
+// Layout of the sidecar file (one per data file, /dev/shm/udax-table-v5.<dev>.<ino>):
 //   [0, 4096)        header: magic, the data file's identity (dev, ino, birth
 //                    time), the table's shape
 //   slots            UDAX_SLOTS records, one per attached process: its
@@ -616,6 +615,19 @@ void tracker_word_release_dead(udax_inode *t, int word, int32_t v);
 bool is_write_fault(void *uctx);
 [[noreturn]] void fatal_in_handler(const char *what, int err, udax_region *r);
 void handle_write_fault(udax_region *r, uintptr_t addr);
+// ---- the resize lock (native/resize_lock.cc) ------------------------------------
+// Take file t's resize lock (shared by every process: resizes and fsync's
+// size step), sleeping while another thread holds it and taking it over if
+// that thread has died. True when a holder died holding it: the caller must
+// reconcile the sizes with the files (native/resize.cc) before relying on
+// them. Caller holds no entry lock and not the harvest lock.
+bool resize_lock(udax_inode *t);
+// Release it; with recover_pending (a reconcile failed) the next holder is
+// told to reconcile.
+void resize_unlock(udax_inode *t, bool recover_pending);
+// The lock holds v, a dead owner's tag (its registry slot is being reused):
+// free it for the next holder, who reconciles.
+void resize_lock_release_dead(udax_inode *t, int32_t v);
 // ---- the async tracker's freeze (native/freeze.cc) ------------------------------
 // Every async region's write-fault hook: wait while the file is frozen.
 void handle_frozen_write_fault(udax_region *r, uintptr_t addr);

@@ -22,8 +22,8 @@ export const UDAX_ERROR_CODES = {
   ERR_UDAX_NONDETERMINISTIC: 'a crash-point workload made other calls on the volume when replayed (exploreCrashPoints replays it per point: it must be deterministic)',
   ERR_UDAX_VOLUME_LOCKED: 'the volume directory is open already, in this process or another (its .udax/lock is locked): close that volume first',
   ERR_UDAX_VOLUME_FILE: 'a volume\'s file changes size only through its VolumeFile (resize, write past the end), which records the change for crash states',
-  ERR_UDAX_SHARED: 'the file is open in another process and this needs it alone or cannot reach that process: a writable open beside a peer in another pid namespace or one whose page tables (async) or userfaultfd (sigbus) this process may not reach, a resize',
-  ERR_UDAX_MAPPED_PAST_END: 'a resize would leave a live mapping of the file wholly past its end (it starts past the new size)',
+  ERR_UDAX_SHARED: 'the file is open in another process and this needs it alone or cannot reach that process: a writable open beside a peer in another pid namespace or one whose page tables (async) or userfaultfd (sigbus) this process may not reach',
+  ERR_UDAX_MAPPED_PAST_END: 'a resize would leave a live mapping of the file in this process wholly past its end (it starts past the new size)',
 } as const;
 
 export type UdaxErrorCode = keyof typeof UDAX_ERROR_CODES;

@@ -14,7 +14,7 @@ import { claimTracker, resolveTracker, scanPolicyOfTable, trackerOfTable, tracke
 import * as check from './validate.js';
 import { PAGE_SIZE, PMD_SIZE, TMPFS_MAGIC } from './constants.js';
 import { writeback, type SyncResult } from './writeback.js';
-import { bindShared, checkPeers, peersOf } from './peers.js';
+import { bindShared, checkPeers } from './peers.js';
 import { parsePersistOptions, Persistence, type MediaInfo, type PersistOptions, type PersistStats } from './persist.js';
 import type { ErrCursor } from './errseq.js';
 import type { FileIdentity } from './media.js';
@@ -357,10 +357,14 @@ export class DaxFile {
     for (;;) {
       const size = this.size;
       let grownFrom: number | undefined;
+      let grownTo = 0;
       if (end > size) {
         if (!owner) this.#assertSizeNotOwned('pwrite');
         assertNoEntryLocksHeld('pwrite', this.path);
-        this.#resizeTo(Math.ceil(end / PAGE_SIZE) * PAGE_SIZE);
+        // Only from the size seen: a grow by another thread or process
+        // meanwhile is never cut back to this end (round again instead).
+        grownTo = Math.ceil(end / PAGE_SIZE) * PAGE_SIZE;
+        if (!this.#resizeTo(grownTo, size)) continue;
         grownFrom = size;
       }
       this.refresh();
@@ -378,7 +382,7 @@ export class DaxFile {
       } catch (e) {
         // The write failed: a grow it made is undone (nothing changed).
         if (grownFrom !== undefined) {
-          try { this.#resizeTo(grownFrom); } catch { /* the write's error matters more */ }
+          try { this.#resizeTo(grownFrom, grownTo); } catch { /* the write's error matters more */ }
         }
         throw e;
       }
@@ -433,10 +437,6 @@ export class DaxFile {
     if (this.readOnly) throw errnoError('EBADF', 'ftruncate', this.path, 'file was opened readOnly');
     if (!owner) this.#assertSizeNotOwned('ftruncate');
     assertNoEntryLocksHeld('ftruncate', this.path);
-    if (newSize !== this.size && peersOf(this.table).length > 0) {
-      throw udaxError('ERR_UDAX_SHARED', 'resize while another process has the file open (sizes are not shared across processes yet):',
-        { syscall: 'ftruncate', path: this.path });
-    }
     this.#resizeTo(newSize);
   }
 
@@ -450,14 +450,17 @@ export class DaxFile {
     }
   }
 
-  /** resize with checked arguments. */
-  #resizeTo(newSize: number): void {
+  /** resize with checked arguments; with ifSize, only if the live size is
+   * ifSize when the resize runs (another thread or process may resize
+   * meanwhile). Returns whether it ran. */
+  #resizeTo(newSize: number, ifSize?: number): boolean {
     const old = this.size;
-    if (newSize === old) return;
+    if (ifSize !== undefined && old !== ifSize) return false;
+    if (newSize === old) return true;
     const limit = this.table.capacity * this.entrySize;
     if (newSize > limit) {
       throw errnoError('EFBIG', 'ftruncate', this.path,
-        `${newSize} bytes is past what the file's entry table reserves (${limit} bytes: the larger of its open size and ${native.constants.TABLE_RESERVE_BYTES}); close every open of it and reopen with size`);
+        `${newSize} bytes is past what the file's entry table reserves (${limit} bytes: the larger of its size at its first open and ${native.constants.TABLE_RESERVE_BYTES}, fixed while any process has it open); close every open of it in every process and reopen with size`);
     }
     if (newSize > old) {
       const st = native.fileStat(this.fileId);
@@ -467,14 +470,16 @@ export class DaxFile {
       }
     }
     const media = this.#persistence.media;
+    let ran: boolean;
     try {
-      native.inodeResize(this.fileId, this.table.id, newSize, media?.fileId ?? -1, media?.tableId ?? -1);
+      ran = native.inodeResize(this.fileId, this.table.id, newSize, media?.fileId ?? -1, media?.tableId ?? -1, ifSize ?? -1);
     } catch (e) {
       if ((e as { code?: string }).code !== 'EBUSY') throw e;
       throw udaxError('ERR_UDAX_MAPPED_PAST_END',
-        `a live mapping of the file starts past ${newSize} bytes (unmap it first; nothing was resized):`, { syscall: 'ftruncate', path: this.path });
+        `a live mapping of the file in this process starts past ${newSize} bytes (unmap it first; nothing was resized):`, { syscall: 'ftruncate', path: this.path });
     }
     this.refresh();
+    return ran;
   }
 
   /** Run fn while holding the entry locks of [offset, offset+length), as a

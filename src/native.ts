@@ -115,8 +115,10 @@ export interface NativeAddon {
   inodeCoverage(inode: number, cover: number): TableCoverage;
   releaseBuffer(buffer: ArrayBuffer, hold: object): void;
   // native/resize.cc
-  inodeResize(file: number, inode: number, size: number, mediaFile: number, mediaInode: number): void;
-  inodeSyncSize(inode: number, mediaFile: number, mediaInode: number): number;
+  /** ifSize >= 0: only if the live size is ifSize (false otherwise). */
+  inodeResize(file: number, inode: number, size: number, mediaFile: number, mediaInode: number, ifSize: number): boolean;
+  inodeSyncSize(file: number, inode: number, mediaFile: number, mediaInode: number): number;
+  testingSetResizeDelay(ns: number): void;
   // native/region.cc
   mapRegion(file: number, inode: number, fileOffset: number, length: number, shared: boolean,
     writable: boolean, tracked: boolean, mapSync: boolean, async: boolean, sigbus: boolean): number;

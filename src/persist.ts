@@ -159,6 +159,8 @@ export interface PersistedFile {
   readonly isPmem: boolean;
   readonly identity: FileIdentity;
   readonly table: EntryTable;
+  /** The native open-file id. */
+  readonly fileId: number;
   /** The read-only mapping of the whole file (native region id). */
   readonly fallbackRegion: number;
 }
@@ -228,7 +230,7 @@ export class Persistence {
   /** fsync's size step, after its writeback: the live size becomes durable
    * and a longer media file is cut to it (native/resize.cc). */
   syncSize(): void {
-    native.inodeSyncSize(this.#file.table.id, this.media?.fileId ?? -1, this.media?.tableId ?? -1);
+    native.inodeSyncSize(this.#file.fileId, this.#file.table.id, this.media?.fileId ?? -1, this.media?.tableId ?? -1);
   }
 
   /** A new errseq cursor over this file (an open handle's, sampled now). */

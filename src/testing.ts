@@ -142,6 +142,15 @@ export function setHarvestDelay(delayNs: number): void {
   native.testingSetHarvestDelay(check.integer('delayNs', delayNs, 0));
 }
 
+/** Sleep delayNs inside every resize this process makes, holding the
+ * file's resize lock (shared by every process), after a grow grew the files
+ * and before it publishes the size, or after a shrink published the size
+ * and before it cuts the file: where a process killed mid-resize leaves the
+ * most to reconcile (0 restores no delay). Process-wide. */
+export function setResizeDelay(delayNs: number): void {
+  native.testingSetResizeDelay(check.integer('delayNs', delayNs, 0));
+}
+
 /** madvise part of a mapping: 'pageout' or 'dontneed' zap its pages, as the
  * kernel's reclaim does. */
 export function madvise(mapping: Mapping, offset: number, length: number, advice: 'pageout' | 'dontneed'): void {

@@ -8,24 +8,30 @@
 //   { op: 'handleSync' }                   sync through a second handle
 //   { op: 'inject', opts }                 file.injectWritebackError(opts)
 //   { op: 'stats' }                        file.stats()
+//   { op: 'dirtyRanges' }                  file.dirtyRanges()
 //   { op: 'lockAndHang', offset, length }  withEntriesLocked, never returns
 //   { op: 'syncInHarvest', delayNs }       store, then sync with a long harvest delay (hangs inside)
 //   { op: 'spin' }                          store into page 0 forever (answers first)
 //   { op: 'mapPages', count, value }       map `count` one-page mappings (page k % pages), store value + k into byte k / pages of each
 //   { op: 'crossLock', k }                 hold entry 1 + k's lock, then sync entry 2 - k (another peer holds it); a barrier in word 0
-//   { op: 'resize', size }                 file.resize(size)
 //   { op: 'openVolume', dir }              openVolume(dir) (and close it)
 //   { op: 'writableClean' }                with every entry locked: offsets of pages
 //                                           writable in its mapping (sigsegv: a writable
 //                                           VMA) behind a clean entry (none is right)
+//   { op: 'resize', size }                 file.resize(size)
+//   { op: 'resizeInside', size, delayNs }  resize, sleeping inside holding the resize lock (answers first)
+//   { op: 'resizeLoop', seed, rounds, minPages, maxPages }  random resizes and writes past the end
+//   { op: 'size' }                         { size, durableSize } as this process sees them
+//   { op: 'map', offset, length }          a new mapping; later stores go through it
 //   { op: 'close' }                        close, answer, exit
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { open, openVolume } from 'udax';
-import { ENTRY_BITS, entryWord, mappingAddress, setHarvestDelay } from 'udax/testing';
+import { ENTRY_BITS, entryWord, mappingAddress, setHarvestDelay, setResizeDelay } from 'udax/testing';
 
 let file;
 let mapping;
+const mappings = [];  // every mapping made stays mapped (stores past a shrunk end must meet the kernel)
 let handle;
 const pageMappings = [];
 const answer = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -35,7 +41,7 @@ function run(c) {
   switch (c.op) {
     case 'open':
       file = open(c.path, c.opts ?? {});
-      if (!file.readOnly) mapping = file.map();
+      if (!file.readOnly) mappings.push(mapping = file.map());
       handle = file.openHandle();
       return { tracker: file.tracker, size: file.size, pid: process.pid };
     case 'store':
@@ -62,6 +68,8 @@ function run(c) {
       return true;
     case 'stats':
       return file.stats();
+    case 'dirtyRanges':
+      return file.dirtyRanges();
     case 'lockAndHang':
       file.withEntriesLocked(c.offset, c.length, () => {
         answer({ ok: 'locked' });
@@ -103,9 +111,6 @@ function run(c) {
         return e.code;
       }
     }
-    case 'resize':
-      file.resize(c.size);
-      return file.size;
     case 'openVolume':
       openVolume(c.dir).close();
       return true;
@@ -123,6 +128,38 @@ function run(c) {
         }
         return bad;
       });
+    case 'resize':
+      file.resize(c.size);
+      return { size: file.size };
+    case 'resizeInside':
+      setResizeDelay(c.delayNs);
+      answer({ ok: 'resizing' });
+      file.resize(c.size);
+      return true;
+    case 'resizeLoop': {
+      let x = c.seed >>> 0;
+      const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+      const PAGE = 4096;
+      let last = file.size;
+      for (let r = 0; r < c.rounds; r++) {
+        const pages = c.minPages + ((next() >>> 8) % (c.maxPages - c.minPages + 1));
+        if (r === c.rounds - 1 || next() & 0x100) {  // the last round resizes
+          file.resize(last = pages * PAGE);
+        } else {
+          // A write at a random page below maxPages: past the end, it grows the file.
+          const at = ((next() >>> 8) % c.maxPages) * PAGE + ((next() >>> 8) % (PAGE - 8));
+          file.write(Buffer.from([next() >>> 24, next() >>> 24, 1, 2, 3, 4, 5, 6]), at);
+        }
+        mapping.bytes[(next() >>> 8) % (c.minPages * PAGE)] = next() >>> 24;  // below minPages: never cut
+        if (r % 5 === 0) file.sync();
+      }
+      return { last };
+    }
+    case 'size':
+      return { size: file.size, durableSize: file.durableSize };
+    case 'map':
+      mappings.push(mapping = file.map({ offset: c.offset, length: c.length }));
+      return { length: mapping.length };
     case 'close':
       handle.close();
       file.close();

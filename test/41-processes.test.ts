@@ -221,6 +221,32 @@ describe.runIf(TRACKER !== 'sigsegv')(`several processes, one file (${TRACKER} t
   });
 });
 
+describe(`crash images from a read-only process (${TRACKER} tracker)`, () => {
+  test('a read-only open\'s crash states and dirty ranges hold a writer process\'s unsynced stores', async () => {
+    const path = scratchPath('checker');
+    const b = new Peer();
+    await b.call({ op: 'open', path, opts: { create: true, size: 8 * PAGE, media: 'shadow' } });
+    await b.call({ op: 'store', offset: 0, bytes: bytesOf('synced') });
+    await b.call({ op: 'sync' });
+    await b.call({ op: 'store', offset: 2 * PAGE + 64, bytes: bytesOf('not yet') });
+    // async: B's store is only a written bit in B's page tables until
+    // someone harvests; the checker's harvest scans them (it maps nothing).
+    const checker = open(path, { readOnly: true });
+    try {
+      expect(checker.dirtyRanges()).toEqual([{ offset: 2 * PAGE, length: PAGE }]);
+      const states = checker.crashStates({ k: 1 });
+      expect(states.differed).toEqual([{ offset: 2 * PAGE + 64, length: 64 }]);
+      const images = [...states].map((st) => Buffer.from(st.image.subarray(2 * PAGE + 64, 2 * PAGE + 71)).toString());
+      expect(images).toEqual(['\0'.repeat(7), 'not yet']);
+      expect(Buffer.from(states[Symbol.iterator]().next().value!.image.subarray(0, 6)).toString()).toBe('synced');
+      await b.call({ op: 'sync' });
+      expect(checker.crashStates({ k: 1 }).differed).toEqual([]);
+    } finally {
+      checker.close();
+    }
+  });
+});
+
 describe.runIf(TRACKER === 'sigsegv')('several processes, one file (sigsegv tracker)', () => {
   test('a writable open beside a peer is refused (no cross-process write-protect); readOnly joins', async () => {
     const path = scratchPath('refused');

@@ -4,11 +4,12 @@
 // a peer killed with SIGKILL (mid-store, holding entry locks, inside a
 // harvest; a read-only peer holding entry locks, with every tracker) or
 // stopped hangs no one and loses nothing it stored; writeback errors reach
-// every process's handles once; what a peer cannot share is refused.
+// every process's handles once; crash states and checkRecovery in any
+// process see every process's stores; what a peer cannot share is refused.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { open } from 'udax';
+import { checkRecovery, open } from 'udax';
 import { removeScratch, scratchPath, TRACKER } from './helpers.js';
 
 const PAGE = 4096;
@@ -218,6 +219,159 @@ describe.runIf(TRACKER !== 'sigsegv')(`several processes, one file (${TRACKER} t
     await expect(b.call({ op: 'open', path, opts: { tracker: 'auto' } })).rejects.toMatchObject({ code: 'ERR_UDAX_SHARED', syscall: 'open' });
     await expect(b.call({ op: 'open', path, opts: { tracker: 'async' } })).rejects.toMatchObject({ code: 'ERR_UDAX_ALREADY_OPEN' });
     expect((await b.call({ op: 'open', path, opts: { readOnly: true, tracker: 'auto' } })).tracker).toBe('sigsegv');
+  });
+});
+
+// Crash images, crash states and checkRecovery read the shared table (which
+// entries are DIRTY, whoever's store dirtied them), the shared media and the
+// live file: they see every process's stores. Units: 64-byte cache lines.
+describe.runIf(TRACKER !== 'sigsegv')(`crash images and checkRecovery across processes (${TRACKER} tracker)`, () => {
+  const text = (image: Uint8Array, offset: number, length: number) => Buffer.from(image.subarray(offset, offset + length)).toString('latin1');
+  const zeros = (n: number) => '\0'.repeat(n);
+  const DURABLE = { offset: 64, text: 'synced by B' };
+  const B_UNSYNCED = { offset: 3 * PAGE + 128, text: 'unsynced, by B' };
+  const A_UNSYNCED = { offset: 5 * PAGE + 256, text: 'unsynced, by A' };
+  const unitOf = (r: { offset: number }) => ({ offset: r.offset, length: 64 });
+
+  /** Peer B creates the file with a shadow media, stores and syncs DURABLE,
+   * then stores B_UNSYNCED; this process joins it and stores A_UNSYNCED. */
+  async function storedByBoth() {
+    const path = scratchPath('crash');
+    const b = new Peer();
+    await b.call({ op: 'open', path, opts: { create: true, size: 8 * PAGE, media: 'shadow' } });
+    await b.call({ op: 'store', offset: DURABLE.offset, bytes: bytesOf(DURABLE.text) });
+    await b.call({ op: 'sync' });
+    await b.call({ op: 'store', offset: B_UNSYNCED.offset, bytes: bytesOf(B_UNSYNCED.text) });
+    const a = open(path);  // passes no persistence option: takes the file's model
+    const m = a.map();
+    m.bytes.set(new TextEncoder().encode(A_UNSYNCED.text), A_UNSYNCED.offset);
+    return { path, a, b };
+  }
+
+  test('crash states taken in one process: a peer\'s synced stores are durable, every process\'s unsynced stores are candidate units', async () => {
+    const { path, a, b } = await storedByBoth();
+    try {
+      expect(a.media).toMatchObject({ kind: 'shadow', unitSize: 64 });
+      const states = a.crashStates({ k: 1 });
+      expect(states.differed).toEqual([unitOf(B_UNSYNCED), unitOf(A_UNSYNCED)]);
+      const seen = [...states].map((st) => ({
+        persisted: st.persisted.map((u) => u.offset),
+        durable: text(st.image, DURABLE.offset, DURABLE.text.length),
+        b: text(st.image, B_UNSYNCED.offset, B_UNSYNCED.text.length),
+        a: text(st.image, A_UNSYNCED.offset, A_UNSYNCED.text.length),
+      }));
+      const none = { b: zeros(B_UNSYNCED.text.length), a: zeros(A_UNSYNCED.text.length) };
+      expect(seen).toEqual([
+        { persisted: [], durable: DURABLE.text, ...none },
+        { persisted: [B_UNSYNCED.offset], durable: DURABLE.text, ...none, b: B_UNSYNCED.text },
+        { persisted: [A_UNSYNCED.offset], durable: DURABLE.text, ...none, a: A_UNSYNCED.text },
+        { persisted: [B_UNSYNCED.offset, A_UNSYNCED.offset], durable: DURABLE.text, b: B_UNSYNCED.text, a: A_UNSYNCED.text },
+      ]);
+      // The same from the other side: B's states and images hold A's store.
+      const fromB = await b.call({ op: 'crashStates', k: 1 });
+      expect(fromB.differed).toEqual(states.differed);
+      expect(fromB.persisted).toEqual(seen.map((s) => s.persisted));
+      const image = `${path}-image`;
+      for (const units of ['none', 'all'] as const) {
+        const r = await b.call({ op: 'crashImage', path: image, units });
+        expect(r.differed).toEqual(states.differed);
+        const bytes = read(image);
+        expect(text(bytes, DURABLE.offset, DURABLE.text.length)).toBe(DURABLE.text);
+        expect(text(bytes, A_UNSYNCED.offset, A_UNSYNCED.text.length)).toBe(units === 'all' ? A_UNSYNCED.text : none.a);
+        expect(text(bytes, B_UNSYNCED.offset, B_UNSYNCED.text.length)).toBe(units === 'all' ? B_UNSYNCED.text : none.b);
+      }
+      rmSync(image);
+      // A sync in A writes back both processes' stores: no candidates left, in either.
+      a.sync();
+      expect(a.crashStates({ k: 1 }).differed).toEqual([]);
+      expect((await b.call({ op: 'crashStates', k: 1 })).differed).toEqual([]);
+      expectMediaEqualsLive(path);
+    } finally {
+      a.close();
+    }
+  });
+
+  test('checkRecovery in one process runs over states that hold another process\'s stores', async () => {
+    const { a } = await storedByBoth();
+    try {
+      // Each record is whole or absent (one cache line each), the synced one always there.
+      const records = (image: Uint8Array) => [B_UNSYNCED, A_UNSYNCED].map((r) => text(image, r.offset, r.text.length));
+      const sound = checkRecovery(a, (image) => {
+        if (text(image, DURABLE.offset, DURABLE.text.length) !== DURABLE.text) throw new Error('the synced record is missing');
+        for (const [j, got] of records(image).entries()) {
+          const r = [B_UNSYNCED, A_UNSYNCED][j];
+          if (got !== r.text && got !== zeros(r.text.length)) throw new Error(`record at ${r.offset} is torn`);
+        }
+      }, { k: 2 });
+      expect(sound.message).toBe('');
+      expect(sound.checked).toBe(4);
+      expect(sound.differed).toEqual([unitOf(B_UNSYNCED), unitOf(A_UNSYNCED)]);
+      // A recovery that counts on B's unsynced record is rejected: the
+      // first state (nothing persisted) lacks it, and the report names B's unit.
+      const reliesOnB = checkRecovery(a, (image) => records(image)[0] === B_UNSYNCED.text, { k: 2 });
+      expect(reliesOnB.ok).toBe(false);
+      expect(reliesOnB.failure).toMatchObject({ kind: 'enumerated', index: 0, persisted: [] });
+      expect(reliesOnB.message).toContain(`[${B_UNSYNCED.offset}, ${B_UNSYNCED.offset + 64})`);
+      // Seeded random states draw from both processes' units too.
+      const drawn = new Set<number>();
+      checkRecovery(a, (_image, st) => { for (const u of st.persisted) drawn.add(u.offset); }, { k: 0, includeAll: false, random: 32, seed: 7 });
+      expect([...drawn].sort((x, y) => x - y)).toEqual([B_UNSYNCED.offset, A_UNSYNCED.offset]);
+    } finally {
+      a.close();
+    }
+  });
+
+  test('a peer killed with SIGKILL after unsynced stores: they stay candidates (neither lost nor durable); its media is the synced data', async () => {
+    const { path, a, b } = await storedByBoth();
+    try {
+      b.kill();
+      expect(await b.exited).toBe('SIGKILL');
+      const media = read(`${path}.media`);  // the post-power-failure image
+      expect(text(media, DURABLE.offset, DURABLE.text.length)).toBe(DURABLE.text);
+      expect(text(media, B_UNSYNCED.offset, B_UNSYNCED.text.length)).toBe(zeros(B_UNSYNCED.text.length));
+      expect(a.crashStates({ k: 1 }).differed).toEqual([unitOf(B_UNSYNCED), unitOf(A_UNSYNCED)]);
+      a.sync();
+      expect(text(read(`${path}.media`), B_UNSYNCED.offset, B_UNSYNCED.text.length)).toBe(B_UNSYNCED.text);
+      expectMediaEqualsLive(path);
+    } finally {
+      a.close();
+    }
+  });
+});
+
+// errseq across processes: one word in the shared persistence area, one
+// cursor per open file (a DaxFile and each handle), sampled at open.
+describe.runIf(TRACKER !== 'sigsegv')(`writeback errors across processes (${TRACKER} tracker)`, () => {
+  test('each error reaches every handle opened before it, in every process, once; handles and processes opened after it was seen are not told', async () => {
+    const { path, a, b } = await twoPeers();
+    const c = new Peer();
+    await c.call({ op: 'open', path });  // a third process, opened before the error, that never stores
+    const expectOnce = async (p: Peer, cmd: object, code: string) => {
+      await expect(p.call(cmd)).rejects.toMatchObject({ code, syscall: 'fsync' });
+      await p.call(cmd);
+    };
+    // Error 1: A stored, B's writeback fails (and B's sync reports it: seen).
+    await a.call({ op: 'store', offset: 0, bytes: [1] });
+    await b.call({ op: 'inject', opts: { offset: 0, length: PAGE, errno: 'EIO' } });
+    await expectOnce(b, { op: 'sync' }, 'EIO');
+    const lateHandle = await a.call({ op: 'openHandle' });  // opened after the error was seen
+    const d = new Peer();
+    await d.call({ op: 'open', path });  // a process that joins after it
+    await a.call({ op: 'syncHandle', index: lateHandle });
+    await d.call({ op: 'sync' });
+    await d.call({ op: 'handleSync' });
+    await expectOnce(c, { op: 'sync' }, 'EIO');
+    await expectOnce(c, { op: 'handleSync' }, 'EIO');
+    await expectOnce(a, { op: 'handleSync' }, 'EIO');
+    await expectOnce(a, { op: 'sync' }, 'EIO');
+    await expectOnce(b, { op: 'handleSync' }, 'EIO');
+    // Error 2: D stores, A's writeback fails; D's handles, opened before it, are told.
+    await d.call({ op: 'store', offset: 3 * PAGE, bytes: [2] });
+    await a.call({ op: 'inject', opts: { offset: 3 * PAGE, length: PAGE, errno: 'ENOSPC' } });
+    await expectOnce(a, { op: 'syncHandle', index: lateHandle }, 'ENOSPC');
+    for (const p of [d, c, b]) await expectOnce(p, { op: 'sync' }, 'ENOSPC');
+    await expectOnce(d, { op: 'handleSync' }, 'ENOSPC');
+    expect((await c.call({ op: 'stats' })).persistence.errorsReported).toBe(6 + 5);
   });
 });
 

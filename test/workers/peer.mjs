@@ -12,6 +12,11 @@
 //   { op: 'syncInHarvest', delayNs }       store, then sync with a long harvest delay (hangs inside)
 //   { op: 'spin' }                          store into page 0 forever (answers first)
 //   { op: 'close' }                        close, answer, exit
+// Crash images and errseq across processes:
+//   { op: 'crashImage', path, units }      file.crashImage(path, { units }): { differed, persisted }
+//   { op: 'crashStates', k }               file.crashStates({ k }): each state's persisted offsets
+//   { op: 'openHandle' }                   another file.openHandle(): its index (the first is 0)
+//   { op: 'syncHandle', index }            sync through handle index
 import { createInterface } from 'node:readline';
 import { open } from 'udax';
 import { setHarvestDelay } from 'udax/testing';
@@ -19,6 +24,7 @@ import { setHarvestDelay } from 'udax/testing';
 let file;
 let mapping;
 let handle;
+const handles = [];
 const answer = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const sleepForever = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
 
@@ -28,6 +34,7 @@ function run(c) {
       file = open(c.path, c.opts ?? {});
       if (!file.readOnly) mapping = file.map();
       handle = file.openHandle();
+      handles.push(handle);
       return { tracker: file.tracker, size: file.size, pid: process.pid };
     case 'store':
       mapping.bytes.set(c.bytes, c.offset);
@@ -73,6 +80,21 @@ function run(c) {
       file.close();
       answer({ ok: true });
       process.exit(0);
+    // ---- crash images and errseq across processes
+    case 'crashImage': {
+      const r = file.crashImage(c.path, { units: c.units });
+      return { differed: r.differed, persisted: r.persisted };
+    }
+    case 'crashStates': {
+      const states = file.crashStates({ k: c.k });
+      return { differed: states.differed, persisted: [...states].map((st) => st.persisted.map((u) => u.offset)) };
+    }
+    case 'openHandle':
+      handles.push(file.openHandle());
+      return handles.length - 1;
+    case 'syncHandle':
+      handles[c.index].sync();
+      return true;
     default:
       throw new Error(`unknown op ${c.op}`);
   }

@@ -7,7 +7,7 @@
 // every process's handles once; crash states and checkRecovery in any
 // process see every process's stores; what a peer cannot share is refused.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { checkRecovery, open } from 'udax';
 import { removeScratch, scratchPath, TRACKER } from './helpers.js';
@@ -398,6 +398,87 @@ describe(`crash images from a read-only process (${TRACKER} tracker)`, () => {
     } finally {
       checker.close();
     }
+  });
+});
+
+// Children (docs/processes.md, "fork"): Node makes them with child_process,
+// which forks and execs; a child that wants the file opens it and is a peer.
+// Nothing of the parent's crosses: its descriptors are close-on-exec (and
+// closed at fork), its tracked mappings MADV_DONTFORK.
+describe.runIf(TRACKER !== 'sigsegv')(`children of a process that has the file open (${TRACKER} tracker)`, () => {
+  const fdsOf = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      return '';  // closed meanwhile
+    }
+  });
+
+  test('a child spawned while this process has the file mapped and dirty inherits none of it, opens the file as a peer, and each one\'s sync writes back the other\'s stores', async () => {
+    const path = scratchPath('parent');
+    const f = open(path, { create: true, size: 8 * PAGE, media: 'shadow' });
+    try {
+      const m = f.map();
+      m.bytes.set(new TextEncoder().encode('parent, before the spawn'), PAGE);
+      const child = new Peer();
+      await child.call({ op: 'stats' }).catch(() => undefined);  // answers (an error: nothing open) once it runs
+      const inherited = fdsOf(child.child.pid!).filter((l) => l.includes('udax-table') || l.startsWith(path) || l.includes('userfaultfd'));
+      expect(inherited).toEqual([]);
+      expect(await child.call({ op: 'open', path })).toMatchObject({ media: 'shadow' });  // joined the parent's table and model
+      await child.call({ op: 'store', offset: 4 * PAGE, bytes: bytesOf('the child') });
+      await child.call({ op: 'sync' });
+      const media = read(`${path}.media`);
+      expect(media.subarray(PAGE, PAGE + 24).toString()).toBe('parent, before the spawn');
+      expect(media.subarray(4 * PAGE, 4 * PAGE + 9).toString()).toBe('the child');
+      // Both stay tracked: the parent's next store, and the child's, reach the media at the parent's sync.
+      m.bytes[6 * PAGE] = 6;
+      await child.call({ op: 'store', offset: 4 * PAGE, bytes: bytesOf('THE CHILD') });
+      expect(f.dirtyRanges()).toEqual([{ offset: 4 * PAGE, length: PAGE }, { offset: 6 * PAGE, length: PAGE }]);
+      f.sync();
+      expectMediaEqualsLive(path);
+      expect(read(`${path}.media`).subarray(4 * PAGE, 4 * PAGE + 9).toString()).toBe('THE CHILD');
+    } finally {
+      f.close();
+    }
+  });
+
+  test('a child spawned by a peer does not keep the peer alive: the peer killed, its child running, the last close removes the sidecar', async () => {
+    const { path, a, b } = await twoPeers();
+    const sleeper: number = await a.call({ op: 'spawnSleeper' });
+    try {
+      expect(fdsOf(sleeper).some((l) => l.includes('udax-table'))).toBe(false);  // not its parent's liveness lock
+      await a.call({ op: 'store', offset: 0, bytes: bytesOf('stored by the parent') });
+      a.kill();
+      expect(await a.exited).toBe('SIGKILL');
+      expect(() => process.kill(sleeper, 0)).not.toThrow();  // its child lives on
+      await b.call({ op: 'sync' }, 10_000);
+      expect(read(`${path}.media`).subarray(0, 20).toString()).toBe('stored by the parent');
+      await b.call({ op: 'close' });
+      expect(existsSync(sidecarOf(path))).toBe(false);  // no live process holds it: a is dead
+    } finally {
+      process.kill(sleeper, 'SIGKILL');
+    }
+  });
+
+  test('fork() from native code: the child finds no tracked mapping, and the parent stays a live, tracked peer', async () => {
+    const { path, a, b } = await twoPeers();
+    await a.call({ op: 'store', offset: PAGE, bytes: bytesOf('before the fork') });
+    expect(await a.call({ op: 'forkProbe' })).toBe('unmapped');  // a store there would be SIGSEGV (SEGV_MAPERR), never untracked
+    await a.call({ op: 'store', offset: 2 * PAGE, bytes: bytesOf('after the fork') });
+    await b.call({ op: 'sync' });
+    const media = read(`${path}.media`);
+    expect(media.subarray(PAGE, PAGE + 15).toString()).toBe('before the fork');
+    expect(media.subarray(2 * PAGE, 2 * PAGE + 14).toString()).toBe('after the fork');
+    // The child closed its copies of the sidecar descriptors, and a's
+    // liveness lock stayed a's: b's close leaves the sidecar to a.
+    await b.call({ op: 'close' });
+    expect(existsSync(sidecarOf(path))).toBe(true);
+    await a.call({ op: 'store', offset: 2 * PAGE, bytes: bytesOf('AFTER THE FORK') });  // re-dirtied after b's sync write-protected it
+    const c = new Peer();
+    await c.call({ op: 'open', path });
+    await c.call({ op: 'sync' });
+    expect(read(`${path}.media`).subarray(2 * PAGE, 2 * PAGE + 14).toString()).toBe('AFTER THE FORK');
+    expectMediaEqualsLive(path);
   });
 });
 

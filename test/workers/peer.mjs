@@ -17,9 +17,13 @@
 //   { op: 'crashStates', k }               file.crashStates({ k }): each state's persisted offsets
 //   { op: 'openHandle' }                   another file.openHandle(): its index (the first is 0)
 //   { op: 'syncHandle', index }            sync through handle index
+// Children of a process that has the file open:
+//   { op: 'spawnSleeper' }                 child_process.spawn('sleep'): its pid
+//   { op: 'forkProbe' }                    udax/testing forkProbe(mapping): fork(); what the child finds
+import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { open } from 'udax';
-import { setHarvestDelay } from 'udax/testing';
+import { forkProbe, setHarvestDelay } from 'udax/testing';
 
 let file;
 let mapping;
@@ -35,7 +39,7 @@ function run(c) {
       if (!file.readOnly) mapping = file.map();
       handle = file.openHandle();
       handles.push(handle);
-      return { tracker: file.tracker, size: file.size, pid: process.pid };
+      return { tracker: file.tracker, size: file.size, pid: process.pid, media: file.media.kind, syncs: file.stats().syncs };
     case 'store':
       mapping.bytes.set(c.bytes, c.offset);
       return true;
@@ -95,6 +99,11 @@ function run(c) {
     case 'syncHandle':
       handles[c.index].sync();
       return true;
+    // ---- children of a process that has the file open
+    case 'spawnSleeper':
+      return spawn('sleep', ['60'], { stdio: 'ignore' }).pid;
+    case 'forkProbe':
+      return forkProbe(mapping);
     default:
       throw new Error(`unknown op ${c.op}`);
   }

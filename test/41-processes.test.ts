@@ -482,6 +482,25 @@ describe.runIf(TRACKER !== 'sigsegv')(`children of a process that has the file o
   });
 });
 
+describe.runIf(TRACKER !== 'sigsegv')(`peers that come and go (${TRACKER} tracker)`, () => {
+  test('a peer opening, storing and closing again and again fails no sync in another process', async () => {
+    const { path, a, b } = await twoPeers(16384 * PAGE);
+    const busy = new Peer();  // a third process storing: the closing peer gets descheduled mid-detach
+    await busy.call({ op: 'open', path });
+    busy.send({ op: 'spin' });
+    expect((await busy.next()).ok).toBe('spinning');
+    const [syncs] = await Promise.all([
+      a.call({ op: 'syncLoop', ms: 3000 }, 60_000),
+      b.call({ op: 'reopenLoop', path, times: 200 }, 60_000),
+    ]);
+    expect(syncs).toBeGreaterThan(0);
+    busy.kill();
+    await busy.exited;
+    await a.call({ op: 'sync' });
+    expectMediaEqualsLive(path);
+  });
+});
+
 describe.runIf(TRACKER === 'sigsegv')('several processes, one file (sigsegv tracker)', () => {
   test('a writable open beside a peer is refused (no cross-process write-protect); readOnly joins', async () => {
     const path = scratchPath('refused');

@@ -20,10 +20,16 @@
 // Children of a process that has the file open:
 //   { op: 'spawnSleeper' }                 child_process.spawn('sleep'): its pid
 //   { op: 'forkProbe' }                    udax/testing forkProbe(mapping): fork(); what the child finds
+// The stress with the oracle:
+//   { op: 'stressWriter', id, writers, ms, syncEvery, seed }  for ms, store an increasing
+//       sequence number into word id of random pages (word p*1024+id), syncing every
+//       syncEvery stores; answers each page's last number ([] index p, 0: never stored)
+//   { op: 'syncLoop', ms }                 sync back to back for ms; answers the count
+//   { op: 'reopenLoop', path, times }      times: open path, map it, store into every 16th page, close
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { open } from 'udax';
-import { forkProbe, setHarvestDelay } from 'udax/testing';
+import { forkProbe, mappingAddress, setHarvestDelay } from 'udax/testing';
 
 let file;
 let mapping;
@@ -39,7 +45,8 @@ function run(c) {
       if (!file.readOnly) mapping = file.map();
       handle = file.openHandle();
       handles.push(handle);
-      return { tracker: file.tracker, size: file.size, pid: process.pid, media: file.media.kind, syncs: file.stats().syncs };
+      return { tracker: file.tracker, size: file.size, pid: process.pid, media: file.media.kind, syncs: file.stats().syncs,
+        address: mapping ? mappingAddress(mapping) : undefined };
     case 'store':
       mapping.bytes.set(c.bytes, c.offset);
       return true;
@@ -104,6 +111,37 @@ function run(c) {
       return spawn('sleep', ['60'], { stdio: 'ignore' }).pid;
     case 'forkProbe':
       return forkProbe(mapping);
+    // ---- the stress with the oracle
+    case 'stressWriter': {
+      const words = new Int32Array(mapping.bytes.buffer, mapping.bytes.byteOffset, mapping.length / 4);
+      const pages = mapping.length / 4096;
+      const last = new Array(pages).fill(0);
+      let x = c.seed >>> 0;
+      let seq = 0;
+      for (const end = performance.now() + c.ms; performance.now() < end;) {
+        for (let k = 0; k < 256; k++) {
+          x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+          const p = (x >>> 8) % pages;
+          words[p * 1024 + c.id] = ++seq;
+          last[p] = seq;
+          if (seq % c.syncEvery === 0) file.sync();
+        }
+      }
+      return last;
+    }
+    case 'syncLoop': {
+      let n = 0;
+      for (const end = performance.now() + c.ms; performance.now() < end; n++) file.sync();
+      return n;
+    }
+    case 'reopenLoop':
+      for (let k = 0; k < c.times; k++) {
+        const f = open(c.path);
+        const bytes = f.map().bytes;
+        for (let at = (k % 16) * 4096; at < bytes.length; at += 16 * 4096) bytes[at] = k & 255;
+        f.close();
+      }
+      return true;
     default:
       throw new Error(`unknown op ${c.op}`);
   }

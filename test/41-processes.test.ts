@@ -7,9 +7,10 @@
 // every process's handles once; crash states and checkRecovery in any
 // process see every process's stores; what a peer cannot share is refused.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { checkRecovery, open } from 'udax';
+import { checkRecovery, open, type DaxFile } from 'udax';
+import { ENTRY_BITS, entryWord } from 'udax/testing';
 import { removeScratch, scratchPath, TRACKER } from './helpers.js';
 
 const PAGE = 4096;
@@ -498,6 +499,112 @@ describe.runIf(TRACKER !== 'sigsegv')(`peers that come and go (${TRACKER} tracke
     await busy.exited;
     await a.call({ op: 'sync' });
     expectMediaEqualsLive(path);
+  });
+});
+
+// The oracle of test/60's stress, across processes. This process holds every
+// entry lock (no fault and no writeback anywhere can change an entry) and
+// reads each writer's /proc/PID/maps and /proc/PID/pagemap: a page that can
+// be stored to without a fault (sigbus: not userfaultfd write-protected;
+// async: present and not write-protected, i.e. written since its last
+// harvest) must have a DIRTY entry. With async that holds only after a
+// harvest, so it is checked at rest; with sigbus also while they run.
+describe.runIf(TRACKER !== 'sigsegv')(`stress across processes, with the oracle (${TRACKER} tracker)`, () => {
+  const PM_PRESENT = 1n << 63n;
+  const PM_UFFD_WP = 1n << 57n;
+  interface PeerMapping { pid: number; address: number; length: number }
+
+  function pagemapOf(m: PeerMapping): BigUint64Array {
+    const words = new BigUint64Array(m.length / PAGE);
+    const fd = openSync(`/proc/${m.pid}/pagemap`, 'r');
+    try {
+      expect(readSync(fd, new Uint8Array(words.buffer), 0, words.byteLength, (m.address / PAGE) * 8)).toBe(words.byteLength);
+    } finally {
+      closeSync(fd);
+    }
+    return words;
+  }
+
+  function writableVmasOf(pid: number): { start: number; end: number }[] {
+    return readFileSync(`/proc/${pid}/maps`, 'utf8').trim().split('\n').flatMap((line) => {
+      const [range, perms] = line.split(' ');
+      const [start, end] = range.split('-').map((x) => parseInt(x, 16));
+      return perms[1] === 'w' ? [{ start, end }] : [];
+    });
+  }
+
+  /** The pages of the peers' mappings that take a store without a fault,
+   * each checked DIRTY under every entry lock; throws at the first that is not. */
+  function checkNoWritableBehindClean(f: DaxFile, maps: PeerMapping[]): number {
+    return f.withEntriesLocked(0, f.size, () => {
+      let open = 0;
+      for (const m of maps) {
+        const vmas = writableVmasOf(m.pid);
+        const words = pagemapOf(m);
+        for (let i = 0; i < words.length; i++) {
+          const addr = m.address + i * PAGE;
+          const w = words[i];
+          const unprotected = vmas.some((v) => addr >= v.start && addr < v.end) && (w & PM_UFFD_WP) === 0n &&
+            (TRACKER === 'sigbus' || (w & PM_PRESENT) !== 0n);
+          if (!unprotected) continue;
+          open++;
+          if ((entryWord(f, i) & ENTRY_BITS.DIRTY) === 0) throw new Error(`process ${m.pid}: page ${i} takes stores behind a clean entry`);
+        }
+      }
+      return open;
+    });
+  }
+
+  test('writers in three processes, syncs from five: no store lost, media equals live, no page writable behind a clean entry', async () => {
+    const pages = 256;
+    const ms = 2500;
+    const path = scratchPath('stress-oracle');
+    const writers = [new Peer(), new Peer(), new Peer()];
+    const opened = [await writers[0].call({ op: 'open', path, opts: { create: true, size: pages * PAGE, media: 'shadow' } })];
+    for (const w of writers.slice(1)) opened.push(await w.call({ op: 'open', path }));
+    const syncer = new Peer();
+    await syncer.call({ op: 'open', path });
+    const checker = open(path);  // maps nothing: locks, reads entry words, syncs
+    try {
+      const maps: PeerMapping[] = opened.map((o) => ({ pid: o.pid, address: o.address, length: pages * PAGE }));
+      let running = true;
+      const run = Promise.all([
+        ...writers.map((w, id) => w.call({ op: 'stressWriter', id, ms, syncEvery: 400 + 97 * id, seed: 11 + id }, 60_000)),
+        syncer.call({ op: 'syncLoop', ms }, 60_000),
+      ]).finally(() => { running = false; });
+      let checks = 0, seenOpen = 0;
+      while (running) {
+        if (TRACKER === 'sigbus') seenOpen += checkNoWritableBehindClean(checker, maps);
+        checker.sync(0, (pages / 2) * PAGE);  // overlaps the others' syncs
+        checks++;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const results = await run;
+      const last = results.slice(0, writers.length) as number[][];
+      expect(results[writers.length]).toBeGreaterThan(0);
+      if (TRACKER === 'sigbus') expect(seenOpen).toBeGreaterThan(0);  // the check saw pages open, each DIRTY
+      // At rest, every writer still attached: one last sync from the syncer.
+      await syncer.call({ op: 'sync' });
+      expect(checker.dirtyRanges()).toEqual([]);
+      expect(checkNoWritableBehindClean(checker, maps)).toBe(0);  // all clean, so nothing takes a store unseen
+      expectMediaEqualsLive(path);
+      const live = read(path);
+      const media = read(`${path}.media`);
+      let stored = 0;
+      for (let p = 0; p < pages; p++) {
+        for (let id = 0; id < writers.length; id++) {
+          const at = 4 * (p * 1024 + id);
+          if (last[id][p]) stored++;
+          if (live.readInt32LE(at) !== last[id][p] || media.readInt32LE(at) !== last[id][p]) {
+            expect.fail(`writer ${id}'s last store to page ${p} (${last[id][p]}) is lost: live ${live.readInt32LE(at)}, media ${media.readInt32LE(at)}`);
+          }
+        }
+      }
+      expect(stored).toBe(pages * writers.length);  // every page took stores from every writer
+      expect(checks).toBeGreaterThan(10);
+    } finally {
+      checker.close();
+    }
   });
 });
 

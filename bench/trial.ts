@@ -170,40 +170,42 @@ async function peerMain(input: PeerInput): Promise<void> {
   lines.close();
 }
 
+/** udax's counters over the run, per fault and per sync. */
+function counters(before: DaxStats, after: DaxStats): Record<string, number> {
+  const faults = after.writeFaults - before.writeFaults;
+  const syncs = after.syncs - before.syncs;
+  return {
+    writeFaults: faults,
+    handlerNsPerFault: faults ? (after.faultTimeNs - before.faultTimeNs) / faults : 0,
+    syncs,
+    entriesPerSync: syncs ? (after.entriesCleaned - before.entriesCleaned) / syncs : 0,
+    syncNsPerSync: syncs ? (after.syncTimeNs - before.syncTimeNs) / syncs : 0,
+    coarsened: after.coarsenedBlocks + after.coarsenedMappings,
+    pagesHarvested: after.pagesHarvested - before.pagesHarvested,
+    harvestNsPerSync: syncs ? (after.harvestTimeNs - before.harvestTimeNs) / syncs : 0,
+  };
+}
+
 async function main(spec: TrialSpec): Promise<TrialResult> {
   const workload = workloadByName(spec.workload);
   if (!workload) throw new RangeError(`unknown workload '${spec.workload}'`);
   rmSync(spec.path, { force: true });
   const setup = { variant: spec.variant, path: spec.path, size: spec.size, entrySize: spec.entrySize };
-  const owner: { stats?(): DaxStats; dispose(): void; shared?: SharedVariant; target?: ReturnType<typeof createOwner>['target'] } =
-    workload.processes ? createProcessesOwner(setup) : createOwner(setup);
+  const parts = partitions(spec.size, workload.threads ?? spec.threads);
+  // Across processes the file is only held open here; else the owner maps it.
+  const owner = workload.processes ? { ...createProcessesOwner(setup), start: () => runProcesses(spec, parts) } : (() => {
+    const o = createOwner(setup);
+    const start = async (): Promise<Run> => (parts.length === 1 && !workload.companion
+      ? { samples: workload.run(o.target(parts[0]), parts[0], context(spec, 0)) }
+      : runThreads(spec, o.shared, parts));
+    return { ...o, start };
+  })();
   try {
-    const threads = workload.threads ?? spec.threads;
-    const parts = partitions(spec.size, threads);
     const before = owner.stats?.();
-    const run: Run = workload.processes ? await runProcesses(spec, parts)
-      : threads === 1 && !workload.companion
-        ? { samples: workload.run(owner.target!(parts[0]), parts[0], context(spec, 0)) }
-        : await runThreads(spec, owner.shared!, parts);
-    const samples = run.samples;
+    const run = await owner.start();
     const after = owner.stats?.();
-    let detail: Record<string, number> | undefined;
-    if (before && after) {
-      const faults = after.writeFaults - before.writeFaults;
-      const syncs = after.syncs - before.syncs;
-      detail = {
-        writeFaults: faults,
-        handlerNsPerFault: faults ? (after.faultTimeNs - before.faultTimeNs) / faults : 0,
-        syncs,
-        entriesPerSync: syncs ? (after.entriesCleaned - before.entriesCleaned) / syncs : 0,
-        syncNsPerSync: syncs ? (after.syncTimeNs - before.syncTimeNs) / syncs : 0,
-        coarsened: after.coarsenedBlocks + after.coarsenedMappings,
-        pagesHarvested: after.pagesHarvested - before.pagesHarvested,
-        harvestNsPerSync: syncs ? (after.harvestTimeNs - before.harvestTimeNs) / syncs : 0,
-      };
-    }
-    if (run.companion) detail = { ...detail, ...run.companion.detail };
-    return { samples, detail, companionSamples: run.companion?.samples };
+    const detail = { ...(before && after ? counters(before, after) : {}), ...run.companion?.detail };
+    return { samples: run.samples, detail: Object.keys(detail).length ? detail : undefined, companionSamples: run.companion?.samples };
   } finally {
     owner.dispose();
     rmSync(spec.path, { force: true });

@@ -8,9 +8,9 @@ import { release, tmpdir, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { flushChoice } from '../src/index.js';
-import { fileSystemName, TMPFS_MAGIC } from '../src/testing.js';
+import { fileSystemName, mulberry32, TMPFS_MAGIC } from '../src/testing.js';
 import { Progress } from './progress.js';
-import { summarize } from './stats.js';
+import { ratioInterval, summarize } from './stats.js';
 import { evaluateTargets, type TargetResult } from './targets.js';
 import type { TrialResult, TrialSpec } from './trial.js';
 import { mmapIoProblem, VARIANT_INFO, variantProblem, type VariantName } from './variants.js';
@@ -50,6 +50,20 @@ export interface Row {
   udaxRatio?: number;
   /** udax's own counters, averaged over trials (udax row only). */
   detail?: Record<string, number>;
+  /** The median of the companion's samples (the syncer's sync latency). */
+  companionMedianNs?: number;
+  /** Against the workload's baseline workload (same variant, same run). */
+  baseline?: BaselineRatio;
+}
+
+export interface BaselineRatio {
+  workload: string;
+  /** This row's median ÷ the baseline row's, with its 95% confidence interval. */
+  ratio: number;
+  interval?: [number, number];
+  /** The same for the companions' samples. */
+  companionRatio?: number;
+  companionInterval?: [number, number];
 }
 
 export interface WorkloadResult {
@@ -96,10 +110,22 @@ interface Plan {
   skipped: { variant: VariantName; reason: string }[];
 }
 
+/** The workloads to run: the selected ones, each preceded by its baseline
+ * workload when that was not selected (WORKLOADS order otherwise kept). */
+export function withBaselines(names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const name of names) {
+    const base = WORKLOADS.find((w) => w.name === name)?.baseline;
+    if (base && !names.includes(base) && !out.includes(base)) out.push(base);
+    out.push(name);
+  }
+  return out;
+}
+
 /** Which rows run, which are skipped and why. */
 function plan(o: BenchOptions, paths: ScratchPaths): Plan[] {
   const mmapIo = mmapIoProblem();
-  return o.workloads.map((name) => {
+  return withBaselines(o.workloads).map((name) => {
     const workload = WORKLOADS.find((w) => w.name === name)!;
     const variants: VariantName[] = [];
     const skipped: Plan['skipped'] = [];
@@ -223,13 +249,16 @@ export async function runBench(o: BenchOptions, progressStream?: NodeJS.WriteStr
       const detail = details.length
         ? Object.fromEntries(Object.keys(details[0]).map((k) => [k, details.reduce((a, d) => a + d[k], 0) / details.length]))
         : undefined;
+      const companion = trials.flatMap((t) => t.companionSamples ?? []);
       return { variant, description: VARIANT_INFO[variant], trials: trials.length, samples: s.count, medianNs: s.medianNs, minNs: s.minNs, maxNs: s.maxNs,
-        p5Ns: s.p5Ns, p95Ns: s.p95Ns, detail };
+        p5Ns: s.p5Ns, p95Ns: s.p95Ns, detail, ...(companion.length ? { companionMedianNs: summarize(companion).medianNs } : {}) };
     });
     const udax = rows.find((r) => r.variant === 'udax');
     if (udax) for (const r of rows) r.udaxRatio = udax.medianNs / r.medianNs;
     return { name: p.workload.name, summary: p.workload.summary, op: p.workload.op, fileSize: p.workload.fileSize(o), rows, skipped: p.skipped };
   });
+
+  addBaselineRatios(workloads, (w, v) => results.get(`${w}/${v}`) ?? []);
 
   const cpuModel = cpus()[0]?.model ?? 'unknown';
   return {
@@ -244,4 +273,30 @@ export async function runBench(o: BenchOptions, progressStream?: NodeJS.WriteStr
     workloads,
     targets: evaluateTargets(workloads, o, (w, v) => results.get(`${w}/${v}`)?.map((t) => t.samples)),
   };
+}
+
+/** Each row of a workload with a baseline workload, against that
+ * workload's row of the same variant: the ratio of medians with a bootstrap
+ * 95% interval (bench/stats.ts), for the samples and the companion's. */
+function addBaselineRatios(workloads: WorkloadResult[], trialsOf: (workload: string, variant: VariantName) => TrialResult[]): void {
+  const random = mulberry32(0xba5e);
+  for (const w of workloads) {
+    const base = WORKLOADS.find((x) => x.name === w.name)?.baseline;
+    const baseRows = workloads.find((x) => x.name === base)?.rows;
+    if (!base || !baseRows) continue;
+    for (const r of w.rows) {
+      const b = baseRows.find((x) => x.variant === r.variant);
+      if (!b) continue;
+      const mine = trialsOf(w.name, r.variant);
+      const theirs = trialsOf(base, r.variant);
+      const companion = r.companionMedianNs !== undefined && b.companionMedianNs !== undefined ? {
+        companionRatio: r.companionMedianNs / b.companionMedianNs,
+        companionInterval: ratioInterval(mine.map((t) => t.companionSamples ?? []), theirs.map((t) => t.companionSamples ?? []), random),
+      } : {};
+      r.baseline = {
+        workload: base, ratio: r.medianNs / b.medianNs,
+        interval: ratioInterval(mine.map((t) => t.samples), theirs.map((t) => t.samples), random), ...companion,
+      };
+    }
+  }
 }

@@ -34,6 +34,13 @@ export function formatTable(result: BenchResult): string {
     for (let k = 0; k < w.rows.length; k++) lines.push(table[row++]);
   }
   if (notes.length) lines.push('', ...notes);
+  const interval = (i: [number, number] | undefined) => (i ? ` [95% CI ${formatRatio(i[0])}–${formatRatio(i[1])}]` : '');
+  const against = result.workloads.flatMap((w) => w.rows.filter((r) => r.baseline).map((r) => {
+    const b = r.baseline!;
+    const companion = b.companionRatio === undefined ? '' : `; its syncer's median sync ${formatRatio(b.companionRatio)}${interval(b.companionInterval)}`;
+    return `  ${w.name} / ${r.variant} ÷ ${b.workload} / ${r.variant}: ${w.op} ${formatRatio(b.ratio)}${interval(b.interval)}${companion}`;
+  }));
+  if (against.length) lines.push('', 'against the same work in one process (same run):', ...against);
   lines.push('', 'targets (same run):');
   for (const t of result.targets) {
     const format = (x: number) => (t.kind === 'ratio' ? formatRatio(x) : formatNs(x));

@@ -221,6 +221,30 @@ function mmapIoTarget(path: string, size: number): Target {
 
 // ---- owner and attach -----------------------------------------------------
 
+/** The tracker a variant opens its file with (undefined: the default). */
+function trackerOf(variant: VariantName): 'sigsegv' | 'sigbus' | undefined {
+  return variant === 'udax-sigsegv' || variant === 'bare' ? 'sigsegv' : variant === 'udax-sigbus' ? 'sigbus' : undefined;
+}
+
+const UDAX_VARIANTS: readonly VariantName[] = ['udax', 'udax-sigsegv', 'udax-sigbus'];
+
+/** For a workload run in processes (udax variants only): the file created
+ * and held open here, unmapped, while peer processes open and map it
+ * (openPeerTarget). Its stats() are the shared table's. */
+export function createProcessesOwner(setup: VariantSetup): Pick<Owner, 'stats' | 'dispose'> {
+  if (!UDAX_VARIANTS.includes(setup.variant)) throw new RangeError(`variant ${setup.variant} cannot run across processes`);
+  const file = open(setup.path, { create: true, size: setup.size, entrySize: setup.entrySize, tracker: trackerOf(setup.variant) });
+  return { stats: () => file.stats(), dispose: () => file.close() };
+}
+
+/** In a peer process: the file a processes owner created, opened and mapped
+ * whole, as a target (closing it closes the file). */
+export function openPeerTarget(variant: VariantName, path: string): Target {
+  const file = open(path, { tracker: trackerOf(variant) });
+  const t = udaxTarget(file, file.map());
+  return { ...t, close: () => file.close() };
+}
+
 /** Set the variant up over a new file at setup.path (owner thread). */
 export function createOwner(setup: VariantSetup): Owner {
   const { variant, path, size } = setup;
@@ -240,7 +264,7 @@ export function createOwner(setup: VariantSetup): Owner {
       dispose: () => targets.forEach((t) => t.close()),
     };
   }
-  const tracker = variant === 'udax-sigsegv' || variant === 'bare' ? 'sigsegv' : variant === 'udax-sigbus' ? 'sigbus' : undefined;
+  const tracker = trackerOf(variant);
   const file = open(path, { create: true, size, entrySize: setup.entrySize, tracker });
   if (variant === 'udax' || variant === 'udax-sigsegv' || variant === 'udax-sigbus') {
     const mapping = file.map();

@@ -33,9 +33,22 @@ export interface Workload {
   threads?: number;
   /** A thread that runs beside the writers until they finish (it gets the
    * whole file); what it measures goes into the row's detail. */
-  companion?: (t: Target, all: Partition, stop: Int32Array) => Record<string, number>;
+  companion?: (t: Target, all: Partition, stop: Int32Array) => CompanionResult;
+  /** Run the writers and the companion each in a process of its own, each
+   * opening the file (udax variants only), instead of threads of one. */
+  processes?: boolean;
+  /** The workload whose row of the same variant, in the same run, is this
+   * one's baseline (the runner adds it when it is not selected). */
+  baseline?: string;
   /** Returns one sample (ns per operation) per measured round. */
   run(t: Target, part: Partition, ctx: RunContext): number[];
+}
+
+/** What a companion measured: counters for the row's detail, and its own
+ * samples (ns per operation, e.g. each sync's latency). */
+export interface CompanionResult {
+  detail: Record<string, number>;
+  samples: number[];
 }
 
 const MIN_ROUNDS = 5;
@@ -96,6 +109,39 @@ const BTREE_UPDATES_PER_SYNC = 16;
 const RANDOM_STORES = 200_000;
 const THREADED_BATCH = 4096;
 const THREADED_SYNC_EVERY_NS = 1e6;
+
+/** The threaded writers: batches of random 8-byte stores over the part. */
+function randomStores(t: Target, part: Partition, ctx: RunContext): number[] {
+  const rand = random(ctx.seed);
+  const words = Math.floor(part.length / 8);
+  const bytes = t.view(part.offset, words * 8);
+  const view = new Float64Array(bytes.buffer, bytes.byteOffset, words);
+  return measure(ctx, (i) => {
+    const t0 = now();
+    for (let k = 0; k < THREADED_BATCH; k++) view[Math.floor(rand() * words)] = i;
+    return [now() - t0, THREADED_BATCH];
+  });
+}
+
+/** The threaded syncer: the whole file every millisecond until stop[0] is
+ * set; each sync's latency is a sample. */
+function syncEveryMillisecond(t: Target, all: Partition, stop: Int32Array): CompanionResult {
+  const latencies: number[] = [];
+  let next = now();
+  while (Atomics.load(stop, 0) === 0) {
+    if (now() < next) continue;
+    const t0 = now();
+    t.sync(all.offset, all.length, []);
+    latencies.push(now() - t0);
+    next = t0 + THREADED_SYNC_EVERY_NS;
+  }
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
+  return {
+    detail: { syncerSyncs: sorted.length, syncerMedianNs: q(0.5), syncerP95Ns: q(0.95), syncerMaxNs: sorted[sorted.length - 1] ?? 0 },
+    samples: latencies,
+  };
+}
 
 export const WORKLOADS: readonly Workload[] = [
   {
@@ -251,31 +297,21 @@ export const WORKLOADS: readonly Workload[] = [
     },
     fileSize: (o) => o.size,
     threads: 2,
-    run(t, part, ctx) {
-      const rand = random(ctx.seed);
-      const words = Math.floor(part.length / 8);
-      const bytes = t.view(part.offset, words * 8);
-      const view = new Float64Array(bytes.buffer, bytes.byteOffset, words);
-      return measure(ctx, (i) => {
-        const t0 = now();
-        for (let k = 0; k < THREADED_BATCH; k++) view[Math.floor(rand() * words)] = i;
-        return [now() - t0, THREADED_BATCH];
-      });
-    },
-    companion(t, all, stop) {
-      const latencies: number[] = [];
-      let next = now();
-      while (Atomics.load(stop, 0) === 0) {
-        if (now() < next) continue;
-        const t0 = now();
-        t.sync(all.offset, all.length, []);
-        latencies.push(now() - t0);
-        next = t0 + THREADED_SYNC_EVERY_NS;
-      }
-      latencies.sort((a, b) => a - b);
-      const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
-      return { syncerSyncs: latencies.length, syncerMedianNs: q(0.5), syncerP95Ns: q(0.95), syncerMaxNs: latencies[latencies.length - 1] ?? 0 };
-    },
+    run: randomStores,
+    companion: syncEveryMillisecond,
+  },
+  {
+    name: 'processes',
+    summary: '2 writer processes store to random pages while a third process syncs the whole file every millisecond (threaded across processes; ratio to it)',
+    op: 'store',
+    variants: ['udax', 'udax-sigbus'],
+    skip: { 'udax-sigsegv': 'the sigsegv tracker cannot write-protect another process\'s pages: a writable peer is refused (ERR_UDAX_SHARED)' },
+    fileSize: (o) => o.size,
+    threads: 2,
+    processes: true,
+    baseline: 'threaded',
+    run: randomStores,
+    companion: syncEveryMillisecond,
   },
 ];
 

@@ -33,8 +33,9 @@ const BENCH_HELP = `usage: udax bench [options]
 
 Runs each workload through udax and through the baselines, every trial in a
 fresh node process, and prints median, 5th and 95th percentile, min and max
-time per operation with the ratio of udax to each baseline, then the
-performance targets (n/a where the run's settings are not the targets'
+time per operation with the ratio of udax to each baseline, the ratio of
+each processes row to the same work as threads of one process (with a 95%
+confidence interval), then the performance targets (n/a where the run's settings are not the targets'
 1 thread, 4 KiB entries and 16 GiB --huge). Scratch files are created and
 removed. Paths are checked before anything runs.
 
@@ -43,7 +44,9 @@ options:
                      not exist (default: /dev/shm/udax-bench-<pid>)
   --size BYTES       mapping size for most workloads (default 64M); 4096, 256M, 4G
   --huge BYTES       sparse file size for sync-clean-huge (default 16G)
-  --workload NAME    one of ${WORKLOADS.map((w) => w.name).join(', ')}, a comma list, or all (default)
+  --workload NAME    one of ${WORKLOADS.map((w) => w.name).join(', ')}, a comma list, or all (default);
+                     a workload measured against another (processes against
+                     threaded) runs that one too
   --entry 4k|2m      udax entry size: 4 KiB pages or 2 MiB blocks (default 4k)
   --threads N        writers per trial, each on its own part of the file (default 1)
   --repeat N         fresh processes per row (default 3)

@@ -168,7 +168,9 @@ int sidecar_publish_range(udax_inode *t, uintptr_t start, uintptr_t end, uint64_
 }
 
 int sidecar_peer_attach_access(udax_inode *t, int k) {
-  int pidfd = (int)syscall(SYS_pidfd_open, __atomic_load_n(&t->slots[k].pid, __ATOMIC_ACQUIRE), 0);
+  int32_t pid = __atomic_load_n(&t->slots[k].pid, __ATOMIC_ACQUIRE);
+  if (pid <= 0) return 0;  // detaching: nothing of it to reach
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0) return errno == ESRCH ? 0 : errno;
   // The ptrace check comes before the descriptor lookup: EBADF means allowed.
   int fd = (int)syscall(SYS_pidfd_getfd, pidfd, INT_MAX, 0);
@@ -186,10 +188,11 @@ static int peer_uffd(udax_inode *t, int k, int *err) {
   auto &c = t->peer_uffd[k];
   *err = 0;
   int32_t fdnum = __atomic_load_n(&s->sigbus_uffd, __ATOMIC_ACQUIRE) - 1;
-  // Not ready: dead (nothing of it is writable any more) or still attaching
-  // (no mapping yet).
-  bool ready = fdnum >= 0 && slot_alive(t, k);
+  // Not ready: dead (nothing of it is writable any more), still attaching
+  // (no mapping yet), or detaching (its pid cleared just after its registry
+  // record: pidfd_open(0) would fail the sync with EINVAL).
   int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+  bool ready = fdnum >= 0 && pid > 0 && slot_alive(t, k);
   uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
   if (c.fd >= 0 && (!ready || c.pid != pid || c.gen != gen)) {
     close(c.fd);

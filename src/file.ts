@@ -498,9 +498,11 @@ export class DaxFile {
 
   /** @internal DIRTY the entries the tracker recorded as written and not
    * yet in the table (async: a harvest; sigsegv: nothing to do). Whatever
-   * reports dirt runs it first. */
+   * reports dirt runs it first, readOnly opens too: the written pages it
+   * finds may be another open's or another process's (a read-only checker's
+   * crash states would miss them otherwise). */
   harvest(first = 0, last = this.table.count - 1): void {
-    if (!this.readOnly && first <= last) this.faultTracker.harvest(this.table, first, last);
+    if (first <= last) this.faultTracker.harvest(this.table, first, last);
   }
 
   /** The dirty parts of the file, as merged [offset, length) ranges. */

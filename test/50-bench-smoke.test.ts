@@ -16,9 +16,14 @@ function udax(...args: string[]) {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
 }
 
+// processes (four processes a trial) has a smoke run of its own, below.
 const WORKLOADS = ['fault', 'sync-dense', 'sync-sparse', 'sync-clean-huge', 'wal', 'btree', 'sync-random-huge', 'threaded'];
 
-interface Row { variant: string; medianNs: number; minNs: number; maxNs: number; p5Ns: number; p95Ns: number; samples: number; trials: number; udaxRatio?: number }
+interface Row {
+  variant: string; medianNs: number; minNs: number; maxNs: number; p5Ns: number; p95Ns: number; samples: number; trials: number; udaxRatio?: number;
+  detail?: Record<string, number>;
+  baseline?: { workload: string; ratio: number; interval?: [number, number]; companionRatio?: number; companionInterval?: [number, number] };
+}
 interface Result {
   tool: string;
   options: { file: string };
@@ -32,8 +37,10 @@ function checkResult(r: Result, workloads: string[], threads: number) {
   for (const w of r.workloads) {
     const variants = w.rows.map((row) => row.variant);
     expect(variants[0]).toBe('udax');
-    // every workload has a baseline; the threaded one's syncing thread cannot use raw
-    expect(variants).toContain(w.name === 'threaded' ? 'flush-all' : 'raw');
+    // every workload has a baseline; the threaded one's syncing thread cannot
+    // use raw; processes' is threaded's row of the same variant
+    if (w.name === 'processes') checkAcrossProcesses(w, r.workloads.find((x) => x.name === 'threaded')!);
+    else expect(variants).toContain(w.name === 'threaded' ? 'flush-all' : 'raw');
     for (const row of w.rows) {
       expect(row.trials).toBe(1);
       expect(row.samples).toBeGreaterThanOrEqual(5 * threads);
@@ -52,6 +59,21 @@ function checkResult(r: Result, workloads: string[], threads: number) {
   }
 }
 
+/** The processes rows: the cross-process trackers, each with its ratio to
+ * the threaded row of its variant (and, where both syncers synced, theirs),
+ * and a syncer that ran in its own process. */
+function checkAcrossProcesses(w: Result['workloads'][number], threaded: Result['workloads'][number]) {
+  expect(w.rows.map((row) => row.variant)).toEqual(['udax', 'udax-sigbus'].filter((v) => threaded.rows.some((t) => t.variant === v)));
+  expect(w.skipped).toContainEqual({ variant: 'udax-sigsegv', reason: expect.stringContaining('ERR_UDAX_SHARED') });
+  for (const row of w.rows) {
+    const base = threaded.rows.find((t) => t.variant === row.variant)!;
+    expect(row.baseline).toMatchObject({ workload: 'threaded', ratio: row.medianNs / base.medianNs });
+    expect(row.baseline!.interval![0]).toBeLessThanOrEqual(row.baseline!.interval![1]);
+    if (row.baseline!.companionRatio !== undefined) expect(row.baseline!.companionInterval![0]).toBeLessThanOrEqual(row.baseline!.companionInterval![1]);
+    expect(row.detail!.syncerSyncs).toBe(row.detail!.syncs);  // the table's syncs: all the third process's
+  }
+}
+
 /** Scratch files of the bench process pid (named after it). */
 const leftovers = (pid: number) => [...readdirSync('/dev/shm'), ...readdirSync(tmpdir())].filter((n) => n.startsWith(`udax-bench-${pid}`));
 
@@ -59,7 +81,7 @@ describe('udax bench (smoke)', () => {
   it('runs every workload with tiny sizes, prints the table, writes valid JSON and SVG, leaves no scratch file', () => {
     const json = join(out, 'r.json');
     const chart = join(out, 'r.svg');
-    const r = udax('bench', '--size', '1M', '--huge', '64M', '--repeat', '1', '--time', '5', '--json', json, '--chart', chart);
+    const r = udax('bench', '--workload', WORKLOADS.join(','), '--size', '1M', '--huge', '64M', '--repeat', '1', '--time', '5', '--json', json, '--chart', chart);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     for (const w of WORKLOADS) expect(r.stdout).toContain(w);
@@ -89,6 +111,16 @@ describe('udax bench (smoke)', () => {
     for (const t of result.targets.filter((x) => !x.name.startsWith('threaded'))) expect([t.applies, t.met, t.verdict]).toEqual([false, undefined, 'n/a']);
     expect(r.stdout).not.toMatch(/MISSED/);
     expect(r.stdout.match(/^ {2}n\/a /gm)).toHaveLength(7);
+  }, 60_000);
+
+  it('runs processes with its baseline, threaded, and prints each row against it', () => {
+    const json = join(out, 'p.json');
+    const r = udax('bench', '--workload', 'processes', '--size', '1M', '--repeat', '1', '--time', '5', '--json', json);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    checkResult(JSON.parse(readFileSync(json, 'utf8')) as Result, ['threaded', 'processes'], 1);
+    expect(r.stdout).toMatch(/^against the same work in one process \(same run\):\n {2}processes \/ udax ÷ threaded \/ udax: store [\d.]+× \[95% CI /m);
+    expect(leftovers(r.pid!)).toEqual([]);
   }, 60_000);
 
   it('rejects bad arguments with a message and exit code 2', () => {

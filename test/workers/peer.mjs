@@ -24,16 +24,32 @@
 //   { op: 'size' }                         { size, durableSize } as this process sees them
 //   { op: 'map', offset, length }          a new mapping; later stores go through it
 //   { op: 'close' }                        close, answer, exit
+// Crash images and errseq across processes:
+//   { op: 'crashImage', path, units }      file.crashImage(path, { units }): { differed, persisted }
+//   { op: 'crashStates', k }               file.crashStates({ k }): each state's persisted offsets
+//   { op: 'openHandle' }                   another file.openHandle(): its index (the first is 0)
+//   { op: 'syncHandle', index }            sync through handle index
+// Children of a process that has the file open:
+//   { op: 'spawnSleeper' }                 child_process.spawn('sleep'): its pid
+//   { op: 'forkProbe' }                    udax/testing forkProbe(mapping): fork(); what the child finds
+// The stress with the oracle:
+//   { op: 'stressWriter', id, writers, ms, syncEvery, seed }  for ms, store an increasing
+//       sequence number into word id of random pages (word p*1024+id), syncing every
+//       syncEvery stores; answers each page's last number ([] index p, 0: never stored)
+//   { op: 'syncLoop', ms }                 sync back to back for ms; answers the count
+//   { op: 'reopenLoop', path, times }      times: open path, map it, store into every 16th page, close
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { open, openVolume } from 'udax';
-import { ENTRY_BITS, entryWord, mappingAddress, setHarvestDelay, setResizeDelay } from 'udax/testing';
+import { ENTRY_BITS, entryWord, forkProbe, mappingAddress, setHarvestDelay, setResizeDelay } from 'udax/testing';
 
 let file;
 let mapping;
 const mappings = [];  // every mapping made stays mapped (stores past a shrunk end must meet the kernel)
 let handle;
 const pageMappings = [];
+const handles = [];
 const answer = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const sleepForever = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
 
@@ -43,7 +59,9 @@ function run(c) {
       file = open(c.path, c.opts ?? {});
       if (!file.readOnly) mappings.push(mapping = file.map());
       handle = file.openHandle();
-      return { tracker: file.tracker, size: file.size, pid: process.pid };
+      handles.push(handle);
+      return { tracker: file.tracker, size: file.size, pid: process.pid, media: file.media.kind, syncs: file.stats().syncs,
+        address: mapping ? mappingAddress(mapping) : undefined };
     case 'store':
       mapping.bytes.set(c.bytes, c.offset);
       return true;
@@ -165,6 +183,57 @@ function run(c) {
       file.close();
       answer({ ok: true });
       process.exit(0);
+    // ---- crash images and errseq across processes
+    case 'crashImage': {
+      const r = file.crashImage(c.path, { units: c.units });
+      return { differed: r.differed, persisted: r.persisted };
+    }
+    case 'crashStates': {
+      const states = file.crashStates({ k: c.k });
+      return { differed: states.differed, persisted: [...states].map((st) => st.persisted.map((u) => u.offset)) };
+    }
+    case 'openHandle':
+      handles.push(file.openHandle());
+      return handles.length - 1;
+    case 'syncHandle':
+      handles[c.index].sync();
+      return true;
+    // ---- children of a process that has the file open
+    case 'spawnSleeper':
+      return spawn('sleep', ['60'], { stdio: 'ignore' }).pid;
+    case 'forkProbe':
+      return forkProbe(mapping);
+    // ---- the stress with the oracle
+    case 'stressWriter': {
+      const words = new Int32Array(mapping.bytes.buffer, mapping.bytes.byteOffset, mapping.length / 4);
+      const pages = mapping.length / 4096;
+      const last = new Array(pages).fill(0);
+      let x = c.seed >>> 0;
+      let seq = 0;
+      for (const end = performance.now() + c.ms; performance.now() < end;) {
+        for (let k = 0; k < 256; k++) {
+          x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+          const p = (x >>> 8) % pages;
+          words[p * 1024 + c.id] = ++seq;
+          last[p] = seq;
+          if (seq % c.syncEvery === 0) file.sync();
+        }
+      }
+      return last;
+    }
+    case 'syncLoop': {
+      let n = 0;
+      for (const end = performance.now() + c.ms; performance.now() < end; n++) file.sync();
+      return n;
+    }
+    case 'reopenLoop':
+      for (let k = 0; k < c.times; k++) {
+        const f = open(c.path);
+        const bytes = f.map().bytes;
+        for (let at = (k % 16) * 4096; at < bytes.length; at += 16 * 4096) bytes[at] = k & 255;
+        f.close();
+      }
+      return true;
     default:
       throw new Error(`unknown op ${c.op}`);
   }

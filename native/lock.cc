@@ -61,6 +61,42 @@ static void count_dirty(udax_inode *t, uint32_t index) {
   msg_abort();
 }
 
+// ---- owner-tag locks: the harvest lock, the resize lock -----------------------
+// A tracker word holding its holder's owner tag, with UDAX_TAG_LOCK_WAITERS
+// set while someone sleeps on it; its other bits below the owner field are
+// the lock's own (free while the owner field is 0). A waiter re-checks every
+// kOwnerCheckNs and takes the lock over from a holder that died.
+
+int32_t tag_lock(udax_inode *t, int word, int32_t self) {
+  std::atomic<int32_t> *w = reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[word]);
+  for (;;) {
+    int32_t c = w->load(std::memory_order_acquire);
+    if (!(c & (int32_t)UDAX_ENTRY_OWNER_MASK)) {
+      if (w->compare_exchange_weak(c, self, std::memory_order_acquire)) return c;
+      continue;
+    }
+    if (!(c & UDAX_TAG_LOCK_WAITERS)) {
+      if (!w->compare_exchange_weak(c, c | UDAX_TAG_LOCK_WAITERS, std::memory_order_relaxed)) continue;
+      c |= UDAX_TAG_LOCK_WAITERS;
+    }
+    struct timespec ts = {0, kOwnerCheckNs};
+    syscall(SYS_futex, &t->tracker[word], FUTEX_WAIT, c, &ts, nullptr, 0);
+    if (w->load(std::memory_order_acquire) != c || owner_alive(t, c & (int32_t)UDAX_ENTRY_OWNER_MASK)) continue;
+    if (!w->compare_exchange_strong(c, self, std::memory_order_acquire)) continue;
+    __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
+    if (c & UDAX_TAG_LOCK_WAITERS) tag_lock_wake(t, word);  // the others wait for us now, not for the dead
+    return c;
+  }
+}
+
+void tag_lock_wake(udax_inode *t, int word) {
+  syscall(SYS_futex, &t->tracker[word], FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+void tag_unlock(udax_inode *t, int word, int32_t free_value) {
+  if (__atomic_exchange_n(&t->tracker[word], free_value, __ATOMIC_RELEASE) & UDAX_TAG_LOCK_WAITERS) tag_lock_wake(t, word);
+}
+
 // ---- deadlock detection ------------------------------------------------------
 // Locks taken ascending (the kernel's order: faults take one, writebacks a
 // run from low to high) cannot form a cycle; one appears only when a thread

@@ -486,6 +486,20 @@ void shootdown_slot_reset(udax_sidecar_slot *s);
 // flushes but must keep those entries DIRTY. Caller holds the entry locks.
 bool shootdown_peers(udax_inode *t, uint32_t first, uint32_t last);
 
+// ---- owner-tag locks (native/lock.cc): the harvest lock, the resize lock ----
+// Tracker word `word` of t holds its holder's owner tag, and
+// UDAX_TAG_LOCK_WAITERS while someone sleeps on it; the other bits below the
+// owner field are the lock's own. tag_lock takes it (free: owner field 0),
+// taking it over from a holder that died, and returns the word as it was:
+// its owner field set when it was a dead holder's (the caller recovers what
+// that holder left), else the free word's own bits. tag_unlock stores
+// free_value and wakes the sleepers. (Neither lock is taken in a signal
+// handler.)
+#define UDAX_TAG_LOCK_WAITERS 1
+int32_t tag_lock(udax_inode *t, int word, int32_t self);
+void tag_unlock(udax_inode *t, int word, int32_t free_value);
+void tag_lock_wake(udax_inode *t, int word);
+
 // ---- entry locks (native/lock.cc) -------------------------------------------
 // The same protocol src/entry.ts runs with Atomics, so waiters in the fault
 // handler and in JS wake each other. All async-signal-safe.

@@ -127,19 +127,13 @@ static int scan_written(int pagemap, uintptr_t start, uintptr_t end, int32_t sca
 
 // ---- the harvest lock ------------------------------------------------------------
 // A futex word in the shared table: 0 free, else the holder's owner tag, with
-// kHarvestWaiters set while someone sleeps on it. A waiter whose holder died
+// UDAX_TAG_LOCK_WAITERS set while someone sleeps on it (tag_lock, native/lock.cc). A waiter whose holder died
 // (a process killed mid-sync) takes it over; what the holder was scanning
 // (UDAX_TRACKER_HARVEST_FIRST/END: written bits it may have consumed and not
 // yet turned into DIRTY) becomes DIRTY first. Recovery only sets DIRTY.
 // Innermost: its holder never waits for an entry lock (entry_dirty_nowait),
 // so a thread holding entry locks (withEntriesLocked, a grow) may take it.
 
-static const int32_t kHarvestWaiters = 1;
-static const long kHolderCheckNs = 20 * 1000 * 1000;
-
-static std::atomic<int32_t> *harvest_word(udax_inode *t) {
-  return reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[UDAX_TRACKER_HARVEST_LOCK]);
-}
 
 void dirty_file_range(udax_inode *t, uint64_t from, uint64_t to, int32_t self) {
   if (from >= to) return;
@@ -165,29 +159,12 @@ static void recover_inflight(udax_inode *t, int32_t self) {
 }
 
 void harvest_lock(udax_inode *t) {
-  std::atomic<int32_t> *w = harvest_word(t);
   const int32_t self = entry_owner_tag(t);
-  for (;;) {
-    int32_t c = 0;
-    if (w->compare_exchange_strong(c, self, std::memory_order_acquire)) return;
-    if (!(c & kHarvestWaiters)) {
-      if (!w->compare_exchange_strong(c, c | kHarvestWaiters, std::memory_order_relaxed)) continue;
-      c |= kHarvestWaiters;
-    }
-    struct timespec ts = {0, kHolderCheckNs};
-    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAIT, c, &ts, nullptr, 0);
-    if (w->load(std::memory_order_acquire) != c || owner_alive(t, c & (int32_t)UDAX_ENTRY_OWNER_MASK)) continue;
-    if (!w->compare_exchange_strong(c, self, std::memory_order_acquire)) continue;
-    recover_inflight(t, self);  // the dead holder's scan: DIRTY
-    __atomic_fetch_add(&t->stats[UDAX_STAT_LOCKS_RECOVERED], 1, __ATOMIC_RELAXED);
-    return;
-  }
+  if (tag_lock(t, UDAX_TRACKER_HARVEST_LOCK, self) & (int32_t)UDAX_ENTRY_OWNER_MASK)
+    recover_inflight(t, self);  // a dead holder's scan: DIRTY
 }
 
-void harvest_unlock(udax_inode *t) {
-  if (harvest_word(t)->exchange(0, std::memory_order_release) & kHarvestWaiters)
-    syscall(SYS_futex, &t->tracker[UDAX_TRACKER_HARVEST_LOCK], FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
-}
+void harvest_unlock(udax_inode *t) { tag_unlock(t, UDAX_TRACKER_HARVEST_LOCK, 0); }
 
 void tracker_word_release_dead(udax_inode *t, int word, int32_t v) {
   std::atomic<int32_t> *w = reinterpret_cast<std::atomic<int32_t> *>(&t->tracker[word]);

@@ -146,6 +146,7 @@ export class EntryTable {
    * locks and would wait in a cycle (another thread waiting for one of
    * them) gets ERR_UDAX_DEADLOCK instead, with nothing taken. */
   lock(i: number): void {
+    if (i >= this.#covered) this.#cover(i + 1);  // another process grew the file since this thread looked
     const words = this.words;
     const self = this.self;
     const v = Atomics.load(words, i);
@@ -230,6 +231,7 @@ export class EntryTable {
    * counted already: the count rises before its page becomes writable. */
   forEachMaybeDirty(first: number, last: number, fn: (i: number) => void): void {
     if (last < first) return;
+    if (last >= this.#covered) this.#cover(last + 1);
     const lastGroup = last >>> SUMMARY_SHIFT;
     for (let group = first >>> SUMMARY_SHIFT; group <= lastGroup; ) {
       if (Atomics.load(this.blockDirty, group >>> SUMMARY2_SHIFT) === 0) {

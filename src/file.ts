@@ -160,13 +160,16 @@ export class DaxFile {
 
   /** @internal Catch up with a resize made by any thread: map the fallback
    * again when the file grew past it, with room to grow (a shrink keeps it:
-   * pages past EOF are only read under a SIGBUS guard). Entry points that use the fallback or
-   * the media call this; the store path never does. Caller holds no entry
-   * lock of this file (unmapping waits for nothing, but stays simple). */
-  refresh(): void {
+   * pages past EOF are only read under a SIGBUS guard), and at least over
+   * [0, atLeast): another process may resize between this and the caller's
+   * use, so a caller names the range it will flush. Entry points that use
+   * the fallback or the media call this; the store path never does. Caller
+   * holds no entry lock of this file (unmapping waits for nothing, but
+   * stays simple). */
+  refresh(atLeast = 0): void {
     const resizes = this.table.resizes;
-    if (resizes === this.#resizesSeen) return;
-    const size = this.#wholeEntries(this.size);
+    if (resizes === this.#resizesSeen && atLeast <= this.#fallbackLength) return;
+    const size = this.#wholeEntries(Math.max(this.size, atLeast));
     if (size > this.#fallbackLength) {
       // Doubling (mapping past EOF is allowed) keeps a file that grows a page
       // at a time from remapping at every grow.
@@ -175,7 +178,7 @@ export class DaxFile {
       try {
         region = native.mapRegion(this.fileId, this.table.id, 0, wanted, true, false, false, false, false, false);
       } catch (e) {
-        if ((e as { code?: string }).code === 'EINVAL') return;  // shrunk meanwhile: the next call catches up
+        if ((e as { code?: string }).code === 'EINVAL') return;  // past the table's capacity: the caller's range check says so
         throw e;
       }
       native.unmapRegion(this.#fallback);
@@ -302,8 +305,8 @@ export class DaxFile {
   #writeback(offset: number, length: number): SyncResult {
     if (this.readOnly) return { entries: 0, bytes: 0 };
     this.faultTracker.check(this.path);
-    this.refresh();
     const { first, last } = this.table.entryRange(offset, length);
+    this.refresh((last + 1) * this.entrySize);
     this.harvest(first, last);  // the range only: the rest keeps its written bits
     return writeback(this.table, first, last, this.fallbackRegion, this.#persistence.beginWriteback());
   }
@@ -367,7 +370,7 @@ export class DaxFile {
         if (!this.#resizeTo(grownTo, size)) continue;
         grownFrom = size;
       }
-      this.refresh();
+      this.refresh(end);  // even if another process shrinks it meanwhile and grows it again
       try {
         const n = this.table.withLocked(first, last, () => {
           // Under the locks no shrink can cut [position, end) (it would need

@@ -33,9 +33,9 @@ function maxRunEntries(table: EntryTable): number {
 
 /** Mark every DIRTY entry of [first, last] TOWRITE; returns them ascending. */
 export function tagForWriteback(table: EntryTable, first: number, last: number): number[] {
-  const words = table.words;
   const tagged: number[] = [];
   table.forEachMaybeDirty(first, last, (i) => {
+    const words = table.words;  // (views widen when another process grows the file)
     const v = Atomics.load(words, i);
     if (!(v & DIRTY)) return;
     if (!(v & TOWRITE)) Atomics.or(words, i, TOWRITE);
@@ -50,7 +50,6 @@ const shootdown = new Float64Array(1);
 /** Write back the tagged entries [first, last] (all tagged by the caller's
  * snapshot). Holds their locks, ascending, for the whole run. */
 function writebackRun(table: EntryTable, first: number, last: number, fallbackRegion: number, result: SyncResult, hooks?: WritebackHooks): void {
-  const words = table.words;
   // Entries this run flushed: only these may be cleaned. TOWRITE alone is not
   // enough — a concurrent sync may tag an entry after we found it not due
   // (cleaned by a third sync, then re-dirtied), and clearing DIRTY on it
@@ -59,7 +58,7 @@ function writebackRun(table: EntryTable, first: number, last: number, fallbackRe
   // Only entries due when we come to them are locked (a run may span clean
   // gaps; native/writeback.cc WritebackRun says why that is enough).
   const held = new Uint8Array(last - first + 1);
-  const dueWord = (i: number) => (Atomics.load(words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
+  const dueWord = (i: number) => (Atomics.load(table.words, i) & (DIRTY | TOWRITE)) === (DIRTY | TOWRITE);
   let locked = first;
   try {
     for (; locked <= last; locked++) {

@@ -244,7 +244,7 @@ lines.on('line', (line) => {
   try {
     answer({ ok: run(JSON.parse(line)) ?? null });
   } catch (e) {
-    answer({ error: { code: e.code, message: e.message, syscall: e.syscall } });
+    answer({ error: { code: e.code, message: e.message, syscall: e.syscall, stack: e.stack } });
   }
 });
 lines.on('close', () => process.exit(0));

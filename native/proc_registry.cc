@@ -40,18 +40,6 @@ static const int kRegistries = 8;
 static udax_proc_registry g_registries[kRegistries];
 static std::mutex g_registries_mutex;
 
-// Does another open file description hold an OFD write lock on byte i of fd?
-// (An OFD lock never conflicts with its own.) Async-signal-safe.
-static bool byte_locked_by_other(int fd, off_t i) {
-  struct flock fl = {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = i;
-  fl.l_len = 1;
-  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: assume alive
-  return fl.l_type != F_UNLCK;
-}
-
 static uint64_t realtime_ns() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -87,12 +75,7 @@ static int join(udax_proc_registry *reg, const char *dir, const char **call) {
   proc_record *recs = (proc_record *)mem;
   for (uint32_t j = 0; j < kRecords; j++) {
     uint32_t i = ((uint32_t)getpid() + j) % kRecords;
-    struct flock fl = {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = i;
-    fl.l_len = 1;
-    if (fcntl(fd, F_OFD_SETLK, &fl) != 0) continue;
+    if (ofd_lock_range(fd, i, 1) != 0) continue;
     // A killed predecessor's waits go (punched: zeros that hold no memory).
     fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(kRecordsBytes + (size_t)i * UDAX_WAIT_THREADS * 4),
               (off_t)(UDAX_WAIT_THREADS * 4));
@@ -129,7 +112,7 @@ bool proc_alive(const udax_proc_registry *reg, uint32_t index, uint64_t gen) {
   if (index >= kRecords) return false;  // never a real record
   const proc_record *recs = (const proc_record *)reg->recs;
   if (__atomic_load_n(&recs[index].gen, __ATOMIC_ACQUIRE) != gen) return false;  // a later owner's, or none
-  return byte_locked_by_other(reg->fd, index);
+  return ofd_locked_by_other(reg->fd, index, 1);
 }
 
 std::atomic<uint32_t> *proc_wait_word(const udax_proc_registry *reg, uint32_t record, uint32_t thread) {

@@ -386,15 +386,17 @@ static void birth_time(int fd, int64_t *sec, uint32_t *nsec) {
     *sec = sx.stx_btime.tv_sec, *nsec = sx.stx_btime.tv_nsec;
 }
 
-// Slot k's previous process died attached: the stores in its mappings, which
-// no scan can find any more, become DIRTY, and its range records go.
-static void dirty_stale_ranges(udax_inode *t, int k) {
-  int32_t self = entry_owner_tag(t);
-  // (Each claimer frees its predecessor's before it bumps gen: older
-  // generations have none left.)
-  sidecar_free_ranges_of(t, sidecar_range_owner(k, t->slots[k].gen), [&](uintptr_t start, uintptr_t end, uint64_t fo) {
-    dirty_file_range(t, fo, fo + (end - start), self);
-  });
+void sidecar_dirty_dead_ranges(udax_inode *t, int k, uint32_t gen, int32_t self) {
+  const uint64_t owner = sidecar_range_owner(k, gen);
+  uint32_t high = __atomic_load_n(&t->hdr->ranges_high, __ATOMIC_ACQUIRE);
+  if (high > UDAX_SIDECAR_RANGES) high = UDAX_SIDECAR_RANGES;
+  for (uint32_t i = 0; i < high; i++) {
+    udax_sidecar_range *r = &t->ranges[i];
+    uint64_t o = __atomic_load_n(&r->owner, __ATOMIC_ACQUIRE);
+    if ((o & ~UDAX_RANGE_BUSY) != owner) continue;
+    if (!(o & UDAX_RANGE_BUSY) && r->end > r->start) dirty_file_range(t, r->file_offset, r->file_offset + (r->end - r->start), self);
+    __atomic_compare_exchange_n(&r->owner, &o, (uint64_t)0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+  }
 }
 
 udax_inode *sidecar_attach(const char *dir, int data_fd, uint64_t size, uint32_t shift, dev_t dev, ino_t ino,
@@ -492,8 +494,10 @@ udax_inode *sidecar_attach(const char *dir, int data_fd, uint64_t size, uint32_t
     // Used before (next-fit: only after every other slot was): locks its
     // threads left (a killed process, a terminated worker) go, DIRTY; then
     // the stores in a killed process's mappings become DIRTY.
+    // (Each claimer frees its predecessor's ranges before it bumps gen:
+    // older generations have none left.)
     entry_release_dead_slot(t, slot);
-    dirty_stale_ranges(t, slot);
+    sidecar_dirty_dead_ranges(t, slot, s->gen, entry_owner_tag(t));
   }
   t->hdr->next_slot = (uint32_t)slot + 1;
   if ((uint32_t)slot >= t->hdr->slots_high) __atomic_store_n(&t->hdr->slots_high, (uint32_t)slot + 1, __ATOMIC_RELEASE);
@@ -530,11 +534,7 @@ void sidecar_detach(udax_inode *t) {
   int fd = reopen_locked(t, LOCK_EX);
   clear_slot(t);
   // Under the flock, no opener is joining: if no one is left, the name goes.
-  if (fd >= 0) {
-    bool alive = false;
-    for (int k = 0, high = sidecar_slots_high(t); k < high && !alive; k++) alive = k != t->slot && slot_alive(t, k);
-    if (!alive) unlink(t->sidecar_path);
-  }
+  if (fd >= 0 && sidecar_peers(t) == 0) unlink(t->sidecar_path);
   munmap(t->mem, t->mem_len);
   for (auto &c : t->peer_uffd)
     if (c.fd >= 0) close(c.fd);
@@ -552,9 +552,7 @@ void sidecar_detach(udax_inode *t) {
 void sidecar_forget_at_exit(udax_inode *t) {
   int fd = reopen_locked(t, LOCK_EX | LOCK_NB);
   if (fd < 0) return;
-  bool alive = false;
-  for (int k = 0, high = sidecar_slots_high(t); k < high && !alive; k++) alive = k != t->slot && slot_alive(t, k);
-  if (!alive) unlink(t->sidecar_path);
+  if (sidecar_peers(t) == 0) unlink(t->sidecar_path);
   flock(fd, LOCK_UN);
   close(fd);
 }

@@ -307,6 +307,16 @@ struct udax_vma_policy {
 };
 extern udax_vma_policy g_vma;
 
+// ---- OFD locks (native/ofd_lock.cc) -------------------------------------------
+// A write lock on bytes [start, start+len) of fd's open file description
+// (len 0: to the end), never waiting: 0, or the errno (EAGAIN: another
+// description holds a conflicting one).
+int ofd_lock_range(int fd, off_t start, off_t len);
+// Does another open file description hold a write lock on [start,
+// start+len) of fd? (One's own never conflicts; true when fcntl cannot
+// tell.) Async-signal-safe.
+bool ofd_locked_by_other(int fd, off_t start, off_t len);
+
 // ---- the process registry (native/proc_registry.cc) -------------------------
 #define UDAX_PROC_RECORDS 4096u  // processes using one sidecar directory at once
 // The layout of the registry and of the sidecars together (each names its
@@ -413,18 +423,10 @@ template <class F> void sidecar_for_each_range(udax_inode *t, uint64_t owner, F 
     f((uintptr_t)start, (uintptr_t)end, file_offset);
   }
 }
-// Free the records of `owner` (a dead process's) after f has seen each.
-template <class F> void sidecar_free_ranges_of(udax_inode *t, uint64_t owner, F f) {
-  uint32_t high = __atomic_load_n(&t->hdr->ranges_high, __ATOMIC_ACQUIRE);
-  if (high > UDAX_SIDECAR_RANGES) high = UDAX_SIDECAR_RANGES;
-  for (uint32_t i = 0; i < high; i++) {
-    udax_sidecar_range *r = &t->ranges[i];
-    uint64_t o = __atomic_load_n(&r->owner, __ATOMIC_ACQUIRE);
-    if ((o & ~UDAX_RANGE_BUSY) != owner) continue;
-    if (!(o & UDAX_RANGE_BUSY) && r->end > r->start) f((uintptr_t)r->start, (uintptr_t)r->end, r->file_offset);
-    __atomic_compare_exchange_n(&r->owner, &o, (uint64_t)0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-  }
-}
+// Slot k's process died with generation gen: the stores in its mappings,
+// which no scan can find any more, become DIRTY (as self), and its range
+// records are freed (by CAS: a claimer of k and a harvest may both run it).
+void sidecar_dirty_dead_ranges(udax_inode *t, int k, uint32_t gen, int32_t self);
 // The sidecar's path for data file (dev, ino) in dir.
 void sidecar_name(const char *dir, dev_t dev, ino_t ino, char *out, size_t len);
 // Attach this process to the sidecar of data file fd (dev, ino) in dir, and

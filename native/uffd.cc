@@ -233,9 +233,7 @@ int harvest_region(udax_region *r, uint64_t from, uint64_t to, int32_t self, uin
 static void harvest_dead_peer(udax_inode *t, int k, int32_t self) {
   uint32_t gen = __atomic_load_n(&t->slots[k].gen, __ATOMIC_ACQUIRE);
   if (t->dead_cleaned[k] == gen + 1) return;
-  sidecar_free_ranges_of(t, sidecar_range_owner(k, gen), [&](uintptr_t start, uintptr_t end, uint64_t fo) {
-    dirty_file_range(t, fo, fo + (end - start), self);
-  });
+  sidecar_dirty_dead_ranges(t, k, gen, self);
   t->dead_cleaned[k] = gen + 1;
 }
 

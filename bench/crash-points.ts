@@ -12,16 +12,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exploreCrashPoints } from '../src/index.js';
 import { recover, workload } from './crash-points-module.js';
+import { option } from './options.js';
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const trials = Number(arg('trials', '5'));
-const workerCounts = arg('workers', '1,2').split(',').map(Number);
-const k = Number(arg('k', '3'));
-const dir = arg('dir', '/dev/shm');
+const trials = Number(option('trials', '5'));
+const workerCounts = option('workers', '1,2').split(',').map(Number);
+const k = Number(option('k', '3'));
+const dir = option('dir', '/dev/shm');
 const module = fileURLToPath(new URL('./crash-points-module.js', import.meta.url));
 
 interface Row { workers: number; statesPerSecond: number[]; states: number; points: number }

@@ -18,16 +18,12 @@ type TrackerName = 'async' | 'sigsegv' | 'sigbus';
 const availability = (t: TrackerName) => t === 'async' ? asyncTrackerAvailability() : t === 'sigbus' ? sigbusTrackerAvailability() : { available: true, reason: '' };
 import { ratioInterval, summarize, type TrialSamples } from './stats.js';
 import { formatNs } from './units.js';
+import { option } from './options.js';
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const FILES = Number(arg('files', '10000'));
-const trials = Number(arg('trials', '3'));
-const dir = arg('dir', '/dev/shm');
-const trackers = arg('trackers', 'async,sigsegv,sigbus').split(',') as TrackerName[];
+const FILES = Number(option('files', '10000'));
+const trials = Number(option('trials', '3'));
+const dir = option('dir', '/dev/shm');
+const trackers = option('trackers', 'async,sigsegv,sigbus').split(',') as TrackerName[];
 const PAGE = 4096;
 const PROBE_PAGES = 1024;
 const BATCH = 16;

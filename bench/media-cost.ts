@@ -8,14 +8,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type DaxFile, type Mapping, type OpenOptions } from '../src/index.js';
 import { mulberry32 } from '../src/testing.js';
+import { option } from './options.js';
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const rounds = Number(arg('rounds', '200'));
-const dir = arg('dir', '/dev/shm');
+const rounds = Number(option('rounds', '200'));
+const dir = option('dir', '/dev/shm');
 const SIZE = 64 * 1024 * 1024;
 const PAGE = 4096;
 const PAGES = SIZE / PAGE;

@@ -20,15 +20,11 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { open } from '../src/index.js';
+import { option } from './options.js';
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const rounds = Number(arg('rounds', '300'));
-const dir = arg('dir', '/dev/shm');
-const tracker = arg('tracker', 'async') as 'async' | 'sigbus' | 'sigsegv';
+const rounds = Number(option('rounds', '300'));
+const dir = option('dir', '/dev/shm');
+const tracker = option('tracker', 'async') as 'async' | 'sigbus' | 'sigsegv';
 const PAGE = 4096;
 const SIZE = 1024 * PAGE;
 const DIRTY = 64;

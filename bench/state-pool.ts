@@ -38,15 +38,11 @@ import { mulberry32 } from '../src/testing.js';
 import { hashAllocRecover, hashRecover, recover } from './state-pool-module.js';
 import { medianInterval, ratioInterval } from './stats.js';
 import { statePoolTarget } from './targets.js';
+import { option } from './options.js';
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const trials = Number(arg('trials', '7'));
-const workerCounts = arg('workers', '1,2').split(',').map(Number);
-const dir = arg('dir', '/dev/shm');
+const trials = Number(option('trials', '7'));
+const workerCounts = option('workers', '1,2').split(',').map(Number);
+const dir = option('dir', '/dev/shm');
 const module = fileURLToPath(new URL('./state-pool-module.js', import.meta.url));
 const PAGE = 4096;
 
@@ -105,7 +101,7 @@ const RECOVERIES: Recovery[] = [
     },
   },
 ];
-const chosen = arg('recoveries', 'cheap,hash,sqlite').split(',').map((n) => {
+const chosen = option('recoveries', 'cheap,hash,sqlite').split(',').map((n) => {
   const r = RECOVERIES.find((x) => x.name === n);
   if (!r) throw new RangeError(`unknown recovery ${n}: one of ${RECOVERIES.map((x) => x.name).join(', ')}`);
   return r;

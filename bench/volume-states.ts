@@ -15,18 +15,14 @@ import { mulberry32 } from '../src/testing.js';
 import { summarize, type TrialSamples } from './stats.js';
 import { crashStateTarget } from './targets.js';
 import { formatBytes, formatNs } from './units.js';
+import { option } from './options.js';
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const rounds = Number(arg('rounds', '200'));
-const trials = Number(arg('trials', '3'));
-const dir = arg('dir', '/dev/shm');
+const rounds = Number(option('rounds', '200'));
+const trials = Number(option('trials', '3'));
+const dir = option('dir', '/dev/shm');
 const MiB = 2 ** 20;
 const PAGE = 4096;
-const SIZES = arg('sizes', '1,64,256').split(',').map((m) => Number(m) * MiB);
+const SIZES = option('sizes', '1,64,256').split(',').map((m) => Number(m) * MiB);
 const DIRTY = [4, 64];
 const WHOLE_COPY_ROUNDS = 10;
 

@@ -1,28 +1,30 @@
 // Open-file-description locks (fcntl F_OFD_SETLK): Node has no fcntl. A
 // volume locks its .udax/lock file with one (src/volume-lock.ts decides what
 // a refusal means); the process registry (native/proc_registry.cc) holds one
-// byte per process for its life. An OFD lock belongs to the open file description, not to
-// the process: a second open of the file conflicts with it even in the same
-// process, and closing the description (fileClose) releases it.
+// byte per process for its life. An OFD lock belongs to the open file
+// description, not to the process: a second open of the file conflicts with
+// it even in the same process, and closing the description releases it.
 #include "udax.h"
 
 #include <fcntl.h>
 
-int ofd_lock_range(int fd, off_t start, off_t len) {
+// A write lock on [start, start+len), as F_OFD_SETLK and F_OFD_GETLK take it.
+static struct flock write_lock(off_t start, off_t len) {
   struct flock fl = {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   fl.l_start = start;
   fl.l_len = len;
+  return fl;
+}
+
+int ofd_lock_range(int fd, off_t start, off_t len) {
+  struct flock fl = write_lock(start, len);
   return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
 }
 
 bool ofd_locked_by_other(int fd, off_t start, off_t len) {
-  struct flock fl = {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = start;
-  fl.l_len = len;
+  struct flock fl = write_lock(start, len);
   if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: assume held
   return fl.l_type != F_UNLCK;
 }

@@ -240,14 +240,11 @@ static Napi::Value InodeBind(const Napi::CallbackInfo &info) {
 // At process exit (atexit): files still open leave no sidecar behind unless
 // another process still has them open. Other threads may still run (a worker
 // closing a file frees its inode under g_objects_mutex): the walk holds the
-// mutex. If it cannot be had soon (a thread that exits holding it), the
-// sidecars stay, for the next opener's sweep.
+// mutex, whose holders never wait for anything long. (lock, not try_lock:
+// pthread_mutex_trylock is GLIBC_2.34, and the prebuilt binary loads with
+// glibc 2.33.)
 static void inodes_forget_at_exit() {
-  std::unique_lock<std::mutex> lock(g_objects_mutex, std::defer_lock);
-  for (int tries = 0; !lock.try_lock(); tries++) {
-    if (tries == 100) return;
-    usleep(1000);
-  }
+  std::lock_guard<std::mutex> lock(g_objects_mutex);
   for (int k = 0; k < UDAX_MAX_INODES; k++)
     if (udax_inode *t = g_inodes[k]) sidecar_forget_at_exit(t);
 }
